@@ -1,0 +1,334 @@
+// Package activities holds every side effect of the workflows: database
+// reads and writes, upstream HTTP calls and event publishing.
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/aihigress/aihigress/internal/events"
+	"github.com/aihigress/aihigress/internal/providers"
+	"github.com/aihigress/aihigress/internal/store"
+	"github.com/aihigress/aihigress/models"
+	"github.com/aihigress/aihigress/workflows"
+)
+
+// ChatLimits bound the prompt that a run sends upstream.
+type ChatLimits struct {
+	HistoryMaxMessages int
+	HistoryMaxChars    int
+	DeltaMergeWindow   time.Duration
+	HeartbeatInterval  time.Duration
+}
+
+// Chat holds the dependencies of the chat run activities.
+type Chat struct {
+	Store   *store.Store
+	Bus     *events.Bus
+	Catalog *providers.Catalog
+	Client  *providers.Client
+	Limits  ChatLimits
+	Logger  *slog.Logger
+}
+
+// StartRun marks the run running and resolves its logical model into the
+// ordered list of candidates that the workflow will try.
+func (a *Chat) StartRun(ctx context.Context, runID string) (workflows.StartRunResult, error) {
+	run, err := a.Store.RunByID(ctx, runID)
+	if errors.Is(err, store.ErrNotFound) {
+		return workflows.StartRunResult{}, temporal.NewNonRetryableApplicationError("run "+runID+" does not exist", workflows.ErrorRunNotFound, nil)
+	}
+	if err != nil {
+		return workflows.StartRunResult{}, err
+	}
+
+	candidates, err := a.Catalog.Candidates(run.RequestedLogicalModel, providers.CapabilityChat)
+	if err != nil {
+		return workflows.StartRunResult{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("logical model %q cannot serve chat: %v", run.RequestedLogicalModel, err), workflows.ErrorUnknownModel, nil)
+	}
+	if len(candidates) == 0 {
+		return workflows.StartRunResult{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("logical model %q has no usable candidate", run.RequestedLogicalModel), workflows.ErrorNoCandidate, nil)
+	}
+
+	if err := a.Store.MarkRunning(ctx, runID); err != nil {
+		return workflows.StartRunResult{}, fmt.Errorf("mark run %s running: %w", runID, err)
+	}
+	lastSeq, err := a.Store.LastSeq(ctx, runID)
+	if err != nil {
+		return workflows.StartRunResult{}, err
+	}
+
+	result := workflows.StartRunResult{LastSeq: lastSeq}
+	for _, c := range candidates {
+		result.Candidates = append(result.Candidates, workflows.Candidate{ProviderID: c.ProviderID, Model: c.Model})
+	}
+	return result, nil
+}
+
+// StreamChat makes one upstream attempt: it streams the reply into run
+// events, stores the full text on success and returns only a summary.
+func (a *Chat) StreamChat(ctx context.Context, in workflows.StreamChatInput) (workflows.StreamChatResult, error) {
+	info := activity.GetInfo(ctx)
+	logger := a.Logger.With("run_id", in.RunID, "workflow_id", info.WorkflowExecution.ID,
+		"attempt", in.Attempt, "provider", in.Candidate.ProviderID)
+
+	run, err := a.Store.RunByID(ctx, in.RunID)
+	if errors.Is(err, store.ErrNotFound) {
+		return workflows.StreamChatResult{}, temporal.NewNonRetryableApplicationError("run "+in.RunID+" does not exist", workflows.ErrorRunNotFound, nil)
+	}
+	if err != nil {
+		return workflows.StreamChatResult{}, err
+	}
+	logger = logger.With("user_id", run.UserID)
+
+	provider, ok := a.Catalog.Provider(in.Candidate.ProviderID)
+	if !ok {
+		return workflows.StreamChatResult{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("provider %q is not configured on this worker", in.Candidate.ProviderID), workflows.ErrorNoCandidate, nil)
+	}
+	if err := a.Store.RecordAttempt(ctx, run.ID, in.Attempt, provider.ID, in.Candidate.Model); err != nil {
+		return workflows.StreamChatResult{}, fmt.Errorf("record attempt: %w", err)
+	}
+
+	messages, err := a.buildPrompt(ctx, run)
+	if err != nil {
+		return workflows.StreamChatResult{}, err
+	}
+
+	writer, err := a.openWriter(ctx, run.ID, in.Attempt, logger)
+	if err != nil {
+		return workflows.StreamChatResult{}, err
+	}
+	defer func() {
+		// Deltas that were queued must be stored even when the attempt is
+		// canceled, so that the next attempt knows to send message.reset.
+		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := writer.Close(closeCtx); err != nil {
+			logger.Warn("close event writer failed", "error", err)
+		}
+	}()
+
+	stopHeartbeat := a.heartbeat(ctx, writer)
+	defer stopHeartbeat()
+
+	started := time.Now()
+	request := providers.ChatRequest{Model: in.Candidate.Model, Messages: messages}
+	if len(run.ModelPreset) > 0 {
+		// The API accepts only JSON objects without model, messages or
+		// stream as presets, so the preset can be forwarded field by field.
+		if err := json.Unmarshal(run.ModelPreset, &request.Extra); err != nil {
+			return workflows.StreamChatResult{}, temporal.NewNonRetryableApplicationError("model_preset is not a JSON object", workflows.ErrorInvalidInput, err)
+		}
+	}
+	result, err := a.Client.StreamChat(ctx, provider, request, writer.Delta)
+	if err != nil {
+		return workflows.StreamChatResult{}, a.attemptError(ctx, err, logger)
+	}
+	if err := writer.Flush(ctx); err != nil {
+		return workflows.StreamChatResult{}, fmt.Errorf("store events: %w", err)
+	}
+
+	usage := models.Usage{}
+	if result.Usage != nil {
+		usage = models.Usage{PromptTokens: result.Usage.PromptTokens, CompletionTokens: result.Usage.CompletionTokens}
+	}
+	if err := a.Store.SaveOutput(ctx, run.ID, result.Text, usage); err != nil {
+		return workflows.StreamChatResult{}, fmt.Errorf("store output: %w", err)
+	}
+	logger.Info("upstream attempt succeeded", "chars", len(result.Text), "duration_ms", time.Since(started).Milliseconds())
+
+	return workflows.StreamChatResult{
+		TextLength:       len(result.Text),
+		PromptTokens:     usage.PromptTokens,
+		CompletionTokens: usage.CompletionTokens,
+		LastSeq:          writer.LastSeq(),
+	}, nil
+}
+
+// openWriter starts the run's event writer after the last stored event and
+// tells clients to drop partial text when an earlier attempt streamed some.
+func (a *Chat) openWriter(ctx context.Context, runID string, attempt int, logger *slog.Logger) (*events.Writer, error) {
+	lastSeq, err := a.Store.LastSeq(ctx, runID)
+	if err != nil {
+		return nil, err
+	}
+	partial, err := a.Store.DeltaSinceReset(ctx, runID)
+	if err != nil {
+		return nil, err
+	}
+	writer := events.NewWriter(a.Store, a.Bus, runID, lastSeq, a.Limits.DeltaMergeWindow, logger)
+	if partial {
+		if err := writer.Emit(models.EventMessageReset, map[string]any{"attempt": attempt, "reason": "retrying after a failed upstream attempt"}); err != nil {
+			return nil, err
+		}
+	}
+	return writer, nil
+}
+
+// heartbeat records heartbeats until the returned function is called. The
+// worker's heartbeat throttle decides how often they reach the server, and
+// cancellation arrives with the server's reply.
+func (a *Chat) heartbeat(ctx context.Context, writer *events.Writer) (stop func()) {
+	interval := a.Limits.HeartbeatInterval
+	if interval <= 0 {
+		interval = 200 * time.Millisecond
+	}
+	done := make(chan struct{})
+	go func() {
+		ticker := time.NewTicker(interval)
+		defer ticker.Stop()
+		for {
+			activity.RecordHeartbeat(ctx, writer.LastSeq())
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-ticker.C:
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+// attemptError converts an upstream failure into the error the workflow
+// classifies: cancellation stays a context error, and upstream failures
+// become application errors typed by their kind.
+func (a *Chat) attemptError(ctx context.Context, err error, logger *slog.Logger) error {
+	if ctx.Err() != nil {
+		logger.Info("upstream attempt canceled")
+		return ctx.Err()
+	}
+	var upstreamErr *providers.UpstreamError
+	if errors.As(err, &upstreamErr) {
+		logger.Warn("upstream attempt failed", "error_kind", upstreamErr.Kind, "status", upstreamErr.StatusCode, "error", upstreamErr.Message)
+		return temporal.NewApplicationErrorWithOptions(upstreamErr.Error(), string(upstreamErr.Kind), temporal.ApplicationErrorOptions{
+			NonRetryable: !upstreamErr.Retryable(),
+		})
+	}
+	logger.Warn("upstream attempt failed", "error", err)
+	return temporal.NewApplicationError(err.Error(), "internal_error")
+}
+
+// buildPrompt assembles the system prompt and the conversation so far, up to
+// and including the run's user message. When the limits cut the history, the
+// oldest messages go first; the user message itself always stays.
+func (a *Chat) buildPrompt(ctx context.Context, run *models.ChatRun) ([]providers.Message, error) {
+	if run.ConversationID == nil || run.UserMessageID == nil {
+		return nil, temporal.NewNonRetryableApplicationError("run "+run.ID+" has no conversation", workflows.ErrorInvalidInput, nil)
+	}
+	userMessage, err := a.Store.Message(ctx, *run.UserMessageID)
+	if err != nil {
+		return nil, fmt.Errorf("load user message: %w", err)
+	}
+	conv, err := a.Store.Conversation(ctx, run.UserID, *run.ConversationID)
+	if err != nil {
+		return nil, fmt.Errorf("load conversation: %w", err)
+	}
+	assistant, err := a.Store.Assistant(ctx, run.UserID, conv.AssistantID)
+	if err != nil {
+		return nil, fmt.Errorf("load assistant: %w", err)
+	}
+	history, err := a.Store.History(ctx, conv.ID, userMessage.Seq, max(a.Limits.HistoryMaxMessages, 1))
+	if err != nil {
+		return nil, err
+	}
+
+	turns := make([]providers.Message, 0, len(history))
+	for _, m := range history {
+		text := m.Text()
+		if text == "" {
+			continue // failed or pending assistant replies
+		}
+		turns = append(turns, providers.Message{Role: m.Role, Content: text})
+	}
+	turns = trimHistory(turns, a.Limits.HistoryMaxChars)
+
+	messages := make([]providers.Message, 0, len(turns)+1)
+	if assistant.SystemPrompt != "" {
+		messages = append(messages, providers.Message{Role: "system", Content: assistant.SystemPrompt})
+	}
+	return append(messages, turns...), nil
+}
+
+// trimHistory drops the oldest turns until the total length is within
+// maxChars; the last turn is always kept. maxChars <= 0 disables the limit.
+func trimHistory(turns []providers.Message, maxChars int) []providers.Message {
+	if maxChars <= 0 || len(turns) == 0 {
+		return turns
+	}
+	total := 0
+	first := len(turns) - 1
+	total += len(turns[first].Content)
+	for first > 0 && total+len(turns[first-1].Content) <= maxChars {
+		first--
+		total += len(turns[first].Content)
+	}
+	return turns[first:]
+}
+
+// FinalizeRun ends the run exactly once and publishes its terminal events.
+func (a *Chat) FinalizeRun(ctx context.Context, in workflows.FinalizeInput) (workflows.FinalizeResult, error) {
+	logger := a.Logger.With("run_id", in.RunID, "workflow_id", activity.GetInfo(ctx).WorkflowExecution.ID)
+
+	outcome := store.Outcome{Status: in.Status, ErrorCode: in.ErrorCode, ErrorMessage: in.ErrorMessage}
+	run, terminal, changed, err := a.Store.FinalizeRun(ctx, in.RunID, outcome, terminalEvents)
+	if errors.Is(err, store.ErrNotFound) {
+		// The conversation was deleted while the run was active.
+		logger.Info("run deleted before it was finalized")
+		return workflows.FinalizeResult{Status: in.Status}, nil
+	}
+	if err != nil {
+		return workflows.FinalizeResult{}, err
+	}
+	if changed {
+		if err := a.Bus.Publish(ctx, terminal); err != nil {
+			logger.Warn("publish terminal events failed", "error", err)
+		}
+		logger.Info("run finalized", "user_id", run.UserID, "status", run.Status, "error_code", run.ErrorCode)
+	}
+
+	lastSeq, err := a.Store.LastSeq(ctx, in.RunID)
+	if err != nil {
+		return workflows.FinalizeResult{}, err
+	}
+	return workflows.FinalizeResult{Status: run.Status, LastSeq: lastSeq}, nil
+}
+
+// terminalEvents builds the events that close a run.
+func terminalEvents(run models.ChatRun, nextSeq int64) []models.ChatRunEvent {
+	detail := run.Detail(nextSeq, false)
+	now := time.Now().UTC()
+	event := func(seq int64, eventType string, payload any) models.ChatRunEvent {
+		return models.ChatRunEvent{RunID: run.ID, Seq: seq, EventType: eventType, Payload: models.MustJSON(payload), CreatedAt: now}
+	}
+
+	switch run.Status {
+	case models.RunSucceeded:
+		return []models.ChatRunEvent{event(nextSeq, models.EventMessageCompleted, map[string]any{
+			"output_text": run.OutputText, "run": detail,
+		})}
+	case models.RunCanceled:
+		detail.LastSeq = nextSeq + 1
+		return []models.ChatRunEvent{
+			event(nextSeq, models.EventRunCanceled, map[string]any{"run": detail}),
+			event(nextSeq+1, models.EventMessageFailed, map[string]any{
+				"error_code": "canceled", "error_message": "the run was canceled", "run": detail,
+			}),
+		}
+	default:
+		return []models.ChatRunEvent{event(nextSeq, models.EventMessageFailed, map[string]any{
+			"error_code": run.ErrorCode, "error_message": run.ErrorMessage, "run": detail,
+		})}
+	}
+}

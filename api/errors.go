@@ -1,0 +1,91 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+)
+
+// errorBody is the JSON shape of every error: {"error": {"code", "message"}}.
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func abortError(c *gin.Context, status int, code, message string) {
+	c.AbortWithStatusJSON(status, errorBody{Error: errorDetail{Code: code, Message: message}})
+}
+
+// decodeJSON reads the request body into dst, rejecting unknown fields,
+// fields of the wrong type, trailing data and bodies over the size limit.
+// On failure it writes a 4xx error and returns false.
+func decodeJSON(c *gin.Context, dst any) bool {
+	dec := json.NewDecoder(c.Request.Body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(dst)
+	if err == nil {
+		if dec.More() {
+			abortError(c, http.StatusBadRequest, "invalid_json", "request body must contain a single JSON object")
+			return false
+		}
+		if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+			abortError(c, http.StatusBadRequest, "invalid_json", "request body must contain a single JSON object")
+			return false
+		}
+		return true
+	}
+
+	var (
+		syntaxErr   *json.SyntaxError
+		typeErr     *json.UnmarshalTypeError
+		tooLargeErr *http.MaxBytesError
+	)
+	switch {
+	case errors.As(err, &tooLargeErr):
+		abortError(c, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("request body exceeds %d bytes", tooLargeErr.Limit))
+	case errors.Is(err, io.EOF):
+		abortError(c, http.StatusBadRequest, "invalid_json", "request body is empty; send a JSON object")
+	case errors.As(err, &syntaxErr):
+		abortError(c, http.StatusBadRequest, "invalid_json", fmt.Sprintf("malformed JSON at byte %d: %v", syntaxErr.Offset, err))
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		abortError(c, http.StatusBadRequest, "invalid_json", "malformed JSON: the body ends early")
+	case errors.As(err, &typeErr):
+		field := typeErr.Field
+		if field == "" {
+			abortError(c, http.StatusBadRequest, "invalid_json", fmt.Sprintf("request body must be a JSON object, got %s", typeErr.Value))
+			return false
+		}
+		abortError(c, http.StatusBadRequest, "invalid_field", fmt.Sprintf("field %q must be of type %s, got %s", field, jsonTypeName(typeErr.Type.Kind().String()), typeErr.Value))
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		name := strings.TrimPrefix(err.Error(), "json: unknown field ")
+		abortError(c, http.StatusBadRequest, "unknown_field", fmt.Sprintf("unknown field %s", name))
+	default:
+		abortError(c, http.StatusBadRequest, "invalid_json", "malformed JSON: "+err.Error())
+	}
+	return false
+}
+
+func jsonTypeName(kind string) string {
+	switch kind {
+	case "string":
+		return "string"
+	case "bool":
+		return "boolean"
+	case "int", "int32", "int64", "uint", "uint32", "uint64", "float32", "float64":
+		return "number"
+	case "map", "struct":
+		return "object"
+	case "slice", "array":
+		return "array"
+	}
+	return kind
+}

@@ -1,0 +1,284 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gin-gonic/gin"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/aihigress/aihigress/internal/store"
+	"github.com/aihigress/aihigress/models"
+	"github.com/aihigress/aihigress/workflows"
+)
+
+const maxIdempotencyKey = 255
+
+type messageView struct {
+	ID             string            `json:"id"`
+	ConversationID string            `json:"conversation_id"`
+	Seq            int64             `json:"seq"`
+	Role           string            `json:"role"`
+	Content        json.RawMessage   `json:"content"`
+	RunID          *string           `json:"run_id"`
+	Run            *models.RunDetail `json:"run"`
+	CreatedAt      time.Time         `json:"created_at"`
+	UpdatedAt      time.Time         `json:"updated_at"`
+}
+
+func viewMessage(m *models.Message) messageView {
+	return messageView{
+		ID: m.ID, ConversationID: m.ConversationID, Seq: m.Seq, Role: m.Role, Content: json.RawMessage(m.Content),
+		RunID: m.RunID, CreatedAt: m.CreatedAt, UpdatedAt: m.UpdatedAt,
+	}
+}
+
+type postMessageRequest struct {
+	Content              *string         `json:"content"`
+	OverrideLogicalModel string          `json:"override_logical_model"`
+	ModelPreset          json.RawMessage `json:"model_preset"`
+	Streaming            bool            `json:"streaming"`
+	Background           bool            `json:"background"`
+}
+
+func (s *Server) postMessage(c *gin.Context) {
+	user := currentUser(c)
+	conv, err := s.Store.Conversation(c, user.ID, c.Param("id"))
+	if s.lookupError(c, "conversation", err) {
+		return
+	}
+
+	var req postMessageRequest
+	if !decodeJSON(c, &req) {
+		return
+	}
+	if req.Content == nil || strings.TrimSpace(*req.Content) == "" {
+		abortError(c, http.StatusBadRequest, "empty_content", "content must be a non-empty string")
+		return
+	}
+	if n := utf8.RuneCountInString(*req.Content); n > s.Limits.MaxContentChars {
+		abortError(c, http.StatusBadRequest, "content_too_long", fmt.Sprintf("content has %d characters; the limit is %d", n, s.Limits.MaxContentChars))
+		return
+	}
+	idempotencyKey := c.GetHeader("Idempotency-Key")
+	if len(idempotencyKey) > maxIdempotencyKey {
+		abortError(c, http.StatusBadRequest, "invalid_idempotency_key", fmt.Sprintf("Idempotency-Key must be at most %d characters", maxIdempotencyKey))
+		return
+	}
+
+	assistant, err := s.Store.Assistant(c, user.ID, conv.AssistantID)
+	if s.lookupError(c, "assistant", err) {
+		return
+	}
+	logicalModel := assistant.DefaultLogicalModel
+	field := "the assistant's default_logical_model"
+	if req.OverrideLogicalModel != "" {
+		logicalModel, field = req.OverrideLogicalModel, "override_logical_model"
+	}
+	if !s.checkChatModel(c, field, logicalModel) {
+		return
+	}
+	preset, ok := validPreset(c, req.ModelPreset)
+	if !ok {
+		return
+	}
+	if preset == nil {
+		preset = assistant.ModelPreset
+	}
+
+	turn, err := s.Store.CreateTurn(c, store.NewTurn{
+		UserID: user.ID, ConversationID: conv.ID, Content: *req.Content, LogicalModel: logicalModel,
+		ModelPreset: preset, IdempotencyKey: idempotencyKey,
+	})
+	if s.lookupError(c, "conversation", err) {
+		return
+	}
+	if !s.startRun(c, &turn.Run, *req.Content) {
+		return
+	}
+	s.respondRun(c, turn, req.Streaming || wantsEventStream(c), req.Background)
+}
+
+func (s *Server) regenerate(c *gin.Context) {
+	var req struct {
+		Streaming  bool `json:"streaming"`
+		Background bool `json:"background"`
+	}
+	if c.Request.ContentLength != 0 && !decodeJSON(c, &req) {
+		return
+	}
+	turn, err := s.Store.Regenerate(c, currentUser(c).ID, c.Param("id"))
+	if errors.Is(err, store.ErrConflict) {
+		abortError(c, http.StatusConflict, "run_active", "the message's current run has not ended; cancel it or wait")
+		return
+	}
+	if s.lookupError(c, "message", err) {
+		return
+	}
+	if !s.startRun(c, &turn.Run, turn.UserMessage.Text()) {
+		return
+	}
+	s.respondRun(c, turn, req.Streaming || wantsEventStream(c), req.Background)
+}
+
+// startRun starts the run's workflow. Starting is idempotent on the workflow
+// ID, so a retried request with the same Idempotency-Key reaches the same
+// workflow. When Temporal cannot be reached the run is failed, so that it
+// does not stay queued forever, and the client gets a 503.
+func (s *Server) startRun(c *gin.Context, run *models.ChatRun, prompt string) bool {
+	opts := client.StartWorkflowOptions{
+		ID:                       run.WorkflowID,
+		TaskQueue:                workflows.ChatTaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		StaticSummary:            runSummary(run.Kind, run.RequestedLogicalModel, prompt),
+		TypedSearchAttributes:    runSearchAttributes(run),
+	}
+	_, err := s.Temporal.ExecuteWorkflow(c, opts, workflows.ChatRunWorkflowName, workflows.ChatRunInput{
+		RunID: run.ID, MaxAttempts: s.Limits.UpstreamMaxAttempts,
+	})
+	var alreadyStarted *serviceErrorAlreadyStarted
+	if err == nil || errors.As(err, &alreadyStarted) {
+		return true
+	}
+
+	s.Logger.Error("start workflow failed", "run_id", run.ID, "workflow_id", run.WorkflowID, "user_id", run.UserID, "error", err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	outcome := store.Outcome{Status: models.RunFailed, ErrorCode: "workflow_start_failed", ErrorMessage: "the run could not be started"}
+	if _, _, _, ferr := s.Store.FinalizeRun(ctx, run.ID, outcome, nil); ferr != nil {
+		s.Logger.Error("fail unstarted run", "run_id", run.ID, "error", ferr)
+	}
+	abortError(c, http.StatusServiceUnavailable, "workflow_start_failed", "the run could not be started because Temporal is unreachable; try again shortly")
+	return false
+}
+
+// runSummary is the workflow's static summary: the kind, the model and the
+// first 80 characters of the prompt.
+func runSummary(kind, model, prompt string) string {
+	prompt = strings.Join(strings.Fields(prompt), " ")
+	if utf8.RuneCountInString(prompt) > 80 {
+		prompt = string([]rune(prompt)[:80]) + "…"
+	}
+	return fmt.Sprintf("%s %s: %s", kind, model, prompt)
+}
+
+func runSearchAttributes(run *models.ChatRun) temporal.SearchAttributes {
+	updates := []temporal.SearchAttributeUpdate{
+		workflows.AttrUserID.ValueSet(run.UserID),
+		workflows.AttrLogicalModel.ValueSet(run.RequestedLogicalModel),
+		workflows.AttrRunKind.ValueSet(run.Kind),
+		workflows.AttrRunStatus.ValueSet(models.RunQueued),
+	}
+	if run.ConversationID != nil {
+		updates = append(updates, workflows.AttrConversationID.ValueSet(*run.ConversationID))
+	}
+	return temporal.NewSearchAttributes(updates...)
+}
+
+// respondRun answers a request that started a run: as an SSE stream, at once
+// with 202, or after waiting for the run to end.
+func (s *Server) respondRun(c *gin.Context, turn *store.Turn, streaming, background bool) {
+	if streaming {
+		s.streamEvents(c, turn.Run.ID, 0)
+		return
+	}
+	if !background {
+		ctx, cancel := context.WithTimeout(c, s.Limits.SyncWaitTimeout)
+		var result workflows.FinalizeResult
+		err := s.Temporal.GetWorkflow(ctx, turn.Run.WorkflowID, "").Get(ctx, &result)
+		cancel()
+		if err == nil {
+			s.writeTurn(c, http.StatusOK, turn)
+			return
+		}
+		if c.Request.Context().Err() != nil {
+			return
+		}
+		s.Logger.Info("run still active after the wait limit", "run_id", turn.Run.ID, "error", err)
+	}
+	c.Header("Location", "/v1/runs/"+turn.Run.ID)
+	s.writeTurn(c, http.StatusAccepted, turn)
+}
+
+func (s *Server) writeTurn(c *gin.Context, status int, turn *store.Turn) {
+	detail, err := s.runDetail(c, turn.Run.UserID, turn.Run.ID, true)
+	if s.lookupError(c, "run", err) {
+		return
+	}
+	c.JSON(status, gin.H{
+		"user_message_id":      turn.UserMessage.ID,
+		"assistant_message_id": turn.AssistantMessage.ID,
+		"run":                  detail,
+	})
+}
+
+func wantsEventStream(c *gin.Context) bool {
+	return strings.Contains(c.GetHeader("Accept"), "text/event-stream")
+}
+
+func (s *Server) listMessages(c *gin.Context) {
+	conv, err := s.Store.Conversation(c, currentUser(c).ID, c.Param("id"))
+	if s.lookupError(c, "conversation", err) {
+		return
+	}
+	page, ok := pageParams(c)
+	if !ok {
+		return
+	}
+	items, next, err := s.Store.ListMessages(c, conv.ID, page)
+	if s.pageError(c, err) {
+		return
+	}
+
+	runIDs := make([]string, 0, len(items))
+	for _, m := range items {
+		if m.RunID != nil && m.Role == models.RoleAssistant {
+			runIDs = append(runIDs, *m.RunID)
+		}
+	}
+	runs, err := s.Store.RunsByID(c, runIDs)
+	if err != nil {
+		s.internalError(c, "load runs failed", err)
+		return
+	}
+	lastSeqs, err := s.Store.LastSeqs(c, runIDs)
+	if err != nil {
+		s.internalError(c, "load runs failed", err)
+		return
+	}
+
+	views := make([]messageView, len(items))
+	for i := range items {
+		views[i] = viewMessage(&items[i])
+		if items[i].Role != models.RoleAssistant || items[i].RunID == nil {
+			continue
+		}
+		if run, ok := runs[*items[i].RunID]; ok {
+			detail := run.Detail(lastSeqs[run.ID], false)
+			views[i].Run = &detail
+		}
+	}
+	c.JSON(http.StatusOK, gin.H{"items": views, "next_cursor": nullable(next)})
+}
+
+func (s *Server) clearMessages(c *gin.Context) {
+	conv, err := s.Store.Conversation(c, currentUser(c).ID, c.Param("id"))
+	if s.lookupError(c, "conversation", err) {
+		return
+	}
+	s.cancelConversationRuns(c, conv.ID)
+	if err := s.Store.ClearMessages(c, conv.ID); err != nil {
+		s.internalError(c, "clear messages failed", err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}

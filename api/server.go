@@ -1,0 +1,132 @@
+// Package api holds the HTTP handlers. Handlers read and write through the
+// store and start or signal workflows through the Temporal client; they never
+// call upstreams themselves.
+package api
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+	"go.temporal.io/sdk/client"
+
+	"github.com/aihigress/aihigress/internal/auth"
+	"github.com/aihigress/aihigress/internal/events"
+	"github.com/aihigress/aihigress/internal/providers"
+	"github.com/aihigress/aihigress/internal/store"
+)
+
+// Limits are the request limits that handlers enforce.
+type Limits struct {
+	MaxBodyBytes        int64
+	MaxContentChars     int
+	SyncWaitTimeout     time.Duration
+	UpstreamMaxAttempts int
+}
+
+// Server holds the dependencies of the handlers.
+type Server struct {
+	Store    *store.Store
+	Temporal client.Client
+	Issuer   *auth.Issuer
+	Catalog  *providers.Catalog
+	Follower *events.Follower
+	Limits   Limits
+	Logger   *slog.Logger
+}
+
+// Handler returns the HTTP handler with every route.
+func (s *Server) Handler() http.Handler {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.Use(s.requestID, s.recover, s.limitBody)
+	r.NoRoute(func(c *gin.Context) {
+		abortError(c, http.StatusNotFound, "not_found", "no route for "+c.Request.Method+" "+c.Request.URL.Path)
+	})
+	r.NoMethod(func(c *gin.Context) {
+		abortError(c, http.StatusMethodNotAllowed, "method_not_allowed", c.Request.Method+" is not allowed on "+c.Request.URL.Path)
+	})
+
+	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+
+	r.POST("/auth/register", s.register)
+	r.POST("/auth/login", s.login)
+
+	authed := r.Group("/", s.requireUser)
+	authed.GET("/auth/me", s.me)
+
+	v1 := authed.Group("/v1")
+	v1.GET("/models", s.listModels)
+
+	v1.POST("/assistants", s.createAssistant)
+	v1.GET("/assistants", s.listAssistants)
+	v1.GET("/assistants/:id", s.getAssistant)
+	v1.PUT("/assistants/:id", s.updateAssistant)
+	v1.DELETE("/assistants/:id", s.deleteAssistant)
+
+	v1.POST("/conversations", s.createConversation)
+	v1.GET("/conversations", s.listConversations)
+	v1.GET("/conversations/:id", s.getConversation)
+	v1.PUT("/conversations/:id", s.updateConversation)
+	v1.DELETE("/conversations/:id", s.deleteConversation)
+
+	v1.POST("/conversations/:id/messages", s.postMessage)
+	v1.GET("/conversations/:id/messages", s.listMessages)
+	v1.DELETE("/conversations/:id/messages", s.clearMessages)
+	v1.POST("/messages/:id/regenerate", s.regenerate)
+
+	v1.GET("/runs/:id", s.getRun)
+	v1.POST("/runs/:id/cancel", s.cancelRun)
+	v1.GET("/runs/:id/events", s.streamRunEvents)
+	return r
+}
+
+func (s *Server) requestID(c *gin.Context) {
+	id := c.GetHeader("X-Request-Id")
+	if id == "" || len(id) > 128 {
+		id = uuid.NewString()
+	}
+	c.Header("X-Request-Id", id)
+	c.Set("request_id", id)
+	c.Next()
+}
+
+// recover turns a panic into a JSON 500 and logs it; a panic is a bug, but
+// the client still gets the documented error shape.
+func (s *Server) recover(c *gin.Context) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			s.Logger.Error("handler panic", "path", c.FullPath(), "panic", p, "request_id", c.GetString("request_id"))
+			if !c.Writer.Written() {
+				abortError(c, http.StatusInternalServerError, "internal_error", "internal error; the request ID is in the X-Request-Id header")
+			}
+		}
+	}()
+	c.Next()
+}
+
+func (s *Server) limitBody(c *gin.Context) {
+	if c.Request.Body != nil && s.Limits.MaxBodyBytes > 0 {
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.Limits.MaxBodyBytes)
+	}
+	c.Next()
+}
+
+// internalError logs err and answers 500; used only for failures of the
+// database or Temporal that the client cannot fix.
+func (s *Server) internalError(c *gin.Context, msg string, err error) {
+	s.Logger.Error(msg, "error", err, "path", c.FullPath(), "user_id", c.GetString("user_id"), "request_id", c.GetString("request_id"))
+	abortError(c, http.StatusInternalServerError, "internal_error", msg)
+}
+
+// unavailable logs err and answers 503 when a dependency is down.
+func (s *Server) unavailable(c *gin.Context, msg string, err error) {
+	s.Logger.Error(msg, "error", err, "path", c.FullPath(), "user_id", c.GetString("user_id"), "request_id", c.GetString("request_id"))
+	abortError(c, http.StatusServiceUnavailable, "service_unavailable", msg+"; try again shortly")
+}

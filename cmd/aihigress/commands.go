@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/aihigress/aihigress/internal/app"
+	"github.com/aihigress/aihigress/internal/config"
+	"github.com/aihigress/aihigress/internal/devenv"
+	"github.com/aihigress/aihigress/internal/mockupstream"
+	"github.com/aihigress/aihigress/internal/providers"
+	"github.com/aihigress/aihigress/internal/store"
+)
+
+func runServe(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
+	warnGeneratedSecrets(cfg, logger)
+	a, err := app.Connect(ctx, cfg, nil, logger)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if err := a.EnsureAdmin(ctx, cfg.AdminUsername, cfg.AdminPassword, printf); err != nil {
+		return err
+	}
+	return a.Serve(ctx)
+}
+
+func runWorker(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
+	a, err := app.Connect(ctx, cfg, nil, logger)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	return a.RunWorker(ctx)
+}
+
+func runMigrate(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
+	st, err := store.Open(ctx, store.Options{DatabaseURL: cfg.DatabaseURL, SQLitePath: cfg.SQLitePath})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	applied, err := st.Migrate(ctx)
+	if err != nil {
+		return err
+	}
+	logger.Info("migrations applied", "dialect", st.Dialect, "count", len(applied), "files", applied)
+	return nil
+}
+
+func runMockUpstream(ctx context.Context, args []string, logger *slog.Logger) error {
+	flags := flag.NewFlagSet("mock-upstream", flag.ContinueOnError)
+	addr := flags.String("addr", "127.0.0.1:18081", "listen address")
+	tps := flags.Float64("tps", 50, "tokens per second; 0 sends tokens without pacing")
+	ttft := flags.Duration("ttft", 100*time.Millisecond, "delay before the first token")
+	apiKey := flags.String("api-key", "", "require this bearer key when set")
+	if err := flags.Parse(args); err != nil {
+		return err
+	}
+	logger.Info("mock upstream listening", "addr", *addr, "tps", *tps, "ttft", *ttft)
+	return mockupstream.Run(ctx, *addr, mockupstream.Options{
+		TokensPerSecond: *tps, TimeToFirstToken: *ttft, APIKey: *apiKey, Logger: logger,
+	})
+}
+
+// runDev starts whatever is not configured (Redis, Temporal, an upstream),
+// then the API and the worker in this process.
+func runDev(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
+	warnGeneratedSecrets(cfg, logger)
+
+	if cfg.RedisURL == "" {
+		redisServer, url, err := devenv.StartRedis()
+		if err != nil {
+			return err
+		}
+		defer redisServer.Close()
+		cfg.RedisURL = url
+		logger.Info("REDIS_URL is not set; started an embedded Redis-protocol server", "url", url)
+	}
+
+	if cfg.TemporalAddress == "" {
+		logger.Info("TEMPORAL_ADDRESS is not set; starting the Temporal dev server", "cli", cfg.TemporalCLIPath, "db", cfg.TemporalDBPath)
+		srv, err := devenv.StartTemporal(ctx, devenv.TemporalOptions{
+			CLIPath:   cfg.TemporalCLIPath,
+			HostPort:  "127.0.0.1:7233",
+			Namespace: cfg.TemporalNamespace,
+			DBPath:    cfg.TemporalDBPath,
+			UIPort:    strconv.Itoa(cfg.TemporalUIPort),
+			Output:    os.Stderr,
+		})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := srv.Stop(); err != nil {
+				logger.Warn("stop Temporal dev server", "error", err)
+			}
+		}()
+		cfg.TemporalAddress = srv.FrontendHostPort()
+		logger.Info("Temporal dev server ready", "address", cfg.TemporalAddress, "web_ui", fmt.Sprintf("http://127.0.0.1:%d", cfg.TemporalUIPort))
+	}
+
+	catalog, err := providers.LoadCatalog(os.Getenv, os.ReadFile)
+	if err != nil {
+		return fmt.Errorf("load providers: %w", err)
+	}
+
+	group, groupCtx := errgroup.WithContext(ctx)
+	if catalog.Empty() {
+		mock, err := mockupstream.Start(cfg.MockUpstreamAddr, mockupstream.Options{TokensPerSecond: 40, TimeToFirstToken: 150 * time.Millisecond, Logger: logger})
+		if err != nil {
+			return fmt.Errorf("start mock upstream: %w", err)
+		}
+		defer mock.Close()
+		err = catalog.AddProvider(providers.Provider{ID: "mock", Name: "Mock upstream", Kind: "openai", BaseURL: mock.URL() + "/v1"},
+			providers.LogicalModel{Name: "mock-gpt", Candidates: []providers.Candidate{{ProviderID: "mock", Model: "mock-gpt"}}},
+			providers.LogicalModel{Name: "mock-gpt-mini", Candidates: []providers.Candidate{{ProviderID: "mock", Model: "mock-gpt-mini"}}},
+		)
+		if err != nil {
+			return err
+		}
+		logger.Warn("no provider is configured; registered the mock upstream as provider \"mock\" with models mock-gpt and mock-gpt-mini",
+			"base_url", mock.URL()+"/v1")
+	}
+
+	a, err := app.Connect(ctx, cfg, catalog, logger)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if err := a.EnsureAdmin(ctx, cfg.AdminUsername, cfg.AdminPassword, printf); err != nil {
+		return err
+	}
+
+	group.Go(func() error { return a.RunWorker(groupCtx) })
+	group.Go(func() error { return a.Serve(groupCtx) })
+	logger.Info("AI Higress dev is up", "api", "http://"+cfg.HTTPAddr)
+	return group.Wait()
+}
+
+func printf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, format, args...)
+}

@@ -1,0 +1,167 @@
+// Package config reads the service configuration from environment variables.
+package config
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the whole service configuration. Load fills it from the
+// environment; every field has a default that works for `aihigress dev`.
+type Config struct {
+	HTTPAddr string
+
+	// DatabaseURL is a postgres:// URL. When empty, SQLitePath is used.
+	DatabaseURL string
+	SQLitePath  string
+
+	// RedisURL is a redis:// URL. When empty, `dev` starts an embedded server.
+	RedisURL    string
+	RedisPrefix string
+
+	// TemporalAddress is host:port. When empty, `dev` starts a dev server.
+	TemporalAddress   string
+	TemporalNamespace string
+	TemporalCLIPath   string
+	TemporalUIPort    int
+	TemporalDBPath    string
+
+	JWTSecret     string
+	MasterKey     string
+	AccessTTL     time.Duration
+	RefreshTTL    time.Duration
+	AdminUsername string
+	AdminPassword string
+
+	ProvidersFile string
+
+	// MockUpstreamAddr is where `dev` serves the mock upstream.
+	MockUpstreamAddr string
+
+	// Chat limits.
+	MaxContentChars     int
+	HistoryMaxMessages  int
+	HistoryMaxChars     int
+	SyncWaitTimeout     time.Duration
+	SSEHeartbeat        time.Duration
+	DeltaMergeWindow    time.Duration
+	UpstreamMaxAttempts int
+
+	// GeneratedSecrets lists the names of secrets that Load generated because
+	// they were unset. They are fine for development but change on restart.
+	GeneratedSecrets []string
+}
+
+// Load reads the configuration through getenv, usually os.Getenv.
+func Load(getenv func(string) string) (Config, error) {
+	env := lookup{getenv: getenv}
+	cfg := Config{
+		HTTPAddr:            env.str("HTTP_ADDR", "127.0.0.1:8080"),
+		DatabaseURL:         env.str("DATABASE_URL", ""),
+		SQLitePath:          env.str("SQLITE_PATH", "data/aihigress.db"),
+		RedisURL:            env.str("REDIS_URL", ""),
+		RedisPrefix:         env.str("REDIS_PREFIX", "aih:"),
+		TemporalAddress:     env.str("TEMPORAL_ADDRESS", ""),
+		TemporalNamespace:   env.str("TEMPORAL_NAMESPACE", "default"),
+		TemporalCLIPath:     env.str("TEMPORAL_CLI_PATH", "bin/temporal"),
+		TemporalDBPath:      env.str("TEMPORAL_DB_PATH", "data/temporal.db"),
+		JWTSecret:           env.str("JWT_SECRET", ""),
+		MasterKey:           env.str("MASTER_KEY", ""),
+		AdminUsername:       env.str("ADMIN_USERNAME", "admin"),
+		AdminPassword:       env.str("ADMIN_PASSWORD", ""),
+		ProvidersFile:       env.str("PROVIDERS_FILE", ""),
+		MockUpstreamAddr:    env.str("MOCK_UPSTREAM_ADDR", "127.0.0.1:18081"),
+		TemporalUIPort:      env.integer("TEMPORAL_UI_PORT", 8233),
+		MaxContentChars:     env.integer("MAX_CONTENT_CHARS", 32000),
+		HistoryMaxMessages:  env.integer("HISTORY_MAX_MESSAGES", 40),
+		HistoryMaxChars:     env.integer("HISTORY_MAX_CHARS", 64000),
+		UpstreamMaxAttempts: env.integer("UPSTREAM_MAX_ATTEMPTS", 4),
+		AccessTTL:           env.duration("ACCESS_TOKEN_TTL", 30*time.Minute),
+		RefreshTTL:          env.duration("REFRESH_TOKEN_TTL", 7*24*time.Hour),
+		SyncWaitTimeout:     env.duration("SYNC_WAIT_TIMEOUT", 60*time.Second),
+		SSEHeartbeat:        env.duration("SSE_HEARTBEAT", 15*time.Second),
+		DeltaMergeWindow:    env.duration("DELTA_MERGE_WINDOW", 50*time.Millisecond),
+	}
+	if len(env.errs) > 0 {
+		return Config{}, fmt.Errorf("invalid configuration: %s", strings.Join(env.errs, "; "))
+	}
+
+	if cfg.JWTSecret == "" {
+		cfg.JWTSecret = randomHex(32)
+		cfg.GeneratedSecrets = append(cfg.GeneratedSecrets, "JWT_SECRET")
+	}
+	if cfg.MasterKey == "" {
+		cfg.MasterKey = randomHex(32)
+		cfg.GeneratedSecrets = append(cfg.GeneratedSecrets, "MASTER_KEY")
+	}
+	if len(cfg.JWTSecret) < 16 {
+		return Config{}, fmt.Errorf("invalid configuration: JWT_SECRET must be at least 16 characters")
+	}
+	if cfg.SSEHeartbeat <= 0 || cfg.SSEHeartbeat > 15*time.Second {
+		return Config{}, fmt.Errorf("invalid configuration: SSE_HEARTBEAT must be between 1ms and 15s, got %s", cfg.SSEHeartbeat)
+	}
+	if cfg.UpstreamMaxAttempts < 1 {
+		return Config{}, fmt.Errorf("invalid configuration: UPSTREAM_MAX_ATTEMPTS must be at least 1, got %d", cfg.UpstreamMaxAttempts)
+	}
+	return cfg, nil
+}
+
+// UsesPostgres reports whether DatabaseURL selects PostgreSQL.
+func (c Config) UsesPostgres() bool {
+	return strings.HasPrefix(c.DatabaseURL, "postgres://") || strings.HasPrefix(c.DatabaseURL, "postgresql://")
+}
+
+type lookup struct {
+	getenv func(string) string
+	errs   []string
+}
+
+func (l *lookup) str(name, fallback string) string {
+	if v := strings.TrimSpace(l.getenv(name)); v != "" {
+		return v
+	}
+	return fallback
+}
+
+func (l *lookup) integer(name string, fallback int) int {
+	raw := strings.TrimSpace(l.getenv(name))
+	if raw == "" {
+		return fallback
+	}
+	n, err := strconv.Atoi(raw)
+	if err != nil || n < 0 {
+		l.errs = append(l.errs, fmt.Sprintf("%s must be a non-negative integer, got %q", name, raw))
+		return fallback
+	}
+	return n
+}
+
+func (l *lookup) duration(name string, fallback time.Duration) time.Duration {
+	raw := strings.TrimSpace(l.getenv(name))
+	if raw == "" {
+		return fallback
+	}
+	d, err := time.ParseDuration(raw)
+	if err != nil || d < 0 {
+		l.errs = append(l.errs, fmt.Sprintf("%s must be a Go duration such as 30s or 15m, got %q", name, raw))
+		return fallback
+	}
+	return d
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("crypto/rand failed: %v", err))
+	}
+	return hex.EncodeToString(b)
+}
+
+// RandomToken returns n random bytes, hex-encoded.
+func RandomToken(n int) string {
+	return randomHex(n)
+}

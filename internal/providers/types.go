@@ -1,0 +1,111 @@
+// Package providers holds the upstream catalog (providers, logical models and
+// their candidates) and the HTTP client for OpenAI-compatible chat upstreams.
+package providers
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Capability names what a logical model may be used for.
+type Capability string
+
+const (
+	CapabilityChat            Capability = "chat"
+	CapabilityImageGeneration Capability = "image_generation"
+)
+
+// Provider is one upstream account: a base URL, a key and extra headers.
+type Provider struct {
+	ID             string            `json:"id" yaml:"id"`
+	Name           string            `json:"name" yaml:"name"`
+	Kind           string            `json:"kind" yaml:"kind"` // "openai" or "gemini"
+	BaseURL        string            `json:"base_url" yaml:"base_url"`
+	APIKey         string            `json:"api_key" yaml:"api_key"`
+	Headers        map[string]string `json:"headers,omitempty" yaml:"headers,omitempty"`
+	TimeoutSeconds int               `json:"timeout_seconds,omitempty" yaml:"timeout_seconds,omitempty"`
+}
+
+// Candidate is one upstream model that can serve a logical model.
+type Candidate struct {
+	ProviderID string `json:"provider_id" yaml:"provider_id"`
+	Model      string `json:"model" yaml:"model"`
+	Priority   int    `json:"priority,omitempty" yaml:"priority,omitempty"`
+	Weight     int    `json:"weight,omitempty" yaml:"weight,omitempty"`
+}
+
+// LogicalModel is the model name that clients send; it maps to candidates.
+type LogicalModel struct {
+	Name         string       `json:"name" yaml:"name"`
+	Capabilities []Capability `json:"capabilities" yaml:"capabilities"`
+	Candidates   []Candidate  `json:"candidates" yaml:"candidates"`
+}
+
+// Message is one chat message in OpenAI's wire format.
+type Message struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+// ChatRequest is the body sent upstream. Model is the upstream model name.
+// Extra holds fields that are forwarded unchanged.
+type ChatRequest struct {
+	Model    string
+	Messages []Message
+	Extra    map[string]json.RawMessage
+}
+
+// Usage is the token accounting that an upstream reports.
+type Usage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
+}
+
+// ChatResult is the outcome of a finished upstream call.
+type ChatResult struct {
+	Text         string
+	FinishReason string
+	Usage        *Usage // nil when the upstream sent none
+}
+
+// ErrorKind classifies an upstream failure for retry and failover decisions.
+type ErrorKind string
+
+const (
+	ErrorRateLimited ErrorKind = "rate_limited"     // HTTP 429
+	ErrorServer      ErrorKind = "upstream_error"   // HTTP 5xx
+	ErrorTimeout     ErrorKind = "upstream_timeout" // connect, first-byte or idle timeout
+	ErrorStreamCut   ErrorKind = "stream_cut"       // the body ended before [DONE] or a finish_reason
+	ErrorMalformed   ErrorKind = "malformed_response"
+	ErrorBadRequest  ErrorKind = "upstream_bad_request" // HTTP 400, 404, 413, 422
+	ErrorAuth        ErrorKind = "upstream_auth"        // HTTP 401, 403
+	ErrorConnect     ErrorKind = "upstream_unreachable"
+)
+
+// UpstreamError describes a failed upstream call.
+type UpstreamError struct {
+	Kind       ErrorKind
+	StatusCode int    // 0 when no HTTP response arrived
+	Message    string // the upstream's error message, or a description of the failure
+	Body       []byte // the upstream's error body, capped in size
+	// Streamed reports whether any delta had been delivered before the failure.
+	Streamed bool
+}
+
+func (e *UpstreamError) Error() string {
+	if e.StatusCode != 0 {
+		return fmt.Sprintf("upstream %s (HTTP %d): %s", e.Kind, e.StatusCode, e.Message)
+	}
+	return fmt.Sprintf("upstream %s: %s", e.Kind, e.Message)
+}
+
+// Retryable reports whether another attempt, possibly on another candidate,
+// may succeed.
+func (e *UpstreamError) Retryable() bool {
+	switch e.Kind {
+	case ErrorRateLimited, ErrorServer, ErrorTimeout, ErrorStreamCut, ErrorMalformed, ErrorConnect:
+		return true
+	}
+	return false
+}

@@ -1,0 +1,57 @@
+// Package worker wires the workflows and activities into Temporal workers.
+package worker
+
+import (
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	sdkworker "go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/aihigress/aihigress/activities"
+	"github.com/aihigress/aihigress/workflows"
+)
+
+// Options tunes the chat worker.
+type Options struct {
+	MaxConcurrentActivities int
+	// HeartbeatThrottle caps how long a heartbeat may wait before it is sent
+	// to the server. Cancellation reaches an activity only with a heartbeat
+	// reply, so this bounds how quickly a canceled run stops its upstream.
+	HeartbeatThrottle time.Duration
+}
+
+// NewChatWorker returns a worker for the chat task queue with every chat
+// workflow and activity registered. The caller starts and stops it.
+func NewChatWorker(c client.Client, chat *activities.Chat, opts Options) sdkworker.Worker {
+	if opts.MaxConcurrentActivities <= 0 {
+		opts.MaxConcurrentActivities = 1000
+	}
+	if opts.HeartbeatThrottle <= 0 {
+		opts.HeartbeatThrottle = 800 * time.Millisecond
+	}
+	w := sdkworker.New(c, workflows.ChatTaskQueue, sdkworker.Options{
+		MaxConcurrentActivityExecutionSize:      opts.MaxConcurrentActivities,
+		MaxConcurrentLocalActivityExecutionSize: opts.MaxConcurrentActivities,
+		MaxHeartbeatThrottleInterval:            opts.HeartbeatThrottle,
+		DefaultHeartbeatThrottleInterval:        opts.HeartbeatThrottle,
+	})
+	RegisterChat(w, chat)
+	return w
+}
+
+// RegisterChat registers the chat workflow and activities under their
+// recorded names. Tests use it with a test environment or a replayer.
+func RegisterChat(r interface {
+	RegisterWorkflowWithOptions(any, workflow.RegisterOptions)
+	RegisterActivityWithOptions(any, activity.RegisterOptions)
+}, chat *activities.Chat) {
+	r.RegisterWorkflowWithOptions(workflows.ChatRunWorkflow, workflow.RegisterOptions{Name: workflows.ChatRunWorkflowName})
+	if chat == nil {
+		return
+	}
+	r.RegisterActivityWithOptions(chat.StartRun, activity.RegisterOptions{Name: workflows.StartRunActivity})
+	r.RegisterActivityWithOptions(chat.StreamChat, activity.RegisterOptions{Name: workflows.StreamChatActivity})
+	r.RegisterActivityWithOptions(chat.FinalizeRun, activity.RegisterOptions{Name: workflows.FinalizeRunActivity})
+}

@@ -1,0 +1,181 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// DefaultMaxAttempts is the upstream attempt cap when ChatRunInput leaves it 0.
+const DefaultMaxAttempts = 4
+
+// UpstreamRetryPolicy governs upstream attempts. The workflow applies it
+// itself, one StreamChat activity per attempt, instead of handing it to the
+// activity: that way each attempt can go to the next candidate, and the
+// attempt number and provider show in history, in run_state and in the
+// activity summaries. NonRetryableErrorTypes are the activity error types
+// that end the run at once.
+var UpstreamRetryPolicy = temporal.RetryPolicy{
+	InitialInterval:    500 * time.Millisecond,
+	BackoffCoefficient: 2,
+	MaximumInterval:    10 * time.Second,
+	NonRetryableErrorTypes: []string{
+		"upstream_bad_request", "upstream_auth", ErrorUnknownModel, ErrorRunNotFound, ErrorNoCandidate, ErrorInvalidInput,
+	},
+}
+
+// ChatRunWorkflow carries one chat run: it marks the run running, streams the
+// reply from an upstream (retrying on the next candidate when an attempt
+// fails in a retryable way), and finalizes the run exactly once.
+func ChatRunWorkflow(ctx workflow.Context, in ChatRunInput) (FinalizeResult, error) {
+	state := RunState{Status: "queued"}
+	if err := workflow.SetQueryHandler(ctx, RunStateQuery, func() (RunState, error) { return state, nil }); err != nil {
+		return FinalizeResult{}, fmt.Errorf("register %s query: %w", RunStateQuery, err)
+	}
+
+	outcome := runUpstream(ctx, in, &state)
+
+	// Finalization must happen even when the run was canceled, so it runs in
+	// a context that the cancellation does not reach.
+	finalCtx, _ := workflow.NewDisconnectedContext(ctx)
+	finalCtx = workflow.WithActivityOptions(finalCtx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 20},
+		Summary:             "finalize " + outcome.Status,
+	})
+	var result FinalizeResult
+	if err := workflow.ExecuteActivity(finalCtx, FinalizeRunActivity, outcome).Get(finalCtx, &result); err != nil {
+		return FinalizeResult{}, fmt.Errorf("finalize run %s: %w", in.RunID, err)
+	}
+	state.Status = result.Status
+	state.LastSeq = result.LastSeq
+	setStatus(finalCtx, result.Status)
+	return result, nil
+}
+
+// runUpstream marks the run running and makes upstream attempts until one
+// succeeds, the policy gives up or the workflow is canceled. It returns the
+// outcome to finalize.
+func runUpstream(ctx workflow.Context, in ChatRunInput, state *RunState) FinalizeInput {
+	logger := workflow.GetLogger(ctx)
+	outcome := FinalizeInput{RunID: in.RunID}
+
+	startCtx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5, NonRetryableErrorTypes: UpstreamRetryPolicy.NonRetryableErrorTypes},
+	})
+	var started StartRunResult
+	if err := workflow.ExecuteLocalActivity(startCtx, StartRunActivity, in.RunID).Get(startCtx, &started); err != nil {
+		return failure(ctx, outcome, err)
+	}
+	state.Status = "running"
+	state.LastSeq = started.LastSeq
+	setStatus(ctx, "running")
+
+	maxAttempts := in.MaxAttempts
+	if maxAttempts <= 0 {
+		maxAttempts = DefaultMaxAttempts
+	}
+	for attempt := 1; ; attempt++ {
+		candidate := started.Candidates[(attempt-1)%len(started.Candidates)]
+		state.Attempt, state.Provider, state.Model = attempt, candidate.ProviderID, candidate.Model
+		workflow.SetCurrentDetails(ctx, fmt.Sprintf("attempt %d on %s/%s", attempt, candidate.ProviderID, candidate.Model))
+
+		attemptCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+			StartToCloseTimeout: 15 * time.Minute,
+			// A worker that dies mid-stream stops heartbeating; the attempt
+			// then times out here and the loop starts the next one.
+			HeartbeatTimeout:    10 * time.Second,
+			WaitForCancellation: true,
+			RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
+			Summary:             fmt.Sprintf("upstream %s/%s attempt %d", candidate.ProviderID, candidate.Model, attempt),
+		})
+		var result StreamChatResult
+		err := workflow.ExecuteActivity(attemptCtx, StreamChatActivity, StreamChatInput{
+			RunID: in.RunID, Attempt: attempt, Candidate: candidate,
+		}).Get(attemptCtx, &result)
+		if err == nil {
+			state.LastSeq = result.LastSeq
+			outcome.Status = "succeeded"
+			return outcome
+		}
+		if ctx.Err() != nil || temporal.IsCanceledError(err) {
+			return canceled(outcome)
+		}
+
+		code, message, retryable := classify(err)
+		if !retryable || attempt >= maxAttempts {
+			outcome.Status, outcome.ErrorCode, outcome.ErrorMessage = "failed", code, message
+			return outcome
+		}
+		logger.Warn("upstream attempt failed, retrying", "run_id", in.RunID, "attempt", attempt,
+			"provider", candidate.ProviderID, "error_code", code)
+
+		if err := workflow.Sleep(ctx, backoff(attempt)); err != nil {
+			return canceled(outcome)
+		}
+	}
+}
+
+func failure(ctx workflow.Context, outcome FinalizeInput, err error) FinalizeInput {
+	if ctx.Err() != nil || temporal.IsCanceledError(err) {
+		return canceled(outcome)
+	}
+	code, message, _ := classify(err)
+	outcome.Status, outcome.ErrorCode, outcome.ErrorMessage = "failed", code, message
+	return outcome
+}
+
+func canceled(outcome FinalizeInput) FinalizeInput {
+	outcome.Status, outcome.ErrorCode, outcome.ErrorMessage = "canceled", "canceled", "the run was canceled"
+	return outcome
+}
+
+// classify turns an activity error into the run's error code and message and
+// decides whether another attempt may help.
+func classify(err error) (code, message string, retryable bool) {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		code = appErr.Type()
+		if code == "" {
+			code = "internal_error"
+		}
+		retryable = !appErr.NonRetryable()
+		for _, t := range UpstreamRetryPolicy.NonRetryableErrorTypes {
+			if t == code {
+				retryable = false
+			}
+		}
+		return code, appErr.Message(), retryable
+	}
+
+	var timeoutErr *temporal.TimeoutError
+	if errors.As(err, &timeoutErr) {
+		if timeoutErr.TimeoutType() == enumspb.TIMEOUT_TYPE_HEARTBEAT {
+			return "worker_lost", "the worker stopped heartbeating during the upstream call", true
+		}
+		return "upstream_timeout", "the upstream call timed out", true
+	}
+	return "internal_error", err.Error(), true
+}
+
+func backoff(attempt int) time.Duration {
+	d := UpstreamRetryPolicy.InitialInterval
+	for i := 1; i < attempt; i++ {
+		d = time.Duration(float64(d) * UpstreamRetryPolicy.BackoffCoefficient)
+		if d >= UpstreamRetryPolicy.MaximumInterval {
+			return UpstreamRetryPolicy.MaximumInterval
+		}
+	}
+	return d
+}
+
+func setStatus(ctx workflow.Context, status string) {
+	if err := workflow.UpsertTypedSearchAttributes(ctx, AttrRunStatus.ValueSet(status)); err != nil {
+		workflow.GetLogger(ctx).Warn("upsert AihRunStatus failed", "status", status, "error", err)
+	}
+}

@@ -1,0 +1,110 @@
+// Package workflows holds the Temporal workflow definitions and the types
+// that cross the workflow/activity boundary. Nothing here does I/O: every
+// side effect is an activity in the activities package.
+package workflows
+
+import (
+	"go.temporal.io/sdk/temporal"
+)
+
+// Task queues.
+const (
+	ChatTaskQueue = "aihigress-chat"
+)
+
+// Names registered with the worker. They are part of recorded histories, so
+// renaming one breaks replay of runs that are still open.
+const (
+	ChatRunWorkflowName = "ChatRunWorkflow"
+	StartRunActivity    = "StartRun"
+	StreamChatActivity  = "StreamChat"
+	FinalizeRunActivity = "FinalizeRun"
+	RunStateQuery       = "run_state"
+)
+
+// Search attributes, registered on the dev server by `aihigress dev` and on
+// production clusters with `temporal operator search-attribute create`.
+var (
+	AttrUserID         = temporal.NewSearchAttributeKeyKeyword("AihUserId")
+	AttrConversationID = temporal.NewSearchAttributeKeyKeyword("AihConversationId")
+	AttrLogicalModel   = temporal.NewSearchAttributeKeyKeyword("AihLogicalModel")
+	AttrRunKind        = temporal.NewSearchAttributeKeyKeyword("AihRunKind")
+	AttrRunStatus      = temporal.NewSearchAttributeKeyKeyword("AihRunStatus")
+)
+
+// SearchAttributeNames lists the keyword search attributes that must exist
+// on the cluster, in a stable order.
+var SearchAttributeNames = []string{"AihUserId", "AihConversationId", "AihLogicalModel", "AihRunKind", "AihRunStatus"}
+
+// ChatRunInput starts ChatRunWorkflow. Prompts and outputs never travel in
+// workflow inputs or results: the activities read and write them in the
+// database by run ID.
+type ChatRunInput struct {
+	RunID string
+	// MaxAttempts caps upstream attempts across all candidates; 0 means
+	// DefaultMaxAttempts.
+	MaxAttempts int
+}
+
+// Candidate is one upstream choice: a provider ID and its model name. It
+// contains no credentials.
+type Candidate struct {
+	ProviderID string
+	Model      string
+}
+
+// StartRunResult is returned by the StartRun activity.
+type StartRunResult struct {
+	Candidates []Candidate
+	LastSeq    int64
+}
+
+// StreamChatInput is one upstream attempt.
+type StreamChatInput struct {
+	RunID     string
+	Attempt   int
+	Candidate Candidate
+}
+
+// StreamChatResult is the small summary of a successful attempt; the text
+// itself is stored by the activity.
+type StreamChatResult struct {
+	TextLength       int
+	PromptTokens     int
+	CompletionTokens int
+	LastSeq          int64
+}
+
+// FinalizeInput ends a run.
+type FinalizeInput struct {
+	RunID        string
+	Status       string
+	ErrorCode    string
+	ErrorMessage string
+}
+
+// FinalizeResult is returned by the FinalizeRun activity.
+type FinalizeResult struct {
+	Status  string
+	LastSeq int64
+}
+
+// RunState is returned by the run_state query. LastSeq is the last event
+// number the workflow has seen, which lags behind the database during an
+// upstream attempt.
+type RunState struct {
+	Status   string `json:"status"`
+	LastSeq  int64  `json:"last_seq"`
+	Attempt  int    `json:"attempt"`
+	Provider string `json:"provider"`
+	Model    string `json:"model"`
+}
+
+// Error types of application errors raised by the activities; the workflow
+// copies them into the run's error_code.
+const (
+	ErrorUnknownModel = "unknown_model"
+	ErrorRunNotFound  = "run_not_found"
+	ErrorNoCandidate  = "no_candidate"
+	ErrorInvalidInput = "invalid_request"
+)
