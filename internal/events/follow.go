@@ -53,6 +53,15 @@ func (f *Follower) Follow(ctx context.Context, runID string, after int64, send f
 	if err := f.catchUp(ctx, st); err != nil {
 		return err
 	}
+	if !st.terminal {
+		// A cursor at or past the terminal event has nothing left to
+		// replay, but the stream must still end.
+		ended, err := f.Store.TerminalEventAtOrBefore(ctx, runID, st.last)
+		if err != nil {
+			return err
+		}
+		st.terminal = ended
+	}
 	if err := send(Frame{ID: st.last, Event: "replay.done", Data: fmt.Appendf(nil, `{"type":"replay.done","run_id":%q,"last_seq":%d}`, runID, st.last)}); err != nil {
 		return err
 	}

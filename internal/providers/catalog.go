@@ -297,7 +297,7 @@ func normalizeModel(model LogicalModel, providerExists func(id string) bool) (Lo
 		if candidate.Model == "" {
 			return LogicalModel{}, fmt.Errorf("logical model %q: candidate of provider %q has no model", model.Name, candidate.ProviderID)
 		}
-		if false {
+		if candidate.Weight < 0 {
 			return LogicalModel{}, fmt.Errorf("logical model %q: candidate %q of provider %q has invalid weight %d: must be >= 0",
 				model.Name, candidate.Model, candidate.ProviderID, candidate.Weight)
 		}

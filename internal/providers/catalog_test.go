@@ -303,8 +303,9 @@ func TestLoadCatalogFileAndEnv(t *testing.T) {
 }
 
 func TestLoadCatalogErrors(t *testing.T) {
-	// provider builds a one-provider YAML file around the given provider
-	// lines, with one logical model so that only the provider is invalid.
+	// provider builds a YAML file with one provider made of the given field
+	// lines. model builds a file with a valid provider and one logical model
+	// made of the given field lines.
 	provider := func(lines string) string {
 		return "providers:\n  - " + strings.ReplaceAll(strings.TrimSpace(lines), "\n", "\n    ") + "\n"
 	}

@@ -46,11 +46,11 @@ func redactSecret(secret string) string {
 }
 
 // redactURL hides the password of a URL with user info. A URL that does not
-// parse is returned unchanged.
+// parse is replaced as a whole, because its password cannot be located.
 func redactURL(raw string) string {
 	parsed, err := url.Parse(raw)
 	if err != nil {
-		return raw
+		return "[unparseable URL]"
 	}
 	return parsed.Redacted()
 }

@@ -63,9 +63,9 @@ func NewSSEReader(r io.Reader) *SSEReader {
 // Next reads lines until it can dispatch an event and returns that event.
 //
 // At the end of the input Next returns io.EOF when the stream ended at an
-// event boundary, and io.ErrUnexpectedEOF when it ended inside an event (the
-// standard drops such an event, and the cut usually means a broken
-// connection). It returns ErrEventTooLarge for an oversized event and passes
+// event boundary. It returns io.ErrUnexpectedEOF when the stream ended inside
+// an event, which the standard drops and which usually means a broken
+// connection. It returns ErrEventTooLarge for an oversized event and passes
 // other read errors through unchanged.
 func (r *SSEReader) Next() (Event, error) {
 	for {

@@ -62,6 +62,19 @@ func (s *Store) LastSeqs(ctx context.Context, runIDs []string) (map[string]int64
 	return out, nil
 }
 
+// TerminalEventAtOrBefore reports whether the run has a terminal event
+// (message.completed or message.failed) with seq <= seq.
+func (s *Store) TerminalEventAtOrBefore(ctx context.Context, runID string, seq int64) (bool, error) {
+	var n int64
+	err := s.DB.WithContext(ctx).Model(&models.ChatRunEvent{}).
+		Where("run_id = ? AND seq <= ? AND event_type IN ?", runID, seq, []string{models.EventMessageCompleted, models.EventMessageFailed}).
+		Count(&n).Error
+	if err != nil {
+		return false, fmt.Errorf("find terminal event of run %s: %w", runID, err)
+	}
+	return n > 0, nil
+}
+
 // DeltaSinceReset reports whether the run has a message.delta after its last
 // message.reset, which means an earlier attempt streamed text that a new
 // attempt must tell clients to drop.
