@@ -32,7 +32,7 @@ bench: bin/temporal build
 
 # Re-records the workflow histories that the replay test checks.
 replay-fixtures: bin/temporal
-	TEMPORAL_CLI_PATH=$(CURDIR)/bin/temporal RECORD_HISTORIES=1 $(GO) test -count=1 -run TestRecordHistories ./internal/integration/
+	TEMPORAL_CLI_PATH=$(CURDIR)/bin/temporal RECORD_HISTORIES=1 $(GO) test -count=1 ./internal/integration/
 
 clean:
 	rm -rf bin data

@@ -84,6 +84,7 @@ func TestChatStreamingEndToEnd(t *testing.T) {
 	if run.LastSeq != last.ID {
 		t.Errorf("last_seq = %d, want %d", run.LastSeq, last.ID)
 	}
+	recordHistory(t, s, run.WorkflowID, "chat_succeeded")
 }
 
 func TestChatSyncAndBackgroundModes(t *testing.T) {
@@ -233,6 +234,7 @@ func TestFailoverAndErrors(t *testing.T) {
 			if tt.wantStatus == "succeeded" && replyText(t, frames) != run.OutputText {
 				t.Errorf("streamed text after resets %q differs from output %q", replyText(t, frames), run.OutputText)
 			}
+			recordHistory(t, s, run.WorkflowID, "chat_"+strings.ReplaceAll(tt.model, "-", "_"))
 		})
 	}
 }
@@ -285,6 +287,7 @@ func TestCancelAbortsUpstream(t *testing.T) {
 	if again.Status != "canceled" || again.LastSeq != run.LastSeq {
 		t.Errorf("second cancel changed the run: %+v", again)
 	}
+	recordHistory(t, s, run.WorkflowID, "chat_canceled")
 }
 
 func eventNames(frames []frame) []string {
