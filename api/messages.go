@@ -142,7 +142,11 @@ func (s *Server) startRun(c *gin.Context, run *models.ChatRun, prompt string) bo
 		StaticSummary:            runSummary(run.Kind, run.RequestedLogicalModel, prompt),
 		TypedSearchAttributes:    runSearchAttributes(run),
 	}
-	_, err := s.Temporal.ExecuteWorkflow(c, opts, workflows.ChatRunWorkflowName, workflows.ChatRunInput{
+	// The start must not be abandoned when the client disconnects, or the
+	// committed run would be failed below although Temporal may have it.
+	startCtx, cancelStart := context.WithTimeout(context.WithoutCancel(c.Request.Context()), 15*time.Second)
+	defer cancelStart()
+	_, err := s.Temporal.ExecuteWorkflow(startCtx, opts, workflows.ChatRunWorkflowName, workflows.ChatRunInput{
 		RunID: run.ID, MaxAttempts: s.Limits.UpstreamMaxAttempts,
 	})
 	var alreadyStarted *serviceErrorAlreadyStarted

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bufio"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/aihigress/aihigress/internal/mockupstream"
+	"go.temporal.io/sdk/temporal"
 )
 
 func TestChatStreamingEndToEnd(t *testing.T) {
@@ -344,4 +346,89 @@ func TestReconnectReceivesEachEventOnce(t *testing.T) {
 func itoa(n int64) string {
 	b, _ := json.Marshal(n)
 	return string(b)
+}
+
+// TestRunVisibleInTemporal checks what an operator sees: the run_state
+// query, the search attributes and the workflow summary.
+func TestRunVisibleInTemporal(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	alice := s.newUser()
+	convID := alice.conversation("mock-gpt")
+
+	var turn turnResponse
+	alice.mustDo("POST", "/v1/conversations/"+convID+"/messages", map[string]any{"content": "Where am I visible?"}, 200, &turn)
+
+	value, err := s.app.Temporal.QueryWorkflow(t.Context(), turn.Run.WorkflowID, "", "run_state")
+	if err != nil {
+		t.Fatalf("query run_state: %v", err)
+	}
+	var state struct {
+		Status   string `json:"status"`
+		LastSeq  int64  `json:"last_seq"`
+		Attempt  int    `json:"attempt"`
+		Provider string `json:"provider"`
+		Model    string `json:"model"`
+	}
+	if err := value.Get(&state); err != nil {
+		t.Fatal(err)
+	}
+	if state.Status != "succeeded" || state.Attempt != 1 || state.Provider != "mock" || state.Model != "mock-gpt" || state.LastSeq != turn.Run.LastSeq {
+		t.Errorf("run_state = %+v, want succeeded on mock/mock-gpt attempt 1 with last_seq %d", state, turn.Run.LastSeq)
+	}
+
+	desc, err := s.app.Temporal.DescribeWorkflow(t.Context(), turn.Run.WorkflowID, "")
+	if err != nil {
+		t.Fatalf("describe workflow: %v", err)
+	}
+	attrs := desc.TypedSearchAttributes
+	for key, want := range map[string]string{
+		"AihRunStatus":      "succeeded",
+		"AihRunKind":        "chat",
+		"AihLogicalModel":   "mock-gpt",
+		"AihConversationId": convID,
+	} {
+		got, ok := attrs.GetKeyword(temporalKeyword(key))
+		if !ok || got != want {
+			t.Errorf("search attribute %s = %q (set: %v), want %q", key, got, ok, want)
+		}
+	}
+	summary, err := desc.GetStaticSummary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(summary, "Where am I visible?") || !strings.Contains(summary, "mock-gpt") {
+		t.Errorf("static summary = %q, want the model and the prompt", summary)
+	}
+}
+
+// TestEventStreamHeartbeatAndAccept opens a stream with the Accept header
+// instead of the streaming flag and checks that quiet spells carry
+// heartbeats.
+func TestEventStreamHeartbeatAndAccept(t *testing.T) {
+	s := newStack(t, stackOptions{env: map[string]string{"SSE_HEARTBEAT": "300ms"}})
+	alice := s.newUser()
+	convID := alice.conversation("stall")
+
+	resp := alice.request("POST", "/v1/conversations/"+convID+"/messages", map[string]any{"content": "wait"}, http.Header{"Accept": []string{"text/event-stream"}})
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != 200 || !strings.HasPrefix(ct, "text/event-stream") {
+		resp.Body.Close()
+		t.Fatalf("status %d, Content-Type %q; want an SSE stream", resp.StatusCode, ct)
+	}
+	stream := &sseStream{resp: resp, reader: bufio.NewReader(resp.Body)}
+	defer stream.close()
+	frames := stream.readUntil(t, "message.delta")
+	start := time.Now()
+	heartbeat := stream.readUntil(t, "heartbeat")
+	if elapsed := time.Since(start); elapsed > 2*time.Second {
+		t.Errorf("first heartbeat after %s, want within 2s at a 300ms interval", elapsed)
+	}
+	last := heartbeat[len(heartbeat)-1]
+	if !last.HasID || last.ID < frames[len(frames)-1].ID {
+		t.Errorf("heartbeat id = %d, want the last event id %d", last.ID, frames[len(frames)-1].ID)
+	}
+	alice.mustDo("POST", "/v1/runs/"+runIDOf(t, frames[0])+"/cancel", nil, 200, nil)
+}
+
+func temporalKeyword(name string) temporal.SearchAttributeKeyKeyword {
+	return temporal.NewSearchAttributeKeyKeyword(name)
 }
