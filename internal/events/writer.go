@@ -33,6 +33,7 @@ type Writer struct {
 	nextSeq int64
 	err     error
 	wake    chan struct{}
+	urge    chan struct{} // cuts the merge window short for Flush
 	done    chan struct{}
 	closed  bool
 	idle    *sync.Cond
@@ -56,6 +57,7 @@ func NewWriter(st *store.Store, bus *Bus, runID string, lastSeq int64, window ti
 		logger:  logger,
 		nextSeq: lastSeq + 1,
 		wake:    make(chan struct{}, 1),
+		urge:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 	}
 	w.idle = sync.NewCond(&w.mu)
@@ -112,6 +114,10 @@ func (w *Writer) Flush(ctx context.Context) error {
 	defer w.mu.Unlock()
 	for (len(w.pending) > 0 || w.writing) && w.err == nil && ctx.Err() == nil {
 		w.signal()
+		select {
+		case w.urge <- struct{}{}:
+		default:
+		}
 		w.idle.Wait()
 	}
 	if w.err != nil {
@@ -162,6 +168,8 @@ func (w *Writer) loop() {
 			case <-w.done:
 				timer.Stop()
 				return
+			case <-w.urge:
+				timer.Stop()
 			case <-timer.C:
 			}
 		}
@@ -179,6 +187,10 @@ func (w *Writer) loop() {
 
 		lastWrite = time.Now()
 		err := w.write(batch)
+		select {
+		case <-w.urge: // a waiting Flush sends a fresh one after the broadcast below
+		default:
+		}
 
 		w.mu.Lock()
 		w.writing = false
