@@ -110,7 +110,7 @@ func (a *Chat) StreamChat(ctx context.Context, in workflows.StreamChatInput) (wo
 	}
 	defer func() {
 		// Deltas that were queued must be stored even when the attempt is
-		// canceled, so that the next attempt knows to send message.reset.
+		// canceled, so that the next attempt can detect them and send message.reset.
 		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := writer.Close(closeCtx); err != nil {
@@ -155,8 +155,9 @@ func (a *Chat) StreamChat(ctx context.Context, in workflows.StreamChatInput) (wo
 	}, nil
 }
 
-// openWriter starts the run's event writer after the last stored event and
-// tells clients to drop partial text when an earlier attempt streamed some.
+// openWriter starts the run's event writer after the last stored event. When
+// an earlier attempt streamed text, it first emits message.reset so that
+// clients drop the partial text.
 func (a *Chat) openWriter(ctx context.Context, runID string, attempt int, logger *slog.Logger) (*events.Writer, error) {
 	lastSeq, err := a.Store.LastSeq(ctx, runID)
 	if err != nil {
@@ -277,7 +278,8 @@ func trimHistory(turns []providers.Message, maxChars int) []providers.Message {
 	return turns[first:]
 }
 
-// FinalizeRun ends the run exactly once and publishes its terminal events.
+// FinalizeRun ends the run and publishes its terminal events. The store
+// changes a run only while it is not terminal, so a retry changes nothing.
 func (a *Chat) FinalizeRun(ctx context.Context, in workflows.FinalizeInput) (workflows.FinalizeResult, error) {
 	logger := a.Logger.With("run_id", in.RunID, "workflow_id", activity.GetInfo(ctx).WorkflowExecution.ID)
 

@@ -188,8 +188,8 @@ func runSearchAttributes(run *models.ChatRun) temporal.SearchAttributes {
 	return temporal.NewSearchAttributes(updates...)
 }
 
-// respondRun answers a request that started a run: as an SSE stream, at once
-// with 202, or after waiting for the run to end.
+// respondRun writes the response to a request that started a run: an SSE
+// stream, an immediate 202, or the run after it ends.
 func (s *Server) respondRun(c *gin.Context, turn *store.Turn, streaming, background bool) {
 	if streaming {
 		s.streamEvents(c, turn.Run.ID, 0)

@@ -306,7 +306,7 @@ func (s *Server) deleteConversation(c *gin.Context) {
 	c.Status(http.StatusNoContent)
 }
 
-// cancelConversationRuns asks Temporal to cancel the conversation's active
+// cancelConversationRuns requests cancellation of the conversation's active
 // runs before their rows are deleted. Failures are logged: the workflows
 // notice the missing rows and end on their own.
 func (s *Server) cancelConversationRuns(c *gin.Context, conversationID string) {

@@ -19,7 +19,7 @@ import (
 type serviceErrorAlreadyStarted = serviceerror.WorkflowExecutionAlreadyStarted
 
 // cancelWait bounds how long POST /cancel waits for the run to finalize
-// before it returns the run as it stands.
+// before it returns the run in its current state.
 const cancelWait = 5 * time.Second
 
 func (s *Server) runDetail(ctx context.Context, userID, runID string, withText bool) (*models.RunDetail, error) {

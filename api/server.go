@@ -118,14 +118,14 @@ func (s *Server) limitBody(c *gin.Context) {
 	c.Next()
 }
 
-// internalError logs err and answers 500; used only for failures of the
-// database or Temporal that the client cannot fix.
+// internalError logs err and responds 500. It is for database failures that
+// the client cannot fix.
 func (s *Server) internalError(c *gin.Context, msg string, err error) {
 	s.Logger.Error(msg, "error", err, "path", c.FullPath(), "user_id", c.GetString("user_id"), "request_id", c.GetString("request_id"))
 	abortError(c, http.StatusInternalServerError, "internal_error", msg)
 }
 
-// unavailable logs err and answers 503 when a dependency is down.
+// unavailable logs err and responds 503 when a dependency is down.
 func (s *Server) unavailable(c *gin.Context, msg string, err error) {
 	s.Logger.Error(msg, "error", err, "path", c.FullPath(), "user_id", c.GetString("user_id"), "request_id", c.GetString("request_id"))
 	abortError(c, http.StatusServiceUnavailable, "service_unavailable", msg+"; try again shortly")

@@ -28,9 +28,10 @@ var UpstreamRetryPolicy = temporal.RetryPolicy{
 	},
 }
 
-// ChatRunWorkflow carries one chat run: it marks the run running, streams the
-// reply from an upstream (retrying on the next candidate when an attempt
-// fails in a retryable way), and finalizes the run exactly once.
+// ChatRunWorkflow carries one chat run. It marks the run running, streams the
+// reply from an upstream, retrying on the next candidate when an attempt
+// fails in a retryable way, and finalizes the run. FinalizeRun is idempotent,
+// so the run is finalized once even when that activity is retried.
 func ChatRunWorkflow(ctx workflow.Context, in ChatRunInput) (FinalizeResult, error) {
 	state := RunState{Status: "queued"}
 	if err := workflow.SetQueryHandler(ctx, RunStateQuery, func() (RunState, error) { return state, nil }); err != nil {

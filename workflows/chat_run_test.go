@@ -18,7 +18,7 @@ import (
 	"github.com/aihigress/aihigress/workflows"
 )
 
-// fakeActivities stands in for the activities package so that the tests
+// fakeActivities replaces the activities package so that the tests
 // exercise only the workflow's decisions.
 type fakeActivities struct {
 	candidates []workflows.Candidate

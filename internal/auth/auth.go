@@ -55,7 +55,7 @@ func NewIssuer(secret string, accessTTL, refreshTTL time.Duration, now func() ti
 	return &Issuer{secret: []byte(secret), accessTTL: accessTTL, refreshTTL: refreshTTL, now: now}
 }
 
-// TokenPair is what a successful login returns.
+// TokenPair is the response body of a successful login.
 type TokenPair struct {
 	AccessToken  string `json:"access_token"`
 	RefreshToken string `json:"refresh_token"`

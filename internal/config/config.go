@@ -39,7 +39,7 @@ type Config struct {
 
 	ProvidersFile string
 
-	// MockUpstreamAddr is where `dev` serves the mock upstream.
+	// MockUpstreamAddr is the listen address of the mock upstream in `dev`.
 	MockUpstreamAddr string
 
 	// Chat limits.

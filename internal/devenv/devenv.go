@@ -32,7 +32,7 @@ func StartRedis() (*miniredis.Miniredis, string, error) {
 type TemporalOptions struct {
 	// CLIPath is the temporal executable, usually ./bin/temporal.
 	CLIPath string
-	// HostPort is where the frontend listens; empty picks a free port.
+	// HostPort is the frontend listen address. Empty picks a free port.
 	HostPort  string
 	Namespace string
 	// DBPath persists the server's state; empty keeps it in memory.

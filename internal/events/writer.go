@@ -14,8 +14,8 @@ import (
 )
 
 // Writer appends the events of one run. It must be the run's only writer
-// while it is open; a second writer is detected through the unique
-// (run_id, seq) index and makes the later append fail with store.ErrConflict.
+// while it is open. A second writer is caught by the unique (run_id, seq)
+// index, which makes the later append fail with store.ErrConflict.
 //
 // Deltas are merged while a database write is in flight or less than the
 // merge window has passed since the previous write began, so a fast stream

@@ -348,7 +348,7 @@ func itoa(n int64) string {
 	return string(b)
 }
 
-// TestRunVisibleInTemporal checks what an operator sees: the run_state
+// TestRunVisibleInTemporal checks the operator's view: the run_state
 // query, the search attributes and the workflow summary.
 func TestRunVisibleInTemporal(t *testing.T) {
 	s := newStack(t, stackOptions{})

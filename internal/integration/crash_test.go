@@ -66,9 +66,9 @@ func startWorkerProcess(t *testing.T, binary string, s *stack, logPath string) *
 }
 
 // TestWorkerKilledMidRunCompletes kills the worker process with SIGKILL
-// while it streams a reply, starts a new one, and checks that the run ends
-// with exactly one assistant message holding the full text, and that the
-// client's stream goes on with message.reset before the new attempt.
+// while it streams a reply and starts a new one. The run must end with
+// exactly one assistant message containing the full text. The client's
+// stream must go on, with message.reset before the new attempt.
 func TestWorkerKilledMidRunCompletes(t *testing.T) {
 	s := newStack(t, stackOptions{noWorker: true, mock: mockupstream.Options{TokensPerSecond: 10}})
 	binary := buildBinary(t)

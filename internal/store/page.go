@@ -8,9 +8,9 @@ import (
 // ErrBadCursor is returned when a pagination cursor cannot be decoded.
 var ErrBadCursor = errors.New("invalid cursor")
 
-// Page is a keyset pagination request. Cursor is opaque to clients: for
-// time-ordered lists it is the last ID seen (IDs are UUIDv7, so they sort by
-// creation time); for messages it is the last sequence number seen.
+// Page is a keyset pagination request. Cursor is opaque to clients. For
+// time-ordered lists it is the last ID seen, because IDs are UUIDv7 and sort
+// by creation time. For messages it is the last sequence number seen.
 type Page struct {
 	Cursor string
 	Limit  int

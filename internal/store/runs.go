@@ -168,9 +168,9 @@ func createRunWithFirstEvent(tx *gorm.DB, run *models.ChatRun) error {
 		Seq:       1,
 		EventType: models.EventMessageCreated,
 		Payload: models.MustJSON(map[string]any{
-			"conversation_id":      run.ConversationID,
-			"user_message_id":      run.UserMessageID,
-			"assistant_message_id": run.AssistantMessageID,
+			"conversation_id":         run.ConversationID,
+			"user_message_id":         run.UserMessageID,
+			"assistant_message_id":    run.AssistantMessageID,
 			"requested_logical_model": run.RequestedLogicalModel,
 		}),
 		CreatedAt: run.CreatedAt,
@@ -267,7 +267,7 @@ func (s *Store) SaveOutput(ctx context.Context, runID, text string, usage models
 		}).Error
 }
 
-// Outcome is how a run ended.
+// Outcome is the terminal status of a run and its error, if any.
 type Outcome struct {
 	Status       string
 	ErrorCode    string

@@ -1,7 +1,7 @@
-// Package testenv provides real backends for tests: a database (SQLite by
-// default, PostgreSQL when TEST_DATABASE_URL is set), Redis (embedded by
-// default, a real server when TEST_REDIS_URL is set) and a Temporal dev
-// server started from the CLI at TEMPORAL_CLI_PATH or ./bin/temporal.
+// Package testenv provides real backends for tests. The database is SQLite,
+// or PostgreSQL when TEST_DATABASE_URL is set. Redis is embedded, or a real
+// server when TEST_REDIS_URL is set. The Temporal dev server comes from the
+// CLI at TEMPORAL_CLI_PATH or ./bin/temporal.
 //
 // Every database and Redis key prefix is created for one test and dropped
 // after it, because CI shares its PostgreSQL and Redis between runs.

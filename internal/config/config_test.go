@@ -1,0 +1,66 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func envOf(values map[string]string) func(string) string {
+	return func(k string) string { return values[k] }
+}
+
+func TestLoadDefaults(t *testing.T) {
+	cfg, err := Load(envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTPAddr != "127.0.0.1:8080" || cfg.TemporalNamespace != "default" || cfg.SSEHeartbeat != 15*time.Second {
+		t.Errorf("defaults = %+v", cfg)
+	}
+	if cfg.UsesPostgres() {
+		t.Error("an unset DATABASE_URL selected PostgreSQL")
+	}
+	if len(cfg.JWTSecret) < 32 || len(cfg.MasterKey) < 32 {
+		t.Error("generated secrets are too short")
+	}
+	if strings.Join(cfg.GeneratedSecrets, ",") != "JWT_SECRET,MASTER_KEY" {
+		t.Errorf("GeneratedSecrets = %v", cfg.GeneratedSecrets)
+	}
+}
+
+func TestLoadRejects(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantErr string
+	}{
+		{"bad integer", map[string]string{"MAX_CONTENT_CHARS": "lots"}, "MAX_CONTENT_CHARS"},
+		{"negative integer", map[string]string{"HISTORY_MAX_MESSAGES": "-1"}, "HISTORY_MAX_MESSAGES"},
+		{"bad duration", map[string]string{"SYNC_WAIT_TIMEOUT": "10"}, "SYNC_WAIT_TIMEOUT"},
+		{"short JWT secret", map[string]string{"JWT_SECRET": "short"}, "JWT_SECRET"},
+		{"heartbeat too long", map[string]string{"SSE_HEARTBEAT": "30s"}, "SSE_HEARTBEAT"},
+		{"zero attempts", map[string]string{"UPSTREAM_MAX_ATTEMPTS": "0"}, "UPSTREAM_MAX_ATTEMPTS"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(envOf(tt.env))
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Load error = %v, want one naming %s", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestUsesPostgres(t *testing.T) {
+	for url, want := range map[string]bool{
+		"postgres://u@h/db":   true,
+		"postgresql://u@h/db": true,
+		"":                    false,
+		"mysql://u@h/db":      false,
+	} {
+		if got := (Config{DatabaseURL: url}).UsesPostgres(); got != want {
+			t.Errorf("UsesPostgres(%q) = %v, want %v", url, got, want)
+		}
+	}
+}
