@@ -101,6 +101,10 @@ func (s *Server) postMessage(c *gin.Context) {
 	if s.lookupError(c, "conversation", err) {
 		return
 	}
+	if turn.Existing && (turn.Run.ConversationID == nil || *turn.Run.ConversationID != conv.ID) {
+		abortError(c, http.StatusConflict, "idempotency_key_reused", "Idempotency-Key was already used for a message in another conversation; send a new key")
+		return
+	}
 	if !s.startRun(c, &turn.Run, *req.Content) {
 		return
 	}

@@ -173,14 +173,12 @@ func (s *Server) deleteAssistant(c *gin.Context) {
 	if _, err := s.Store.Assistant(c, user.ID, id); s.lookupError(c, "assistant", err) {
 		return
 	}
-	convs, _, err := s.Store.ListConversations(c, user.ID, store.ConversationFilter{AssistantID: id}, store.Page{Limit: 100})
+	ids, err := s.Store.ActiveRunIDsOfAssistant(c, id)
 	if err != nil {
-		s.internalError(c, "list conversations failed", err)
+		s.internalError(c, "list active runs failed", err)
 		return
 	}
-	for _, conv := range convs {
-		s.cancelConversationRuns(c, conv.ID)
-	}
+	s.cancelRuns(c, ids)
 	if err := s.Store.DeleteAssistant(c, user.ID, id); s.lookupError(c, "assistant", err) {
 		return
 	}
@@ -307,15 +305,20 @@ func (s *Server) deleteConversation(c *gin.Context) {
 }
 
 // cancelConversationRuns requests cancellation of the conversation's active
-// runs before their rows are deleted. Failures are logged: the workflows
-// notice the missing rows and end on their own.
+// runs before their rows are deleted.
 func (s *Server) cancelConversationRuns(c *gin.Context, conversationID string) {
 	ids, err := s.Store.ActiveRunIDs(c, conversationID)
 	if err != nil {
 		s.Logger.Warn("list active runs failed", "conversation_id", conversationID, "error", err)
 		return
 	}
-	for _, id := range ids {
+	s.cancelRuns(c, ids)
+}
+
+// cancelRuns requests cancellation of the runs' workflows. Failures are only
+// logged, because a workflow whose run row is gone ends on its own.
+func (s *Server) cancelRuns(c *gin.Context, runIDs []string) {
+	for _, id := range runIDs {
 		if err := s.Temporal.CancelWorkflow(c, store.WorkflowIDPrefix+id, ""); err != nil {
 			s.Logger.Warn("cancel run failed", "run_id", id, "error", err)
 		}

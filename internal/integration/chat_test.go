@@ -175,6 +175,14 @@ func TestIdempotencyKeyReturnsSameRun(t *testing.T) {
 	if len(history.Items) != 2 {
 		t.Errorf("conversation has %d messages, want 2", len(history.Items))
 	}
+
+	// The same key on another conversation is a client error, not a replay.
+	otherConv := alice.conversation("mock-gpt")
+	resp := alice.request("POST", "/v1/conversations/"+otherConv+"/messages", body, header)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusConflict {
+		t.Errorf("reused key on another conversation: status %d, want 409", resp.StatusCode)
+	}
 }
 
 func TestFailoverAndErrors(t *testing.T) {

@@ -165,6 +165,18 @@ func (s *Store) ActiveRunIDs(ctx context.Context, conversationID string) ([]stri
 	return ids, err
 }
 
+// ActiveRunIDsOfAssistant lists the active runs in all of an assistant's
+// conversations.
+func (s *Store) ActiveRunIDsOfAssistant(ctx context.Context, assistantID string) ([]string, error) {
+	var ids []string
+	err := s.DB.WithContext(ctx).Model(&models.ChatRun{}).
+		Where("conversation_id IN (?) AND status IN ?",
+			s.DB.Model(&models.Conversation{}).Select("id").Where("assistant_id = ?", assistantID),
+			[]string{models.RunQueued, models.RunRunning}).
+		Pluck("id", &ids).Error
+	return ids, err
+}
+
 // ListMessages returns one page of a conversation's messages in sequence
 // order, starting after the cursor's sequence number.
 func (s *Store) ListMessages(ctx context.Context, conversationID string, page Page) ([]models.Message, string, error) {
