@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,9 +30,19 @@ func abortError(c *gin.Context, status int, code, message string) {
 // fields of the wrong type, trailing data and bodies over the size limit.
 // On failure it writes a 4xx error and returns false.
 func decodeJSON(c *gin.Context, dst any) bool {
-	dec := json.NewDecoder(c.Request.Body)
+	body, err := io.ReadAll(c.Request.Body)
+	if err != nil {
+		var tooLargeErr *http.MaxBytesError
+		if errors.As(err, &tooLargeErr) {
+			abortError(c, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("request body exceeds %d bytes", tooLargeErr.Limit))
+			return false
+		}
+		abortError(c, http.StatusBadRequest, "invalid_json", "read request body: "+err.Error())
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	err := dec.Decode(dst)
+	err = dec.Decode(dst)
 	if err == nil {
 		if dec.More() {
 			abortError(c, http.StatusBadRequest, "invalid_json", "request body must contain a single JSON object")
@@ -39,6 +50,10 @@ func decodeJSON(c *gin.Context, dst any) bool {
 		}
 		if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 			abortError(c, http.StatusBadRequest, "invalid_json", "request body must contain a single JSON object")
+			return false
+		}
+		if containsNUL(body) {
+			abortError(c, http.StatusBadRequest, "invalid_field", `strings in the request body must not contain the NUL character (\u0000)`)
 			return false
 		}
 		return true
@@ -88,4 +103,22 @@ func jsonTypeName(kind string) string {
 		return "array"
 	}
 	return kind
+}
+
+// containsNUL reports whether a string or key of the valid JSON document
+// body contains U+0000, which PostgreSQL cannot store in TEXT or JSONB.
+func containsNUL(body []byte) bool {
+	if !bytes.Contains(body, []byte(`\u0000`)) {
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		if s, ok := tok.(string); ok && strings.ContainsRune(s, 0) {
+			return true
+		}
+	}
 }

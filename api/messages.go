@@ -69,8 +69,8 @@ func (s *Server) postMessage(c *gin.Context) {
 		return
 	}
 	idempotencyKey := c.GetHeader("Idempotency-Key")
-	if len(idempotencyKey) > maxIdempotencyKey {
-		abortError(c, http.StatusBadRequest, "invalid_idempotency_key", fmt.Sprintf("Idempotency-Key must be at most %d characters", maxIdempotencyKey))
+	if len(idempotencyKey) > maxIdempotencyKey || !utf8.ValidString(idempotencyKey) {
+		abortError(c, http.StatusBadRequest, "invalid_idempotency_key", fmt.Sprintf("Idempotency-Key must be valid UTF-8 of at most %d bytes", maxIdempotencyKey))
 		return
 	}
 
@@ -98,7 +98,12 @@ func (s *Server) postMessage(c *gin.Context) {
 		UserID: user.ID, ConversationID: conv.ID, Content: *req.Content, LogicalModel: logicalModel,
 		ModelPreset: preset, IdempotencyKey: idempotencyKey,
 	})
-	if s.lookupError(c, "conversation", err) {
+	if errors.Is(err, store.ErrNotFound) {
+		abortError(c, http.StatusNotFound, "conversation_not_found", "conversation "+conv.ID+" not found")
+		return
+	}
+	if err != nil {
+		s.internalError(c, "create message failed", err)
 		return
 	}
 	if turn.Existing && (turn.Run.ConversationID == nil || *turn.Run.ConversationID != conv.ID) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
 
 	"github.com/aihigress/aihigress/internal/providers"
 	"github.com/aihigress/aihigress/internal/store"
@@ -232,6 +233,10 @@ func (s *Server) listConversations(c *gin.Context) {
 		return
 	}
 	filter := store.ConversationFilter{AssistantID: c.Query("assistant_id")}
+	if filter.AssistantID != "" && uuid.Validate(filter.AssistantID) != nil {
+		abortError(c, http.StatusBadRequest, "invalid_parameter", "assistant_id must be a UUID")
+		return
+	}
 	if raw := c.Query("archived"); raw != "" {
 		archived, err := strconv.ParseBool(raw)
 		if err != nil {
@@ -281,7 +286,11 @@ func (s *Server) updateConversation(c *gin.Context) {
 	if req.Archived != nil {
 		conv.Archived = *req.Archived
 	}
-	if err := s.Store.UpdateConversation(c, conv); s.lookupError(c, "conversation", err) {
+	if err := s.Store.UpdateConversation(c, conv); errors.Is(err, store.ErrNotFound) {
+		abortError(c, http.StatusNotFound, "conversation_not_found", "conversation "+conv.ID+" not found")
+		return
+	} else if err != nil {
+		s.internalError(c, "update conversation failed", err)
 		return
 	}
 	conv, err = s.Store.Conversation(c, conv.UserID, conv.ID)
