@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+	"unicode/utf8"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
@@ -268,12 +269,11 @@ func trimHistory(turns []providers.Message, maxChars int) []providers.Message {
 	if maxChars <= 0 || len(turns) == 0 {
 		return turns
 	}
-	total := 0
 	first := len(turns) - 1
-	total += len(turns[first].Content)
-	for first > 0 && total+len(turns[first-1].Content) <= maxChars {
+	total := utf8.RuneCountInString(turns[first].Content)
+	for first > 0 && total+utf8.RuneCountInString(turns[first-1].Content) <= maxChars {
 		first--
-		total += len(turns[first].Content)
+		total += utf8.RuneCountInString(turns[first].Content)
 	}
 	return turns[first:]
 }
@@ -284,7 +284,7 @@ func (a *Chat) FinalizeRun(ctx context.Context, in workflows.FinalizeInput) (wor
 	logger := a.Logger.With("run_id", in.RunID, "workflow_id", activity.GetInfo(ctx).WorkflowExecution.ID)
 
 	outcome := store.Outcome{Status: in.Status, ErrorCode: in.ErrorCode, ErrorMessage: in.ErrorMessage}
-	run, terminal, changed, err := a.Store.FinalizeRun(ctx, in.RunID, outcome, terminalEvents)
+	run, terminal, changed, err := a.Store.FinalizeRun(ctx, in.RunID, outcome)
 	if errors.Is(err, store.ErrNotFound) {
 		// The conversation was deleted while the run was active.
 		logger.Info("run deleted before it was finalized")
@@ -305,32 +305,4 @@ func (a *Chat) FinalizeRun(ctx context.Context, in workflows.FinalizeInput) (wor
 		return workflows.FinalizeResult{}, err
 	}
 	return workflows.FinalizeResult{Status: run.Status, LastSeq: lastSeq}, nil
-}
-
-// terminalEvents builds the events that close a run.
-func terminalEvents(run models.ChatRun, nextSeq int64) []models.ChatRunEvent {
-	detail := run.Detail(nextSeq, false)
-	now := time.Now().UTC()
-	event := func(seq int64, eventType string, payload any) models.ChatRunEvent {
-		return models.ChatRunEvent{RunID: run.ID, Seq: seq, EventType: eventType, Payload: models.MustJSON(payload), CreatedAt: now}
-	}
-
-	switch run.Status {
-	case models.RunSucceeded:
-		return []models.ChatRunEvent{event(nextSeq, models.EventMessageCompleted, map[string]any{
-			"output_text": run.OutputText, "run": detail,
-		})}
-	case models.RunCanceled:
-		detail.LastSeq = nextSeq + 1
-		return []models.ChatRunEvent{
-			event(nextSeq, models.EventRunCanceled, map[string]any{"run": detail}),
-			event(nextSeq+1, models.EventMessageFailed, map[string]any{
-				"error_code": "canceled", "error_message": "the run was canceled", "run": detail,
-			}),
-		}
-	default:
-		return []models.ChatRunEvent{event(nextSeq, models.EventMessageFailed, map[string]any{
-			"error_code": run.ErrorCode, "error_message": run.ErrorMessage, "run": detail,
-		})}
-	}
 }

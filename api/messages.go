@@ -167,10 +167,10 @@ func (s *Server) startRun(c *gin.Context, run *models.ChatRun, prompt string) bo
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	outcome := store.Outcome{Status: models.RunFailed, ErrorCode: "workflow_start_failed", ErrorMessage: "the run could not be started"}
-	if _, _, _, ferr := s.Store.FinalizeRun(ctx, run.ID, outcome, nil); ferr != nil {
+	if _, _, _, ferr := s.Store.FinalizeRun(ctx, run.ID, outcome); ferr != nil {
 		s.Logger.Error("fail unstarted run", "run_id", run.ID, "error", ferr)
 	}
-	abortError(c, http.StatusServiceUnavailable, "workflow_start_failed", "the run could not be started because Temporal is unreachable; try again shortly")
+	abortError(c, http.StatusServiceUnavailable, "workflow_start_failed", "the run could not be started on Temporal; the server log has the cause; try again shortly")
 	return false
 }
 

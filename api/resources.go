@@ -381,7 +381,7 @@ func (s *Server) lookupError(c *gin.Context, what string, err error) bool {
 	case err == nil:
 		return false
 	case errors.Is(err, store.ErrNotFound):
-		abortError(c, http.StatusNotFound, what+"_not_found", what+" "+c.Param("id")+" not found")
+		abortError(c, http.StatusNotFound, what+"_not_found", what+" not found")
 	default:
 		s.internalError(c, "load "+what+" failed", err)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -61,7 +62,9 @@ func runMockUpstream(ctx context.Context, args []string, logger *slog.Logger) er
 	tps := flags.Float64("tps", 50, "tokens per second; 0 sends tokens without pacing")
 	ttft := flags.Duration("ttft", 100*time.Millisecond, "delay before the first token")
 	apiKey := flags.String("api-key", "", "require this bearer key when set")
-	if err := flags.Parse(args); err != nil {
+	if err := flags.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return nil
+	} else if err != nil {
 		return err
 	}
 	logger.Info("mock upstream listening", "addr", *addr, "tps", *tps, "ttft", *ttft)

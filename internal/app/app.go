@@ -50,6 +50,9 @@ func Connect(ctx context.Context, cfg config.Config, catalog *providers.Catalog,
 		if err != nil {
 			return nil, fmt.Errorf("load providers: %w", err)
 		}
+		if a.Catalog.Empty() {
+			logger.Warn("no provider is configured; every chat run will fail with unknown_model until OPENAI_BASE_URL and OPENAI_MODELS or PROVIDERS_FILE are set")
+		}
 	}
 
 	st, err := store.Open(ctx, store.Options{DatabaseURL: cfg.DatabaseURL, SQLitePath: cfg.SQLitePath})

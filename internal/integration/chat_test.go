@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/aihigress/aihigress/internal/mockupstream"
+	"github.com/aihigress/aihigress/internal/testenv"
 	"go.temporal.io/sdk/temporal"
 )
 
@@ -439,4 +440,40 @@ func TestEventStreamHeartbeatAndAccept(t *testing.T) {
 
 func temporalKeyword(name string) temporal.SearchAttributeKeyKeyword {
 	return temporal.NewSearchAttributeKeyKeyword(name)
+}
+
+// TestStartFailureFailsRun points the API at a namespace that does not
+// exist, so every workflow start fails. The client must get a 503 and the
+// run must end failed, with a terminal event that ends its streams.
+func TestStartFailureFailsRun(t *testing.T) {
+	s := newStack(t, stackOptions{noWorker: true, env: map[string]string{"TEMPORAL_NAMESPACE": "missing-" + testenv.Suffix()}})
+	alice := s.newUser()
+	convID := alice.conversation("mock-gpt")
+
+	status, body := alice.do("POST", "/v1/conversations/"+convID+"/messages", map[string]any{"content": "no server"}, nil)
+	if status != http.StatusServiceUnavailable || !strings.Contains(string(body), "workflow_start_failed") {
+		t.Fatalf("status %d body %s, want 503 workflow_start_failed", status, body)
+	}
+
+	var history struct {
+		Items []struct {
+			RunID *string    `json:"run_id"`
+			Run   *runDetail `json:"run"`
+		} `json:"items"`
+	}
+	alice.mustDo("GET", "/v1/conversations/"+convID+"/messages", nil, 200, &history)
+	if len(history.Items) != 2 || history.Items[1].Run == nil {
+		t.Fatalf("history = %+v, want the turn with its run", history.Items)
+	}
+	run := history.Items[1].Run
+	if run.Status != "failed" || run.ErrorCode == nil || *run.ErrorCode != "workflow_start_failed" {
+		t.Errorf("run = %+v, want failed with workflow_start_failed", run)
+	}
+	stream := alice.openEvents("/v1/runs/"+run.RunID+"/events", nil)
+	frames := stream.readUntil(t, "done")
+	stream.close()
+	events := runEvents(frames)
+	if last := events[len(events)-1].Event; last != "message.failed" {
+		t.Errorf("last event = %s, want message.failed", last)
+	}
 }

@@ -274,15 +274,11 @@ type Outcome struct {
 	ErrorMessage string
 }
 
-// TerminalEvents builds the events that close a run, given the run as
-// finalized and the first free sequence number.
-type TerminalEvents func(run models.ChatRun, nextSeq int64) []models.ChatRunEvent
-
 // FinalizeRun ends a run once: it sets the terminal status, copies the output
 // into the assistant message on success, and appends the terminal events, all
 // in one transaction. Calling it again for an ended run changes nothing and
 // returns changed=false, so a retried activity cannot end a run twice.
-func (s *Store) FinalizeRun(ctx context.Context, runID string, outcome Outcome, build TerminalEvents) (run models.ChatRun, events []models.ChatRunEvent, changed bool, err error) {
+func (s *Store) FinalizeRun(ctx context.Context, runID string, outcome Outcome) (run models.ChatRun, events []models.ChatRunEvent, changed bool, err error) {
 	err = s.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		locked := tx
 		if s.Dialect == Postgres {
@@ -322,7 +318,7 @@ func (s *Store) FinalizeRun(ctx context.Context, runID string, outcome Outcome, 
 		if err != nil {
 			return err
 		}
-		events = build(run, lastSeq+1)
+		events = terminalEvents(run, lastSeq+1)
 		if len(events) > 0 {
 			if err := tx.Create(&events).Error; err != nil {
 				return fmt.Errorf("append terminal events: %w", err)
@@ -357,4 +353,33 @@ func (s *Store) Message(ctx context.Context, id string) (*models.Message, error)
 		return nil, notFound(err)
 	}
 	return &m, nil
+}
+
+// terminalEvents builds the events that close a run, given the run as
+// finalized and the first free sequence number.
+func terminalEvents(run models.ChatRun, nextSeq int64) []models.ChatRunEvent {
+	detail := run.Detail(nextSeq, false)
+	now := time.Now().UTC()
+	event := func(seq int64, eventType string, payload any) models.ChatRunEvent {
+		return models.ChatRunEvent{RunID: run.ID, Seq: seq, EventType: eventType, Payload: models.MustJSON(payload), CreatedAt: now}
+	}
+
+	switch run.Status {
+	case models.RunSucceeded:
+		return []models.ChatRunEvent{event(nextSeq, models.EventMessageCompleted, map[string]any{
+			"output_text": run.OutputText, "run": detail,
+		})}
+	case models.RunCanceled:
+		detail.LastSeq = nextSeq + 1
+		return []models.ChatRunEvent{
+			event(nextSeq, models.EventRunCanceled, map[string]any{"run": detail}),
+			event(nextSeq+1, models.EventMessageFailed, map[string]any{
+				"error_code": "canceled", "error_message": "the run was canceled", "run": detail,
+			}),
+		}
+	default:
+		return []models.ChatRunEvent{event(nextSeq, models.EventMessageFailed, map[string]any{
+			"error_code": run.ErrorCode, "error_message": run.ErrorMessage, "run": detail,
+		})}
+	}
 }
