@@ -160,6 +160,9 @@ func (s *Server) startRun(c *gin.Context, run *models.ChatRun, prompt string) bo
 	})
 	var alreadyStarted *serviceErrorAlreadyStarted
 	if err == nil || errors.As(err, &alreadyStarted) {
+		if s.Metrics != nil {
+			s.Metrics.runsStarted.WithLabelValues(run.Kind).Inc()
+		}
 		return true
 	}
 

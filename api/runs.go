@@ -103,6 +103,10 @@ func eventCursor(c *gin.Context) (int64, bool) {
 // streamEvents writes the run's events after the cursor as SSE until the run
 // ends or the client goes away.
 func (s *Server) streamEvents(c *gin.Context, runID string, after int64) {
+	if s.Metrics != nil {
+		s.Metrics.streamsOpen.Inc()
+		defer s.Metrics.streamsOpen.Dec()
+	}
 	w := c.Writer
 	header := w.Header()
 	header.Set("Content-Type", "text/event-stream")

@@ -35,6 +35,10 @@ type Server struct {
 	Follower *events.Follower
 	Limits   Limits
 	Logger   *slog.Logger
+	// Metrics may be nil, which disables /metrics.
+	Metrics *Metrics
+	// MetricsToken, when set, is required as a bearer token on /metrics.
+	MetricsToken string
 }
 
 // Handler returns the HTTP handler with every route.
@@ -43,6 +47,10 @@ func (s *Server) Handler() http.Handler {
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	r.Use(s.requestID, s.recover, s.limitBody)
+	if s.Metrics != nil {
+		r.Use(s.Metrics.observe)
+		r.GET("/metrics", s.Metrics.handler(s.MetricsToken))
+	}
 	r.NoRoute(func(c *gin.Context) {
 		abortError(c, http.StatusNotFound, "not_found", "no route for "+c.Request.Method+" "+c.Request.URL.Path)
 	})

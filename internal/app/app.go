@@ -133,7 +133,9 @@ func (a *App) APIServer(hub *events.Hub) *api.Server {
 			SyncWaitTimeout:     cfg.SyncWaitTimeout,
 			UpstreamMaxAttempts: cfg.UpstreamMaxAttempts,
 		},
-		Logger: a.Logger,
+		Logger:       a.Logger,
+		Metrics:      api.NewMetrics(),
+		MetricsToken: cfg.MetricsToken,
 	}
 }
 

@@ -39,6 +39,9 @@ type Config struct {
 
 	ProvidersFile string
 
+	// MetricsToken, when set, protects /metrics with a bearer token.
+	MetricsToken string
+
 	// MockUpstreamAddr is the listen address of the mock upstream in `dev`.
 	MockUpstreamAddr string
 
@@ -74,6 +77,7 @@ func Load(getenv func(string) string) (Config, error) {
 		AdminUsername:       env.str("ADMIN_USERNAME", "admin"),
 		AdminPassword:       env.str("ADMIN_PASSWORD", ""),
 		ProvidersFile:       env.str("PROVIDERS_FILE", ""),
+		MetricsToken:        env.str("METRICS_TOKEN", ""),
 		MockUpstreamAddr:    env.str("MOCK_UPSTREAM_ADDR", "127.0.0.1:18081"),
 		TemporalUIPort:      env.integer("TEMPORAL_UI_PORT", 8233),
 		MaxContentChars:     env.integer("MAX_CONTENT_CHARS", 32000),

@@ -477,3 +477,29 @@ func TestStartFailureFailsRun(t *testing.T) {
 		t.Errorf("last event = %s, want message.failed", last)
 	}
 }
+
+func TestMetricsAfterRun(t *testing.T) {
+	s := newStack(t, stackOptions{env: map[string]string{"METRICS_TOKEN": "metrics-secret"}})
+	alice := s.newUser()
+	convID := alice.conversation("mock-gpt")
+	alice.mustDo("POST", "/v1/conversations/"+convID+"/messages", map[string]any{"content": "count me"}, 200, nil)
+
+	anonymous := &client{t: t, baseURL: s.baseURL}
+	if status, _ := anonymous.do("GET", "/metrics", nil, nil); status != http.StatusUnauthorized {
+		t.Errorf("/metrics without the token: status %d, want 401", status)
+	}
+	withToken := &client{t: t, baseURL: s.baseURL, token: "metrics-secret"}
+	status, body := withToken.do("GET", "/metrics", nil, nil)
+	if status != http.StatusOK {
+		t.Fatalf("/metrics with the token: status %d", status)
+	}
+	for _, want := range []string{
+		`aihigress_runs_started_total{kind="chat"} 1`,
+		`aihigress_http_requests_total{method="POST",route="/v1/conversations/:id/messages",status="200"} 1`,
+		`aihigress_sse_streams_open 0`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
