@@ -189,8 +189,9 @@ func (a *Chat) heartbeat(ctx context.Context, writer *events.Writer) (stop func(
 	go func() {
 		ticker := time.NewTicker(interval)
 		defer ticker.Stop()
+		// The first heartbeat waits one interval: the SDK sends a first
+		// heartbeat to the server at once, and short attempts need none.
 		for {
-			activity.RecordHeartbeat(ctx, writer.LastSeq())
 			select {
 			case <-done:
 				return
@@ -198,6 +199,7 @@ func (a *Chat) heartbeat(ctx context.Context, writer *events.Writer) (stop func(
 				return
 			case <-ticker.C:
 			}
+			activity.RecordHeartbeat(ctx, writer.LastSeq())
 		}
 	}()
 	return func() { close(done) }

@@ -126,7 +126,7 @@ func (a *App) APIServer(hub *events.Hub) *api.Server {
 		Temporal: a.Temporal,
 		Issuer:   auth.NewIssuer(cfg.JWTSecret, cfg.AccessTTL, cfg.RefreshTTL, time.Now),
 		Catalog:  a.Catalog,
-		Follower: &events.Follower{Store: a.Store, Hub: hub, Logger: a.Logger, Heartbeat: cfg.SSEHeartbeat, Poll: time.Second},
+		Follower: &events.Follower{Store: a.Store, Hub: hub, Logger: a.Logger, Heartbeat: cfg.SSEHeartbeat, Poll: 5 * time.Second},
 		Limits: api.Limits{
 			MaxBodyBytes:        1 << 20,
 			MaxContentChars:     cfg.MaxContentChars,

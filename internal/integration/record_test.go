@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	historypb "go.temporal.io/api/history/v1"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -21,8 +22,15 @@ func recordHistory(t *testing.T, s *stack, workflowID, name string) {
 	if os.Getenv("RECORD_HISTORIES") == "" {
 		return
 	}
+	// The history must include the final workflow task, so wait for the
+	// workflow to close first.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.app.Temporal.GetWorkflow(ctx, workflowID, "").Get(ctx, nil); err != nil {
+		t.Fatalf("wait for %s to close: %v", workflowID, err)
+	}
 	history := &historypb.History{}
-	iter := s.app.Temporal.GetWorkflowHistory(context.Background(), workflowID, "", false, 0)
+	iter := s.app.Temporal.GetWorkflowHistory(ctx, workflowID, "", false, 0)
 	for iter.HasNext() {
 		event, err := iter.Next()
 		if err != nil {
