@@ -164,9 +164,15 @@ func (a *Chat) openWriter(ctx context.Context, runID string, attempt int, logger
 	if err != nil {
 		return nil, err
 	}
-	partial, err := a.Store.DeltaSinceReset(ctx, runID)
-	if err != nil {
-		return nil, err
+	// Attempt 1 is the run's first StreamChat execution, because the
+	// workflow gives the activity no retries of its own, so no earlier
+	// attempt can have streamed text.
+	partial := false
+	if attempt > 1 {
+		partial, err = a.Store.DeltaSinceReset(ctx, runID)
+		if err != nil {
+			return nil, err
+		}
 	}
 	writer := events.NewWriter(a.Store, a.Bus, runID, lastSeq, a.Limits.DeltaMergeWindow, logger)
 	if partial {
@@ -302,6 +308,9 @@ func (a *Chat) FinalizeRun(ctx context.Context, in workflows.FinalizeInput) (wor
 		logger.Info("run finalized", "user_id", run.UserID, "status", run.Status, "error_code", run.ErrorCode)
 	}
 
+	if n := len(terminal); n > 0 {
+		return workflows.FinalizeResult{Status: run.Status, LastSeq: terminal[n-1].Seq}, nil
+	}
 	lastSeq, err := a.Store.LastSeq(ctx, in.RunID)
 	if err != nil {
 		return workflows.FinalizeResult{}, err
