@@ -1,0 +1,439 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver for creating the benchmark database
+	"github.com/redis/go-redis/v9"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/aihigress/aihigress/internal/devenv"
+	"github.com/aihigress/aihigress/internal/mockupstream"
+)
+
+// stackOptions selects the backends that the service runs on.
+type stackOptions struct {
+	repoRoot         string
+	temporalCLI      string
+	adminDatabaseURL string // empty selects SQLite
+	redisURL         string // empty starts an embedded Redis-protocol server
+	tokensPerSecond  float64
+	keepTemp         bool
+	logger           *slog.Logger
+}
+
+// stack is the service under test: the `serve` and `worker` processes and
+// everything they connect to.
+type stack struct {
+	opts stackOptions
+
+	tempDir     string
+	binary      string
+	databaseURL string
+	sqlitePath  string
+	redisURL    string
+	redisPrefix string
+	redis       *redis.Client
+
+	temporal    *testsuite.DevServer
+	temporalPID int
+	mock        *mockupstream.Server
+	serve       *child
+	worker      *child
+	apiURL      string
+
+	// backends describes each backend and its version for the report.
+	backends []string
+
+	cleanups []cleanup
+}
+
+type cleanup struct {
+	step string
+	run  func() error
+}
+
+func newStack(opts stackOptions) *stack {
+	return &stack{opts: opts}
+}
+
+func (s *stack) onClose(step string, run func() error) {
+	s.cleanups = append(s.cleanups, cleanup{step: step, run: run})
+}
+
+// close undoes every step of start that succeeded, in reverse order, and
+// logs the steps that fail.
+func (s *stack) close() {
+	for i := len(s.cleanups) - 1; i >= 0; i-- {
+		c := s.cleanups[i]
+		if err := c.run(); err != nil {
+			s.opts.logger.Warn("cleanup failed", "step", c.step, "error", err)
+		}
+	}
+	s.cleanups = nil
+}
+
+// start brings the stack up. The caller must call close even when start
+// fails.
+func (s *stack) start(ctx context.Context) error {
+	logger := s.opts.logger
+
+	tempDir, err := os.MkdirTemp("", "chatbench-")
+	if err != nil {
+		return fmt.Errorf("create temporary folder: %w", err)
+	}
+	s.tempDir = tempDir
+	if s.opts.keepTemp {
+		logger.Info("keeping the temporary folder", "path", tempDir)
+	} else {
+		s.onClose("remove "+tempDir, func() error { return os.RemoveAll(tempDir) })
+	}
+
+	logger.Info("building aihigress", "output", filepath.Join(tempDir, "aihigress"))
+	if err := s.build(ctx); err != nil {
+		return err
+	}
+
+	if err := s.startDatabase(ctx); err != nil {
+		return err
+	}
+	if err := s.startRedis(ctx); err != nil {
+		return err
+	}
+	if err := s.startTemporal(ctx); err != nil {
+		return err
+	}
+
+	mock, err := mockupstream.Start("", mockupstream.Options{TimeToFirstToken: 0, TokensPerSecond: s.opts.tokensPerSecond})
+	if err != nil {
+		return fmt.Errorf("start mock upstream: %w", err)
+	}
+	s.mock = mock
+	s.onClose("stop mock upstream", mock.Close)
+
+	return s.startService(ctx)
+}
+
+func (s *stack) build(ctx context.Context) error {
+	s.binary = filepath.Join(s.tempDir, "aihigress")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", s.binary, "./cmd/aihigress")
+	cmd.Dir = s.opts.repoRoot
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build ./cmd/aihigress: %w\n%s", err, out)
+	}
+	return nil
+}
+
+// startDatabase creates a fresh PostgreSQL database, dropped by close, or
+// picks a SQLite file in the temporary folder.
+func (s *stack) startDatabase(ctx context.Context) error {
+	if s.opts.adminDatabaseURL == "" {
+		s.sqlitePath = filepath.Join(s.tempDir, "aihigress.db")
+		s.backends = append(s.backends, "SQLite (WAL) in a temporary file")
+		return nil
+	}
+
+	admin, err := sql.Open("pgx", s.opts.adminDatabaseURL)
+	if err != nil {
+		return fmt.Errorf("open -database-url: %w", err)
+	}
+	defer admin.Close()
+
+	var version string
+	if err := admin.QueryRowContext(ctx, "SHOW server_version").Scan(&version); err != nil {
+		return fmt.Errorf("connect to PostgreSQL at -database-url: %w", err)
+	}
+	name := "aih_bench_" + randomHex(6)
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+		return fmt.Errorf("create database %s: %w", name, err)
+	}
+	s.onClose("drop database "+name, func() error { return dropDatabase(s.opts.adminDatabaseURL, name) })
+
+	u, err := url.Parse(s.opts.adminDatabaseURL)
+	if err != nil {
+		return fmt.Errorf("parse -database-url: %w", err)
+	}
+	u.Path = "/" + name
+	s.databaseURL = u.String()
+	s.backends = append(s.backends, "PostgreSQL "+strings.Fields(version)[0]+" on "+u.Host)
+	return nil
+}
+
+func dropDatabase(adminURL, name string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin, err := sql.Open("pgx", adminURL)
+	if err != nil {
+		return fmt.Errorf("open -database-url: %w", err)
+	}
+	defer admin.Close()
+	if _, err := admin.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+		return fmt.Errorf("drop database %s: %w", name, err)
+	}
+	return nil
+}
+
+// startRedis connects to the Redis at -redis-url, or starts an embedded
+// server, and picks a key prefix that close deletes.
+func (s *stack) startRedis(ctx context.Context) error {
+	s.redisURL = s.opts.redisURL
+	if s.redisURL == "" {
+		srv, redisURL, err := devenv.StartRedis()
+		if err != nil {
+			return err
+		}
+		s.onClose("stop embedded Redis", func() error { srv.Close(); return nil })
+		s.redisURL = redisURL
+		s.backends = append(s.backends, "embedded Redis-protocol server (miniredis) in the benchmark process")
+	}
+
+	opts, err := redis.ParseURL(s.redisURL)
+	if err != nil {
+		return fmt.Errorf("invalid -redis-url: %w", err)
+	}
+	opts.PoolSize = 64
+	s.redis = redis.NewClient(opts)
+	s.onClose("close Redis client", s.redis.Close)
+	if err := s.redis.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("connect to Redis at %s: %w", opts.Addr, err)
+	}
+
+	s.redisPrefix = "aihbench:" + randomHex(6) + ":"
+	s.onClose("delete Redis keys "+s.redisPrefix+"*", func() error { return deleteKeys(s.redis, s.redisPrefix) })
+	if s.opts.redisURL != "" {
+		s.backends = append(s.backends, "Redis "+redisVersion(ctx, s.redis)+" on "+opts.Addr)
+	}
+	return nil
+}
+
+func redisVersion(ctx context.Context, rdb *redis.Client) string {
+	info, err := rdb.Info(ctx, "server").Result()
+	if err != nil {
+		return "(version unknown)"
+	}
+	for line := range strings.SplitSeq(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:"); ok {
+			return v
+		}
+	}
+	return "(version unknown)"
+}
+
+// deleteKeys deletes every key that starts with prefix, scanning at most
+// a million keys.
+func deleteKeys(rdb *redis.Client, prefix string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	iter := rdb.Scan(ctx, 0, prefix+"*", 500).Iterator()
+	for scanned := 0; scanned < 1_000_000 && iter.Next(ctx); scanned++ {
+		if err := rdb.Del(ctx, iter.Val()).Err(); err != nil {
+			return fmt.Errorf("delete %s: %w", iter.Val(), err)
+		}
+	}
+	return iter.Err()
+}
+
+func (s *stack) startTemporal(ctx context.Context) error {
+	logPath := filepath.Join(s.tempDir, "temporal.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return fmt.Errorf("create Temporal log file: %w", err)
+	}
+	s.onClose("close Temporal log", logFile.Close)
+
+	s.opts.logger.Info("starting the Temporal dev server", "cli", s.opts.temporalCLI, "log", logPath)
+	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	srv, err := devenv.StartTemporal(startCtx, devenv.TemporalOptions{
+		CLIPath:   s.opts.temporalCLI,
+		Namespace: "default",
+		Output:    logFile,
+	})
+	if err != nil {
+		return err
+	}
+	s.temporal = srv
+
+	pid, err := findChildByExe(os.Getpid(), s.opts.temporalCLI)
+	if err != nil {
+		// Without the pid the server cannot be killed if Stop hangs, so it
+		// is stopped without a time limit.
+		s.onClose("stop Temporal dev server", srv.Stop)
+		return fmt.Errorf("find the Temporal dev server process: %w", err)
+	}
+	s.temporalPID = pid
+	s.onClose("stop Temporal dev server", func() error { return stopDevServer(srv, pid) })
+
+	s.backends = append(s.backends, temporalVersion(ctx, s.opts.temporalCLI)+" dev server with an in-memory database")
+	return nil
+}
+
+// stopDevServer stops the server and kills it when it has not exited after
+// 30 seconds.
+func stopDevServer(srv *testsuite.DevServer, pid int) error {
+	done := make(chan error, 1)
+	go func() { done <- srv.Stop() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(30 * time.Second):
+		if process, err := os.FindProcess(pid); err == nil {
+			_ = process.Kill()
+		}
+		return fmt.Errorf("the Temporal dev server (pid %d) did not stop within 30s and was killed", pid)
+	}
+}
+
+func temporalVersion(ctx context.Context, cli string) string {
+	out, err := exec.CommandContext(ctx, cli, "--version").Output()
+	if err != nil {
+		return "Temporal CLI"
+	}
+	// The output reads "temporal version X (Server Y, UI Z)".
+	if _, server, ok := strings.Cut(string(out), "Server "); ok {
+		if version, _, ok := strings.Cut(server, ","); ok {
+			return "Temporal Server " + version
+		}
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// startService runs `serve` first, because both processes migrate the
+// database on start and the migrations take no lock, then `worker`.
+func (s *stack) startService(ctx context.Context) error {
+	addr, err := freeLoopbackAddr()
+	if err != nil {
+		return err
+	}
+	s.apiURL = "http://" + addr
+	env := s.serviceEnv(addr)
+
+	readyCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+
+	serve, err := startChild("serve", s.binary, []string{"serve"}, env, s.tempDir, "HTTP API listening")
+	if err != nil {
+		return err
+	}
+	s.serve = serve
+	s.onClose("stop serve", serve.stop)
+	if err := serve.waitReady(readyCtx); err != nil {
+		return err
+	}
+	if err := waitHealthy(readyCtx, s.apiURL+"/healthz"); err != nil {
+		return fmt.Errorf("%w; see %s", err, serve.logPath)
+	}
+
+	worker, err := startChild("worker", s.binary, []string{"worker"}, env, s.tempDir, "chat worker started")
+	if err != nil {
+		return err
+	}
+	s.worker = worker
+	s.onClose("stop worker", worker.stop)
+	if err := worker.waitReady(readyCtx); err != nil {
+		return err
+	}
+	s.opts.logger.Info("service is up", "api", s.apiURL, "serve_pid", serve.pid(), "worker_pid", worker.pid(), "logs", s.tempDir)
+	return nil
+}
+
+// serviceEnv is the environment of both processes. It passes on only the
+// variables that tune the Go runtime or logging, so that a configuration in
+// the caller's environment cannot change what is measured.
+func (s *stack) serviceEnv(httpAddr string) []string {
+	env := []string{
+		"HTTP_ADDR=" + httpAddr,
+		"DATABASE_URL=" + s.databaseURL,
+		"SQLITE_PATH=" + s.sqlitePath,
+		"REDIS_URL=" + s.redisURL,
+		"REDIS_PREFIX=" + s.redisPrefix,
+		"TEMPORAL_ADDRESS=" + s.temporal.FrontendHostPort(),
+		"TEMPORAL_NAMESPACE=default",
+		"JWT_SECRET=" + randomHex(32),
+		"MASTER_KEY=" + randomHex(32),
+		"ADMIN_PASSWORD=" + randomHex(12),
+		"OPENAI_BASE_URL=" + s.mock.URL() + "/v1",
+		"OPENAI_API_KEY=x",
+		"OPENAI_MODELS=" + benchModel,
+	}
+	for _, name := range []string{"PATH", "HOME", "TMPDIR", "GOMAXPROCS", "GOGC", "GOMEMLIMIT", "GODEBUG", "LOG_LEVEL", "LOG_FORMAT"} {
+		if value, ok := os.LookupEnv(name); ok {
+			env = append(env, name+"="+value)
+		}
+	}
+	return env
+}
+
+func freeLoopbackAddr() (string, error) {
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free loopback port: %w", err)
+	}
+	addr := listener.Addr().String()
+	if err := listener.Close(); err != nil {
+		return "", fmt.Errorf("release port %s: %w", addr, err)
+	}
+	return addr, nil
+}
+
+func waitHealthy(ctx context.Context, healthURL string) error {
+	ticker := time.NewTicker(100 * time.Millisecond)
+	defer ticker.Stop()
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, healthURL, nil)
+		if err != nil {
+			return fmt.Errorf("build request for %s: %w", healthURL, err)
+		}
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("GET %s did not return 200: %w", healthURL, ctx.Err())
+		case <-ticker.C:
+		}
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	// crypto/rand.Read never returns an error since Go 1.24.
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// findRepoRoot returns the nearest folder at or above the working directory
+// that contains go.mod.
+func findRepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("get working directory: %w", err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.mod not found in the working directory or above; run chatbench from the repository")
+		}
+		dir = parent
+	}
+}
