@@ -175,6 +175,10 @@ func backoff(attempt int) time.Duration {
 	return d
 }
 
+// setStatus upserts AihRunStatus.
+// TODO: each upsert costs the cluster about five extra persistence reads per
+// run, which is most of the throughput gap to a bare workflow measured in
+// docs/benchmarks.md; dropping the "running" upsert needs a versioned change.
 func setStatus(ctx workflow.Context, status string) {
 	if err := workflow.UpsertTypedSearchAttributes(ctx, AttrRunStatus.ValueSet(status)); err != nil {
 		workflow.GetLogger(ctx).Warn("upsert AihRunStatus failed", "status", status, "error", err)
