@@ -177,8 +177,9 @@ func backoff(attempt int) time.Duration {
 
 // setStatus upserts AihRunStatus.
 // TODO: each upsert costs the cluster about five extra persistence reads per
-// run, which is most of the throughput gap to a bare workflow measured in
-// docs/benchmarks.md; dropping the "running" upsert needs a versioned change.
+// run. That is most of the throughput gap to a bare workflow measured in
+// docs/benchmarks.md. GetVersion upserts a search attribute of its own, so
+// dropping the "running" upsert safely needs worker versioning instead.
 func setStatus(ctx workflow.Context, status string) {
 	if err := workflow.UpsertTypedSearchAttributes(ctx, AttrRunStatus.ValueSet(status)); err != nil {
 		workflow.GetLogger(ctx).Warn("upsert AihRunStatus failed", "status", status, "error", err)

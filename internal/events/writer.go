@@ -17,10 +17,10 @@ import (
 // while it is open. A second writer is caught by the unique (run_id, seq)
 // index, which makes the later append fail with store.ErrConflict.
 //
-// Deltas are merged while a database write is in flight or less than the
-// merge window has passed since the previous write began, so a fast stream
-// costs one INSERT per window rather than one per token, while the first
-// delta after a quiet spell is written at once.
+// Deltas are merged while a database write is in flight, or until the merge
+// window has passed since the previous write began. So a fast stream costs
+// one INSERT per window rather than one per token, and the first delta after
+// a quiet spell is written at once.
 type Writer struct {
 	store  *store.Store
 	bus    *Bus
