@@ -125,12 +125,14 @@ func (s *Server) requireUser(c *gin.Context) {
 		abortError(c, http.StatusUnauthorized, "missing_token", "send an access token as 'Authorization: Bearer <token>'")
 		return
 	}
+
 	claims, err := s.Issuer.Verify(strings.TrimSpace(token), auth.AccessToken)
 	if err != nil {
 		c.Header("WWW-Authenticate", `Bearer error="invalid_token"`)
 		abortError(c, http.StatusUnauthorized, "invalid_token", "the access token is invalid or expired; log in again")
 		return
 	}
+
 	user, err := s.Store.UserByID(c, claims.Subject)
 	if errors.Is(err, store.ErrNotFound) {
 		abortError(c, http.StatusUnauthorized, "invalid_token", "the token's user no longer exists")
@@ -144,6 +146,7 @@ func (s *Server) requireUser(c *gin.Context) {
 		abortError(c, http.StatusForbidden, "user_disabled", "this account is disabled")
 		return
 	}
+
 	c.Set("user", user)
 	c.Set("user_id", user.ID)
 	c.Next()

@@ -376,14 +376,14 @@ func (s *Server) pageError(c *gin.Context, err error) bool {
 
 // lookupError writes 404 for ErrNotFound (which also covers rows of other
 // users) and 500 for anything else. It returns true when it wrote.
-func (s *Server) lookupError(c *gin.Context, what string, err error) bool {
+func (s *Server) lookupError(c *gin.Context, resource string, err error) bool {
 	switch {
 	case err == nil:
 		return false
 	case errors.Is(err, store.ErrNotFound):
-		abortError(c, http.StatusNotFound, what+"_not_found", what+" not found")
+		abortError(c, http.StatusNotFound, resource+"_not_found", resource+" not found")
 	default:
-		s.internalError(c, "load "+what+" failed", err)
+		s.internalError(c, "load "+resource+" failed", err)
 	}
 	return true
 }

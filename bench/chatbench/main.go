@@ -22,6 +22,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/aihigress/aihigress/internal/testenv"
 )
 
 // maxIterationsPerClient bounds each load client even if its window never
@@ -129,7 +131,7 @@ func main() {
 // reports. It returns the targets that the results miss.
 func run(ctx context.Context, s settings, logger *slog.Logger) ([]string, error) {
 	started := time.Now()
-	repoRoot, err := findRepoRoot()
+	repoRoot, err := testenv.RepoRoot()
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -417,23 +416,4 @@ func randomHex(n int) string {
 	// crypto/rand.Read never returns an error since Go 1.24.
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// findRepoRoot returns the nearest folder at or above the working directory
-// that contains go.mod.
-func findRepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("get working directory: %w", err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found in the working directory or above; run chatbench from the repository")
-		}
-		dir = parent
-	}
 }

@@ -22,6 +22,7 @@ func recordHistory(t *testing.T, s *stack, workflowID, name string) {
 	if os.Getenv("RECORD_HISTORIES") == "" {
 		return
 	}
+
 	// The history must include the final workflow task, so wait for the
 	// workflow to close first.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -29,6 +30,7 @@ func recordHistory(t *testing.T, s *stack, workflowID, name string) {
 	if err := s.app.Temporal.GetWorkflow(ctx, workflowID, "").Get(ctx, nil); err != nil {
 		t.Fatalf("wait for %s to close: %v", workflowID, err)
 	}
+
 	history := &historypb.History{}
 	iter := s.app.Temporal.GetWorkflowHistory(ctx, workflowID, "", false, 0)
 	for iter.HasNext() {
@@ -38,10 +40,12 @@ func recordHistory(t *testing.T, s *stack, workflowID, name string) {
 		}
 		history.Events = append(history.Events, event)
 	}
+
 	data, err := protojson.MarshalOptions{Indent: "  "}.Marshal(history)
 	if err != nil {
 		t.Fatal(err)
 	}
+
 	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
