@@ -12,18 +12,46 @@ import (
 	"github.com/gin-gonic/gin"
 )
 
-// errorBody is the JSON shape of every error: {"error": {"code", "message"}}.
+// errorBody is the JSON shape of every error, the same as OpenAI's:
+// {"error": {"message", "type", "code", "param"}}.
 type errorBody struct {
 	Error errorDetail `json:"error"`
 }
 
 type errorDetail struct {
-	Code    string `json:"code"`
 	Message string `json:"message"`
+	Type    string `json:"type"`
+	Code    string `json:"code"`
+	// Param names the request field at fault, or is null.
+	Param *string `json:"param"`
 }
 
 func abortError(c *gin.Context, status int, code, message string) {
-	c.AbortWithStatusJSON(status, errorBody{Error: errorDetail{Code: code, Message: message}})
+	c.AbortWithStatusJSON(status, errorBody{Error: errorDetail{Message: message, Type: errorType(status), Code: code}})
+}
+
+// abortParamError is abortError for a fault in the request field param.
+func abortParamError(c *gin.Context, status int, code, param, message string) {
+	c.AbortWithStatusJSON(status, errorBody{Error: errorDetail{Message: message, Type: errorType(status), Code: code, Param: &param}})
+}
+
+// errorType maps a status code to the error type that OpenAI uses for it.
+func errorType(status int) string {
+	switch {
+	case status == http.StatusUnauthorized:
+		return "authentication_error"
+	case status == http.StatusForbidden:
+		return "permission_error"
+	case status == http.StatusNotFound:
+		return "not_found_error"
+	case status == http.StatusConflict:
+		return "conflict_error"
+	case status == http.StatusTooManyRequests:
+		return "rate_limit_error"
+	case status >= 500:
+		return "server_error"
+	}
+	return "invalid_request_error"
 }
 
 // decodeJSON reads the request body into dst, rejecting unknown fields,

@@ -12,9 +12,11 @@ import (
 	"github.com/google/uuid"
 	"go.temporal.io/sdk/client"
 
+	"github.com/aihigress/aihigress/internal/apikeys"
 	"github.com/aihigress/aihigress/internal/auth"
 	"github.com/aihigress/aihigress/internal/events"
 	"github.com/aihigress/aihigress/internal/providers"
+	"github.com/aihigress/aihigress/internal/router"
 	"github.com/aihigress/aihigress/internal/store"
 )
 
@@ -32,6 +34,9 @@ type Server struct {
 	Temporal client.Client
 	Issuer   *auth.Issuer
 	Catalog  *providers.Catalog
+	APIKeys  *apikeys.Service
+	Router   *router.Router
+	Upstream *providers.Client
 	Follower *events.Follower
 	Limits   Limits
 	Logger   *slog.Logger
@@ -66,8 +71,12 @@ func (s *Server) Handler() http.Handler {
 	authed := r.Group("/", s.requireUser)
 	authed.GET("/auth/me", s.me)
 
+	admin := authed.Group("/admin", s.requireSuperuser)
+	s.registerAdminRoutes(admin)
+
 	v1 := authed.Group("/v1")
 	v1.GET("/models", s.listModels)
+	s.registerAPIKeyRoutes(v1)
 
 	v1.POST("/assistants", s.createAssistant)
 	v1.GET("/assistants", s.listAssistants)
@@ -122,6 +131,16 @@ func (s *Server) recover(c *gin.Context) {
 func (s *Server) limitBody(c *gin.Context) {
 	if c.Request.Body != nil && s.Limits.MaxBodyBytes > 0 {
 		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.Limits.MaxBodyBytes)
+	}
+	c.Next()
+}
+
+// requireSuperuser rejects users without the superuser role. It runs after
+// requireUser.
+func (s *Server) requireSuperuser(c *gin.Context) {
+	if !currentUser(c).IsSuperuser {
+		abortError(c, http.StatusForbidden, "superuser_required", "this route needs a superuser account")
+		return
 	}
 	c.Next()
 }

@@ -108,8 +108,13 @@ type ChatRun struct {
 	StartedAt             *time.Time
 	FinishedAt            *time.Time
 	LatencyMS             *int64 `gorm:"column:latency_ms"`
-	CreatedAt             time.Time
-	UpdatedAt             time.Time
+	// APIKeyID is the API key that started a gateway background run.
+	APIKeyID *string
+	// RequestBody is the OpenAI chat completion request of a gateway
+	// background run, which has no conversation to build the prompt from.
+	RequestBody JSON
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
 }
 
 // ChatRunEvent is one stored event of a run; (RunID, Seq) is unique.
@@ -127,5 +132,8 @@ func (ChatRunEvent) TableName() string { return "chat_run_events" }
 
 // All lists every model, for schema checks.
 func All() []any {
-	return []any{&User{}, &Assistant{}, &Conversation{}, &Message{}, &ChatRun{}, &ChatRunEvent{}}
+	return []any{
+		&User{}, &Assistant{}, &Conversation{}, &Message{}, &ChatRun{}, &ChatRunEvent{},
+		&APIKey{}, &ProviderRow{}, &ProviderKey{}, &LogicalModelRow{}, &LogicalModelCandidate{}, &RequestLog{},
+	}
 }

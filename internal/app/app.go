@@ -18,10 +18,12 @@ import (
 
 	"github.com/aihigress/aihigress/activities"
 	"github.com/aihigress/aihigress/api"
+	"github.com/aihigress/aihigress/internal/apikeys"
 	"github.com/aihigress/aihigress/internal/auth"
 	"github.com/aihigress/aihigress/internal/config"
 	"github.com/aihigress/aihigress/internal/events"
 	"github.com/aihigress/aihigress/internal/providers"
+	"github.com/aihigress/aihigress/internal/router"
 	"github.com/aihigress/aihigress/internal/store"
 	"github.com/aihigress/aihigress/models"
 	"github.com/aihigress/aihigress/worker"
@@ -37,6 +39,7 @@ type App struct {
 	Catalog  *providers.Catalog
 	Bus      *events.Bus
 	Upstream *providers.Client
+	Router   *router.Router
 }
 
 // Connect opens the database (and migrates it), Redis and the Temporal
@@ -101,6 +104,7 @@ func Connect(ctx context.Context, cfg config.Config, catalog *providers.Catalog,
 	}
 
 	a.Upstream = providers.NewClient(providers.ClientOptions{})
+	a.Router = router.New(a.Catalog)
 	return a, nil
 }
 
@@ -119,13 +123,20 @@ func (a *App) Close() {
 
 // APIServer builds the HTTP API. hub may be nil, which leaves SSE clients
 // on database polling only.
-func (a *App) APIServer(hub *events.Hub) *api.Server {
+func (a *App) APIServer(hub *events.Hub) (*api.Server, error) {
 	cfg := a.Config
+	keys, err := apikeys.NewService(a.Store, cfg.MasterKey)
+	if err != nil {
+		return nil, err
+	}
 	return &api.Server{
 		Store:    a.Store,
 		Temporal: a.Temporal,
 		Issuer:   auth.NewIssuer(cfg.JWTSecret, cfg.AccessTTL, cfg.RefreshTTL, time.Now),
 		Catalog:  a.Catalog,
+		APIKeys:  keys,
+		Router:   a.Router,
+		Upstream: a.Upstream,
 		Follower: &events.Follower{Store: a.Store, Hub: hub, Logger: a.Logger, Heartbeat: cfg.SSEHeartbeat, Poll: 5 * time.Second},
 		Limits: api.Limits{
 			MaxBodyBytes:        1 << 20,
@@ -136,7 +147,7 @@ func (a *App) APIServer(hub *events.Hub) *api.Server {
 		Logger:       a.Logger,
 		Metrics:      api.NewMetrics(),
 		MetricsToken: cfg.MetricsToken,
-	}
+	}, nil
 }
 
 // ChatWorker builds the chat task queue worker.
@@ -160,9 +171,13 @@ func (a *App) ChatWorker() sdkworker.Worker {
 // gracefully.
 func (a *App) Serve(ctx context.Context) error {
 	hub := events.NewHub(ctx, a.Bus, a.Logger)
+	apiServer, err := a.APIServer(hub)
+	if err != nil {
+		return err
+	}
 	srv := &http.Server{
 		Addr:              a.Config.HTTPAddr,
-		Handler:           a.APIServer(hub).Handler(),
+		Handler:           apiServer.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	errc := make(chan error, 1)

@@ -54,6 +54,29 @@ type Config struct {
 	DeltaMergeWindow    time.Duration
 	UpstreamMaxAttempts int
 
+	// Gateway.
+	APIKeyCacheTTL          time.Duration
+	APIKeySweepInterval     time.Duration
+	CatalogReloadInterval   time.Duration
+	RequestLogFlushInterval time.Duration
+	GatewayMaxBodyBytes     int64
+	MaxBodyBytes            int64
+
+	// Guards. Each rate limit is "<requests>/<window>", such as "10/1m";
+	// "off" disables it.
+	RateLimitLogin    RateLimit
+	RateLimitRegister RateLimit
+	RateLimitAPIKey   RateLimit
+	RateLimitUser     RateLimit
+	// CORSAllowedOrigins are the origins that may call the API from a
+	// browser; "*" allows any origin. Empty disables CORS.
+	CORSAllowedOrigins []string
+	// TrustedProxies are the CIDR prefixes of reverse proxies whose
+	// X-Forwarded-For header is believed. Empty trusts none.
+	TrustedProxies []string
+	// HSTSMaxAge, when above zero, adds Strict-Transport-Security.
+	HSTSMaxAge time.Duration
+
 	// GeneratedSecrets lists the names of secrets that Load generated because
 	// they were unset. They are fine for development but change on restart.
 	GeneratedSecrets []string
@@ -89,6 +112,21 @@ func Load(getenv func(string) string) (Config, error) {
 		SyncWaitTimeout:     env.duration("SYNC_WAIT_TIMEOUT", 60*time.Second),
 		SSEHeartbeat:        env.duration("SSE_HEARTBEAT", 15*time.Second),
 		DeltaMergeWindow:    env.duration("DELTA_MERGE_WINDOW", 50*time.Millisecond),
+
+		APIKeyCacheTTL:          env.duration("API_KEY_CACHE_TTL", 60*time.Second),
+		APIKeySweepInterval:     env.duration("API_KEY_SWEEP_INTERVAL", time.Minute),
+		CatalogReloadInterval:   env.duration("CATALOG_RELOAD_INTERVAL", 30*time.Second),
+		RequestLogFlushInterval: env.duration("REQUEST_LOG_FLUSH_INTERVAL", time.Second),
+		GatewayMaxBodyBytes:     int64(env.integer("GATEWAY_MAX_BODY_BYTES", 16<<20)),
+		MaxBodyBytes:            int64(env.integer("MAX_BODY_BYTES", 1<<20)),
+
+		RateLimitLogin:     env.rateLimit("RATE_LIMIT_LOGIN", RateLimit{Requests: 10, Window: time.Minute}),
+		RateLimitRegister:  env.rateLimit("RATE_LIMIT_REGISTER", RateLimit{Requests: 5, Window: time.Minute}),
+		RateLimitAPIKey:    env.rateLimit("RATE_LIMIT_API_KEY", RateLimit{Requests: 6000, Window: time.Minute}),
+		RateLimitUser:      env.rateLimit("RATE_LIMIT_USER", RateLimit{Requests: 600, Window: time.Minute}),
+		CORSAllowedOrigins: env.list("CORS_ALLOWED_ORIGINS"),
+		TrustedProxies:     env.list("TRUSTED_PROXIES"),
+		HSTSMaxAge:         env.duration("HSTS_MAX_AGE", 0),
 	}
 	if len(env.errs) > 0 {
 		return Config{}, fmt.Errorf("invalid configuration: %s", strings.Join(env.errs, "; "))
@@ -101,6 +139,9 @@ func Load(getenv func(string) string) (Config, error) {
 	if cfg.MasterKey == "" {
 		cfg.MasterKey = randomHex(32)
 		cfg.GeneratedSecrets = append(cfg.GeneratedSecrets, "MASTER_KEY")
+	}
+	if len(cfg.MasterKey) < 32 {
+		return Config{}, fmt.Errorf("invalid configuration: MASTER_KEY must be at least 32 characters; generate one with `openssl rand -hex 32`")
 	}
 	if len(cfg.JWTSecret) < 16 {
 		return Config{}, fmt.Errorf("invalid configuration: JWT_SECRET must be at least 16 characters")
@@ -155,6 +196,57 @@ func (l *lookup) duration(name string, fallback time.Duration) time.Duration {
 		return fallback
 	}
 	return d
+}
+
+// RateLimit allows Requests per sliding Window. The zero value disables the
+// limit.
+type RateLimit struct {
+	Requests int
+	Window   time.Duration
+}
+
+// Enabled reports whether the limit applies.
+func (r RateLimit) Enabled() bool { return r.Requests > 0 && r.Window > 0 }
+
+// ParseRateLimit reads "<requests>/<window>", such as "10/1m", or "off".
+func ParseRateLimit(raw string) (RateLimit, error) {
+	if raw == "off" || raw == "0" {
+		return RateLimit{}, nil
+	}
+	count, window, ok := strings.Cut(raw, "/")
+	n, err := strconv.Atoi(count)
+	if !ok || err != nil || n <= 0 {
+		return RateLimit{}, fmt.Errorf("rate limit must look like 10/1m or be off, got %q", raw)
+	}
+	d, err := time.ParseDuration(window)
+	if err != nil || d <= 0 {
+		return RateLimit{}, fmt.Errorf("rate limit window must be a positive Go duration such as 1m, got %q", raw)
+	}
+	return RateLimit{Requests: n, Window: d}, nil
+}
+
+func (l *lookup) rateLimit(name string, fallback RateLimit) RateLimit {
+	raw := strings.TrimSpace(l.getenv(name))
+	if raw == "" {
+		return fallback
+	}
+	limit, err := ParseRateLimit(raw)
+	if err != nil {
+		l.errs = append(l.errs, name+": "+err.Error())
+		return fallback
+	}
+	return limit
+}
+
+// list reads a comma-separated list and drops empty items.
+func (l *lookup) list(name string) []string {
+	var items []string
+	for _, item := range strings.Split(l.getenv(name), ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			items = append(items, item)
+		}
+	}
+	return items
 }
 
 func randomHex(n int) string {

@@ -142,7 +142,11 @@ func (s *stack) startAPI(ctx context.Context, withHub bool) (string, func()) {
 	if withHub {
 		hub = events.NewHub(hubCtx, s.app.Bus, s.app.Logger)
 	}
-	srv := httptest.NewServer(s.app.APIServer(hub).Handler())
+	apiServer, err := s.app.APIServer(hub)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	srv := httptest.NewServer(apiServer.Handler())
 	return srv.URL, func() {
 		srv.CloseClientConnections()
 		srv.Close()

@@ -114,7 +114,7 @@ func (c *Catalog) Provider(id string) (Provider, bool) {
 }
 
 // Model returns the logical model with the given name. Its candidates are in
-// Candidates order and include those of missing providers.
+// Candidates order and include those of missing and disabled providers.
 func (c *Catalog) Model(name string) (LogicalModel, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
@@ -144,7 +144,7 @@ func (c *Catalog) Models() []LogicalModel {
 // Candidates returns the candidates that serve the logical model with the
 // given capability, ordered by priority (highest first), then weight (highest
 // first), then provider id and upstream model name. Candidates whose provider
-// is not in the catalog are left out. The error wraps ErrUnknownModel or
+// is missing or disabled are left out. The error wraps ErrUnknownModel or
 // ErrCapability.
 func (c *Catalog) Candidates(logical string, capability Capability) ([]Candidate, error) {
 	c.mu.RLock()
@@ -160,11 +160,37 @@ func (c *Catalog) Candidates(logical string, capability Capability) ([]Candidate
 
 	candidates := make([]Candidate, 0, len(model.Candidates))
 	for _, candidate := range model.Candidates {
-		if _, ok := c.providers[candidate.ProviderID]; ok {
+		if p, ok := c.providers[candidate.ProviderID]; ok && !p.Disabled {
 			candidates = append(candidates, candidate)
 		}
 	}
 	return candidates, nil
+}
+
+// Providers returns all providers sorted by id.
+func (c *Catalog) Providers() []Provider {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+
+	list := make([]Provider, 0, len(c.providers))
+	for _, p := range c.providers {
+		list = append(list, cloneProvider(p))
+	}
+	slices.SortFunc(list, func(a, b Provider) int { return strings.Compare(a.ID, b.ID) })
+	return list
+}
+
+// Replace swaps in the contents of next, so that every holder of c sees a
+// reloaded catalog at once. next must not be used afterwards.
+func (c *Catalog) Replace(next *Catalog) {
+	next.mu.Lock()
+	providers, models := next.providers, next.models
+	next.providers, next.models = nil, nil
+	next.mu.Unlock()
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.providers, c.models = providers, models
 }
 
 // mergeModel adds a candidate and a capability to the logical model called
@@ -350,6 +376,7 @@ func isHeaderName(name string) bool {
 
 func cloneProvider(p Provider) Provider {
 	p.Headers = maps.Clone(p.Headers)
+	p.Keys = slices.Clone(p.Keys)
 	return p
 }
 

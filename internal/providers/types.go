@@ -24,6 +24,24 @@ type Provider struct {
 	APIKey         string            `json:"api_key" yaml:"api_key"`
 	Headers        map[string]string `json:"headers,omitempty" yaml:"headers,omitempty"`
 	TimeoutSeconds int               `json:"timeout_seconds,omitempty" yaml:"timeout_seconds,omitempty"`
+
+	// Disabled providers stay in the catalog, but Candidates leaves out
+	// their candidates.
+	Disabled bool `json:"-" yaml:"-"`
+	// Keys are the enabled upstream credentials, loaded from the database.
+	// A provider without keys is called with APIKey, which may be empty for
+	// upstreams that need no credential.
+	Keys []ProviderKey `json:"-" yaml:"-"`
+}
+
+// ProviderKey is one decrypted upstream credential of a provider.
+type ProviderKey struct {
+	ID     string
+	Label  string
+	Secret string
+	Weight int
+	// MaxQPS caps requests per second through this key; 0 means no cap.
+	MaxQPS int
 }
 
 // Candidate is one upstream model that can serve a logical model.
