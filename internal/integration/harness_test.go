@@ -88,7 +88,7 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 		"REDIS_PREFIX":       prefix,
 		"TEMPORAL_ADDRESS":   temporalAddress,
 		"JWT_SECRET":         "integration-test-secret-0123456789",
-		"MASTER_KEY":         "integration-test-master-key",
+		"MASTER_KEY":         "integration-test-master-key-0123456789",
 		"SSE_HEARTBEAT":      "2s",
 		"DELTA_MERGE_WINDOW": "20ms",
 	}

@@ -19,8 +19,10 @@ import (
 // errorResponse is the documented body of every error response.
 type errorResponse struct {
 	Error *struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
+		Message string  `json:"message"`
+		Type    string  `json:"type"`
+		Code    string  `json:"code"`
+		Param   *string `json:"param"`
 	} `json:"error"`
 }
 
@@ -40,7 +42,8 @@ func exchange(t *testing.T, c *client, method, path string, body any, header htt
 }
 
 // checkError fails t unless the response has wantStatus and a JSON body of
-// the form {"error":{"code","message"}} with wantCode and a message.
+// OpenAI's form {"error":{"message","type","code","param"}} with wantCode,
+// a message and a type.
 func checkError(t *testing.T, status int, header http.Header, raw []byte, wantStatus int, wantCode string) {
 	t.Helper()
 	if status != wantStatus {
@@ -53,7 +56,7 @@ func checkError(t *testing.T, status int, header http.Header, raw []byte, wantSt
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&body); err != nil {
-		t.Errorf("body does not match {\"error\":{\"code\",\"message\"}}: %v; body: %.300s", err, raw)
+		t.Errorf("body does not match {\"error\":{\"message\",\"type\",\"code\",\"param\"}}: %v; body: %.300s", err, raw)
 		return
 	}
 	if body.Error == nil {
@@ -65,6 +68,9 @@ func checkError(t *testing.T, status int, header http.Header, raw []byte, wantSt
 	}
 	if strings.TrimSpace(body.Error.Message) == "" {
 		t.Errorf("error message is empty; body: %s", raw)
+	}
+	if body.Error.Type == "" {
+		t.Errorf("error type is empty; body: %s", raw)
 	}
 }
 
