@@ -74,8 +74,17 @@ func (s *Server) Handler() http.Handler {
 	admin := authed.Group("/admin", s.requireSuperuser)
 	s.registerAdminRoutes(admin)
 
+	// Gateway clients use API keys; the web app uses access tokens. Both
+	// can list models and follow runs.
+	gateway := r.Group("/v1", s.requireAPIKey)
+	gateway.POST("/chat/completions", s.chatCompletions)
+	either := r.Group("/v1", s.requireUserOrAPIKey)
+	either.GET("/models", s.listModels)
+	either.GET("/runs/:id", s.getRun)
+	either.POST("/runs/:id/cancel", s.cancelRun)
+	either.GET("/runs/:id/events", s.streamRunEvents)
+
 	v1 := authed.Group("/v1")
-	v1.GET("/models", s.listModels)
 	s.registerAPIKeyRoutes(v1)
 
 	v1.POST("/assistants", s.createAssistant)
@@ -95,9 +104,6 @@ func (s *Server) Handler() http.Handler {
 	v1.DELETE("/conversations/:id/messages", s.clearMessages)
 	v1.POST("/messages/:id/regenerate", s.regenerate)
 
-	v1.GET("/runs/:id", s.getRun)
-	v1.POST("/runs/:id/cancel", s.cancelRun)
-	v1.GET("/runs/:id/events", s.streamRunEvents)
 	return r
 }
 

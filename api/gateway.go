@@ -1,0 +1,115 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/aihigress/aihigress/internal/apikeys"
+)
+
+// chatCompletionRequest is a parsed POST /v1/chat/completions body. Fields
+// holds every top-level field, "background" excluded, so that unknown
+// fields can be forwarded unchanged.
+type chatCompletionRequest struct {
+	Model      string
+	Stream     bool
+	Background bool
+	Fields     map[string]json.RawMessage
+}
+
+// chatCompletions serves POST /v1/chat/completions. A background request
+// becomes a chat run; any other request is proxied to an upstream at once.
+func (s *Server) chatCompletions(c *gin.Context) {
+	key := currentAPIKey(c)
+	req, ok := s.readChatCompletion(c)
+	if !ok {
+		return
+	}
+	if !key.AllowsModel(req.Model) {
+		abortParamError(c, http.StatusForbidden, "model_not_allowed", "model",
+			fmt.Sprintf("this API key may not use model %q", req.Model))
+		return
+	}
+
+	if req.Background || c.GetHeader("X-Aihigress-Background") == "1" {
+		s.startBackgroundChat(c, key, req.Fields, req.Model)
+		return
+	}
+	s.proxyChatCompletion(c, key, req)
+}
+
+// readChatCompletion reads and checks the request body. On failure it
+// writes a 4xx error and returns false.
+func (s *Server) readChatCompletion(c *gin.Context) (chatCompletionRequest, bool) {
+	var req chatCompletionRequest
+	body, err := io.ReadAll(c.Request.Body)
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			abortError(c, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("request body exceeds %d bytes", tooLarge.Limit))
+			return req, false
+		}
+		abortError(c, http.StatusBadRequest, "invalid_json", "read request body: "+err.Error())
+		return req, false
+	}
+
+	if err := json.Unmarshal(body, &req.Fields); err != nil || req.Fields == nil {
+		abortError(c, http.StatusBadRequest, "invalid_json", "request body must be a JSON object")
+		return req, false
+	}
+	if containsNUL(body) {
+		abortError(c, http.StatusBadRequest, "invalid_field", `strings in the request body must not contain the NUL character (\u0000)`)
+		return req, false
+	}
+
+	if !decodeField(c, req.Fields, "model", &req.Model) || !decodeField(c, req.Fields, "stream", &req.Stream) ||
+		!decodeField(c, req.Fields, "background", &req.Background) {
+		return req, false
+	}
+	delete(req.Fields, "background")
+	if strings.TrimSpace(req.Model) == "" {
+		abortParamError(c, http.StatusBadRequest, "missing_field", "model", "model is required")
+		return req, false
+	}
+
+	messages := bytes.TrimSpace(req.Fields["messages"])
+	if len(messages) == 0 || messages[0] != '[' {
+		abortParamError(c, http.StatusBadRequest, "invalid_field", "messages", "messages must be a non-empty array of chat messages")
+		return req, false
+	}
+	var list []json.RawMessage
+	if err := json.Unmarshal(messages, &list); err != nil || len(list) == 0 {
+		abortParamError(c, http.StatusBadRequest, "invalid_field", "messages", "messages must be a non-empty array of chat messages")
+		return req, false
+	}
+	return req, true
+}
+
+// decodeField decodes fields[name], when present and not null, into dst.
+// On a type mismatch it writes a 400 error and returns false.
+func decodeField(c *gin.Context, fields map[string]json.RawMessage, name string, dst any) bool {
+	raw, ok := fields[name]
+	if !ok || string(raw) == "null" {
+		return true
+	}
+	if err := json.Unmarshal(raw, dst); err != nil {
+		abortParamError(c, http.StatusBadRequest, "invalid_field", name, fmt.Sprintf("field %q has the wrong type: %s", name, raw))
+		return false
+	}
+	return true
+}
+
+// proxyChatCompletion sends the request to an upstream and relays the
+// answer, streamed or not.
+//
+// TODO: proxy through the router.
+func (s *Server) proxyChatCompletion(c *gin.Context, key *apikeys.Principal, req chatCompletionRequest) {
+	abortError(c, http.StatusNotImplemented, "not_implemented", "chat completions are not available yet")
+}
