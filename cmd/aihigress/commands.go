@@ -21,7 +21,9 @@ import (
 )
 
 func runServe(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
-	warnGeneratedSecrets(cfg, logger)
+	if err := requireSecrets(cfg); err != nil {
+		return err
+	}
 	a, err := app.Connect(ctx, cfg, nil, logger)
 	if err != nil {
 		return err
@@ -34,6 +36,9 @@ func runServe(ctx context.Context, cfg config.Config, logger *slog.Logger) error
 }
 
 func runWorker(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
+	if err := requireSecrets(cfg); err != nil {
+		return err
+	}
 	a, err := app.Connect(ctx, cfg, nil, logger)
 	if err != nil {
 		return err
@@ -76,7 +81,9 @@ func runMockUpstream(ctx context.Context, args []string, logger *slog.Logger) er
 // runDev starts whatever is not configured (Redis, Temporal, an upstream),
 // then the API and the worker in this process.
 func runDev(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
-	warnGeneratedSecrets(cfg, logger)
+	if err := useDevSecrets(&cfg, logger); err != nil {
+		return err
+	}
 
 	if cfg.RedisURL == "" {
 		redisServer, url, err := devenv.StartRedis()

@@ -17,10 +17,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
 	"github.com/aihigress/aihigress/internal/config"
+	"github.com/aihigress/aihigress/internal/devenv"
 )
 
 const usage = `usage: aihigress <command> [flags]
@@ -90,8 +92,38 @@ func newLogger(format, level string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }
 
-func warnGeneratedSecrets(cfg config.Config, logger *slog.Logger) {
-	for _, name := range cfg.GeneratedSecrets {
-		logger.Warn(name+" is not set; using a random value that changes on every start", "variable", name)
+// requireSecrets rejects a configuration whose secrets Load generated:
+// every API and worker process must share the same MASTER_KEY and
+// JWT_SECRET, and keep them across restarts.
+func requireSecrets(cfg config.Config) error {
+	if len(cfg.GeneratedSecrets) == 0 {
+		return nil
 	}
+	return fmt.Errorf("missing %s: every serve and worker process needs the same values; generate each with `openssl rand -hex 32` (`aihigress dev` creates them for you)",
+		strings.Join(cfg.GeneratedSecrets, " and "))
+}
+
+// useDevSecrets replaces the secrets that Load generated with values kept
+// in the data folder, so that a restarted dev server accepts the API keys
+// and decrypts the provider keys that it stored before.
+func useDevSecrets(cfg *config.Config, logger *slog.Logger) error {
+	if len(cfg.GeneratedSecrets) == 0 {
+		return nil
+	}
+	path := filepath.Join(filepath.Dir(cfg.TemporalDBPath), "dev-secrets.json")
+	values, err := devenv.DevSecrets(path, cfg.GeneratedSecrets, func() string { return config.RandomToken(32) })
+	if err != nil {
+		return err
+	}
+	for _, name := range cfg.GeneratedSecrets {
+		switch name {
+		case "JWT_SECRET":
+			cfg.JWTSecret = values[name]
+		case "MASTER_KEY":
+			cfg.MasterKey = values[name]
+		}
+		logger.Info(name+" is not set; using the development value stored in "+path, "variable", name)
+	}
+	cfg.GeneratedSecrets = nil
+	return nil
 }
