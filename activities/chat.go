@@ -100,7 +100,7 @@ func (a *Chat) StreamChat(ctx context.Context, in workflows.StreamChatInput) (wo
 		return workflows.StreamChatResult{}, fmt.Errorf("record attempt: %w", err)
 	}
 
-	messages, err := a.buildPrompt(ctx, run)
+	request, err := a.buildRequest(ctx, run, in.Candidate.Model)
 	if err != nil {
 		return workflows.StreamChatResult{}, err
 	}
@@ -123,14 +123,6 @@ func (a *Chat) StreamChat(ctx context.Context, in workflows.StreamChatInput) (wo
 	defer stopHeartbeat()
 
 	started := time.Now()
-	request := providers.ChatRequest{Model: in.Candidate.Model, Messages: messages}
-	if len(run.ModelPreset) > 0 {
-		// The API accepts only JSON objects without model, messages or
-		// stream as presets, so the preset can be forwarded field by field.
-		if err := json.Unmarshal(run.ModelPreset, &request.Extra); err != nil {
-			return workflows.StreamChatResult{}, temporal.NewNonRetryableApplicationError("model_preset is not a JSON object", workflows.ErrorInvalidInput, err)
-		}
-	}
 	result, err := a.Client.StreamChat(ctx, provider, request, writer.Delta)
 	if err != nil {
 		return workflows.StreamChatResult{}, a.attemptError(ctx, err, logger)
@@ -143,7 +135,11 @@ func (a *Chat) StreamChat(ctx context.Context, in workflows.StreamChatInput) (wo
 	if result.Usage != nil {
 		usage = models.Usage{PromptTokens: result.Usage.PromptTokens, CompletionTokens: result.Usage.CompletionTokens}
 	}
-	if err := a.Store.SaveOutput(ctx, run.ID, result.Text, usage); err != nil {
+	output := store.Output{Text: result.Text, FinishReason: result.FinishReason, Usage: usage}
+	if len(result.ToolCalls) > 0 {
+		output.ToolCalls = models.MustJSON(result.ToolCalls)
+	}
+	if err := a.Store.SaveOutput(ctx, run.ID, output); err != nil {
 		return workflows.StreamChatResult{}, fmt.Errorf("store output: %w", err)
 	}
 	logger.Info("upstream attempt succeeded", "chars", len(result.Text), "duration_ms", time.Since(started).Milliseconds())
@@ -228,6 +224,51 @@ func (a *Chat) attemptError(ctx context.Context, err error, logger *slog.Logger)
 	}
 	logger.Warn("upstream attempt failed", "error", err)
 	return temporal.NewApplicationError(err.Error(), "internal_error")
+}
+
+// buildRequest builds the upstream request of a run for the candidate's
+// upstream model. A gateway run replays the client's request; a
+// conversation run sends the conversation with the run's model preset.
+func (a *Chat) buildRequest(ctx context.Context, run *models.ChatRun, upstreamModel string) (providers.ChatRequest, error) {
+	if len(run.RequestBody) > 0 {
+		return gatewayRequest(run, upstreamModel)
+	}
+
+	messages, err := a.buildPrompt(ctx, run)
+	if err != nil {
+		return providers.ChatRequest{}, err
+	}
+	request := providers.ChatRequest{Model: upstreamModel, Messages: messages}
+	if len(run.ModelPreset) > 0 {
+		// The API accepts only JSON objects without model, messages or
+		// stream as presets, so the preset can be forwarded field by field.
+		if err := json.Unmarshal(run.ModelPreset, &request.Extra); err != nil {
+			return providers.ChatRequest{}, temporal.NewNonRetryableApplicationError("model_preset is not a JSON object", workflows.ErrorInvalidInput, err)
+		}
+	}
+	return request, nil
+}
+
+// gatewayRequest rebuilds the request of a background chat completion from
+// the stored client request. The messages go upstream byte for byte, so
+// content part arrays, tool calls and names survive. Every other field is
+// forwarded as well, except that the client encodes model and stream itself:
+// model becomes the upstream model and stream is always true.
+func gatewayRequest(run *models.ChatRun, upstreamModel string) (providers.ChatRequest, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(run.RequestBody, &fields); err != nil || fields == nil {
+		return providers.ChatRequest{}, temporal.NewNonRetryableApplicationError(
+			"run "+run.ID+" has a request_body that is not a JSON object", workflows.ErrorInvalidInput, err)
+	}
+	messages := fields["messages"]
+	if len(messages) == 0 || messages[0] != '[' {
+		return providers.ChatRequest{}, temporal.NewNonRetryableApplicationError(
+			"run "+run.ID+" has a request_body without a messages array", workflows.ErrorInvalidInput, nil)
+	}
+	for _, name := range []string{"model", "messages", "stream", "background"} {
+		delete(fields, name)
+	}
+	return providers.ChatRequest{Model: upstreamModel, RawMessages: messages, Extra: fields}, nil
 }
 
 // buildPrompt assembles the system prompt and the conversation so far, up to

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 
 	"github.com/aihigress/aihigress/internal/events"
+	"github.com/aihigress/aihigress/internal/store"
 	"github.com/aihigress/aihigress/models"
 	"github.com/aihigress/aihigress/workflows"
 )
@@ -35,8 +37,33 @@ func (s *Server) runDetail(ctx context.Context, userID, runID string, withText b
 	return &detail, nil
 }
 
+// runScope returns the runs that the request's principal may access. An API
+// key reaches only the runs it created. An access token reaches every run of
+// its user, including those that the user's API keys created.
+func runScope(c *gin.Context) store.RunScope {
+	if key := currentAPIKey(c); key != nil {
+		return store.RunScope{UserID: key.UserID, APIKeyID: key.KeyID}
+	}
+	return store.RunScope{UserID: c.GetString("user_id")}
+}
+
+// scopedRunDetail loads run id within scope and builds its public
+// representation with the output text.
+func (s *Server) scopedRunDetail(ctx context.Context, scope store.RunScope, id string) (*models.RunDetail, error) {
+	run, err := s.Store.RunInScope(ctx, scope, id)
+	if err != nil {
+		return nil, err
+	}
+	lastSeq, err := s.Store.LastSeq(ctx, run.ID)
+	if err != nil {
+		return nil, err
+	}
+	detail := run.Detail(lastSeq, true)
+	return &detail, nil
+}
+
 func (s *Server) getRun(c *gin.Context) {
-	detail, err := s.runDetail(c, currentUser(c).ID, c.Param("id"), true)
+	detail, err := s.scopedRunDetail(c, runScope(c), c.Param("id"))
 	if s.lookupError(c, "run", err) {
 		return
 	}
@@ -44,8 +71,8 @@ func (s *Server) getRun(c *gin.Context) {
 }
 
 func (s *Server) cancelRun(c *gin.Context) {
-	user := currentUser(c)
-	run, err := s.Store.Run(c, user.ID, c.Param("id"))
+	scope := runScope(c)
+	run, err := s.Store.RunInScope(c, scope, c.Param("id"))
 	if s.lookupError(c, "run", err) {
 		return
 	}
@@ -56,14 +83,15 @@ func (s *Server) cancelRun(c *gin.Context) {
 			s.unavailable(c, "cancel run failed", err)
 			return
 		}
-		s.Logger.Info("run cancel requested", "run_id", run.ID, "workflow_id", run.WorkflowID, "user_id", user.ID)
+		s.Logger.Info("run cancel requested", "run_id", run.ID, "workflow_id", run.WorkflowID,
+			"user_id", scope.UserID, "api_key_id", scope.APIKeyID)
 
 		ctx, cancel := context.WithTimeout(c, cancelWait)
 		var result workflows.FinalizeResult
 		_ = s.Temporal.GetWorkflow(ctx, run.WorkflowID, "").Get(ctx, &result)
 		cancel()
 	}
-	detail, err := s.runDetail(c, user.ID, run.ID, true)
+	detail, err := s.scopedRunDetail(c, scope, run.ID)
 	if s.lookupError(c, "run", err) {
 		return
 	}
@@ -75,11 +103,105 @@ func (s *Server) streamRunEvents(c *gin.Context) {
 	if !ok {
 		return
 	}
-	run, err := s.Store.Run(c, currentUser(c).ID, c.Param("id"))
+	run, err := s.Store.RunInScope(c, runScope(c), c.Param("id"))
 	if s.lookupError(c, "run", err) {
 		return
 	}
 	s.streamEvents(c, run.ID, after)
+}
+
+// chatCompletion is OpenAI's chat.completion object, which
+// GET /v1/runs/{id}/result builds from a succeeded run.
+type chatCompletion struct {
+	ID      string             `json:"id"`
+	Object  string             `json:"object"`
+	Created int64              `json:"created"`
+	Model   string             `json:"model"`
+	Choices []completionChoice `json:"choices"`
+	Usage   completionUsage    `json:"usage"`
+}
+
+type completionChoice struct {
+	Index   int               `json:"index"`
+	Message completionMessage `json:"message"`
+	// FinishReason is null when the upstream sent none, and for runs that
+	// ended before finish reasons were stored.
+	FinishReason *string `json:"finish_reason"`
+}
+
+type completionMessage struct {
+	Role string `json:"role"`
+	// Content is null when the reply consists of tool calls only, as in
+	// OpenAI's responses.
+	Content   *string         `json:"content"`
+	ToolCalls json.RawMessage `json:"tool_calls,omitempty"`
+}
+
+type completionUsage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
+}
+
+// getRunResult returns the chat completion of a succeeded run. A run that
+// has not ended, or ended without success, gets a 409 whose "status" field
+// is the run's status.
+func (s *Server) getRunResult(c *gin.Context) {
+	run, err := s.Store.RunInScope(c, runScope(c), c.Param("id"))
+	if s.lookupError(c, "run", err) {
+		return
+	}
+
+	switch run.Status {
+	case models.RunSucceeded:
+		c.JSON(http.StatusOK, completionOf(run))
+	case models.RunFailed, models.RunCanceled:
+		code, message := run.ErrorCode, run.ErrorMessage
+		if code == "" {
+			code = "run_" + run.Status
+		}
+		if message == "" {
+			message = "the run " + run.Status
+		}
+		abortRunConflict(c, run.Status, code, message)
+	default:
+		abortRunConflict(c, run.Status, "run_not_finished",
+			fmt.Sprintf("run %s is %s; poll GET /v1/runs/%s or follow its events until it ends", run.ID, run.Status, run.ID))
+	}
+}
+
+// abortRunConflict writes a 409 in the usual error shape with the run's
+// status next to the error.
+func abortRunConflict(c *gin.Context, status, code, message string) {
+	c.AbortWithStatusJSON(http.StatusConflict, gin.H{
+		"error":  errorDetail{Message: message, Type: errorType(http.StatusConflict), Code: code},
+		"status": status,
+	})
+}
+
+func completionOf(run *models.ChatRun) chatCompletion {
+	message := completionMessage{Role: models.RoleAssistant}
+	hasToolCalls := len(run.OutputToolCalls) > 0 && string(run.OutputToolCalls) != "null"
+	if hasToolCalls {
+		message.ToolCalls = json.RawMessage(run.OutputToolCalls)
+	}
+	if run.OutputText != "" || !hasToolCalls {
+		text := run.OutputText
+		message.Content = &text
+	}
+
+	return chatCompletion{
+		ID:      "chatcmpl-" + run.ID,
+		Object:  "chat.completion",
+		Created: run.CreatedAt.Unix(),
+		Model:   run.RequestedLogicalModel,
+		Choices: []completionChoice{{Index: 0, Message: message, FinishReason: nullable(run.FinishReason)}},
+		Usage: completionUsage{
+			PromptTokens:     run.PromptTokens,
+			CompletionTokens: run.CompletionTokens,
+			TotalTokens:      run.PromptTokens + run.CompletionTokens,
+		},
+	}
 }
 
 // eventCursor reads after_seq, or the Last-Event-ID header that browsers

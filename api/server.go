@@ -82,6 +82,7 @@ func (s *Server) Handler() http.Handler {
 	either.GET("/models", s.listModels)
 	either.GET("/runs/:id", s.getRun)
 	either.POST("/runs/:id/cancel", s.cancelRun)
+	either.GET("/runs/:id/result", s.getRunResult)
 	either.GET("/runs/:id/events", s.streamRunEvents)
 
 	v1 := authed.Group("/v1")

@@ -113,8 +113,13 @@ type ChatRun struct {
 	// RequestBody is the OpenAI chat completion request of a gateway
 	// background run, which has no conversation to build the prompt from.
 	RequestBody JSON
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
+	// FinishReason is the upstream's finish_reason for the successful
+	// attempt, such as "stop", "length" or "tool_calls".
+	FinishReason string
+	// OutputToolCalls is the JSON array of tool calls in the reply, or null.
+	OutputToolCalls JSON
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
 }
 
 // ChatRunEvent is one stored event of a run; (RunID, Seq) is unique.

@@ -34,6 +34,10 @@ const (
 	maxDrainBytes = 4 << 10
 
 	redactedKey = "[REDACTED]"
+
+	// maxToolCalls caps the index of a streamed tool call, so that a bad
+	// index cannot make the client allocate a huge slice.
+	maxToolCalls = 1024
 )
 
 // ClientOptions configures a Client. A zero field takes its default, and a
@@ -279,17 +283,23 @@ func encodeChatBody(req ChatRequest, stream bool) ([]byte, error) {
 		fields[name] = value
 	}
 
-	messages := req.Messages
-	if messages == nil {
-		messages = []Message{}
-	}
-
 	var err error
 	if fields["model"], err = json.Marshal(req.Model); err != nil {
 		return nil, fmt.Errorf("encode model: %w", err)
 	}
-	if fields["messages"], err = json.Marshal(messages); err != nil {
-		return nil, fmt.Errorf("encode messages: %w", err)
+	if len(req.RawMessages) > 0 {
+		if !json.Valid(req.RawMessages) {
+			return nil, errors.New("encode messages: RawMessages is not valid JSON")
+		}
+		fields["messages"] = req.RawMessages
+	} else {
+		messages := req.Messages
+		if messages == nil {
+			messages = []Message{}
+		}
+		if fields["messages"], err = json.Marshal(messages); err != nil {
+			return nil, fmt.Errorf("encode messages: %w", err)
+		}
 	}
 	fields["stream"] = json.RawMessage(fmt.Sprint(stream))
 
@@ -335,12 +345,51 @@ type streamChunk struct {
 	Choices []struct {
 		Index int `json:"index"`
 		Delta struct {
-			Content json.RawMessage `json:"content"`
+			Content   json.RawMessage `json:"content"`
+			ToolCalls []toolCallDelta `json:"tool_calls"`
 		} `json:"delta"`
 		FinishReason string `json:"finish_reason"`
 	} `json:"choices"`
 	Usage *Usage          `json:"usage"`
 	Error json.RawMessage `json:"error"`
+}
+
+// toolCallDelta is one piece of a streamed tool call. The first piece of a
+// call carries its id, type and function name; later pieces with the same
+// index append to its arguments.
+type toolCallDelta struct {
+	Index    int    `json:"index"`
+	ID       string `json:"id"`
+	Type     string `json:"type"`
+	Function struct {
+		Name      string `json:"name"`
+		Arguments string `json:"arguments"`
+	} `json:"function"`
+}
+
+// addToolCallDeltas merges streamed tool call pieces into calls, which is
+// ordered by the calls' index.
+func addToolCallDeltas(calls []ToolCall, deltas []toolCallDelta) []ToolCall {
+	for _, d := range deltas {
+		if d.Index < 0 || d.Index >= maxToolCalls {
+			continue
+		}
+		for len(calls) <= d.Index {
+			calls = append(calls, ToolCall{})
+		}
+		call := &calls[d.Index]
+		if d.ID != "" {
+			call.ID = d.ID
+		}
+		if d.Type != "" {
+			call.Type = d.Type
+		}
+		if d.Function.Name != "" {
+			call.Function.Name = d.Function.Name
+		}
+		call.Function.Arguments += d.Function.Arguments
+	}
+	return calls
 }
 
 // readStream reads SSE events until [DONE] and delivers the content deltas.
@@ -404,6 +453,7 @@ func (cl *call) readStream(onDelta func(delta string) error) (*ChatResult, error
 						return nil, err
 					}
 				}
+				result.ToolCalls = addToolCallDeltas(result.ToolCalls, choice.Delta.ToolCalls)
 			}
 
 			if choice.FinishReason != "" {
@@ -456,7 +506,8 @@ type chatResponse struct {
 	Choices []struct {
 		Index   int `json:"index"`
 		Message struct {
-			Content json.RawMessage `json:"content"`
+			Content   json.RawMessage `json:"content"`
+			ToolCalls []ToolCall      `json:"tool_calls"`
 		} `json:"message"`
 		FinishReason string `json:"finish_reason"`
 	} `json:"choices"`
@@ -503,6 +554,7 @@ func (cl *call) readResult() (*ChatResult, error) {
 		}
 		result.Text = text
 		result.FinishReason = choice.FinishReason
+		result.ToolCalls = choice.Message.ToolCalls
 		return result, nil
 	}
 	return nil, cl.malformed("response has no choice with index 0", string(data), false)

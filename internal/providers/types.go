@@ -70,7 +70,11 @@ type Message struct {
 type ChatRequest struct {
 	Model    string
 	Messages []Message
-	Extra    map[string]json.RawMessage
+	// RawMessages, when not empty, is a JSON array of messages that is sent
+	// as it is in place of Messages. Gateway clients use it for content part
+	// arrays, tool calls and other message fields that Message lacks.
+	RawMessages json.RawMessage
+	Extra       map[string]json.RawMessage
 }
 
 // Usage is the token accounting that an upstream reports.
@@ -84,7 +88,23 @@ type Usage struct {
 type ChatResult struct {
 	Text         string
 	FinishReason string
-	Usage        *Usage // nil when the upstream sent none
+	// ToolCalls are the tool calls of the first choice, in index order.
+	ToolCalls []ToolCall
+	Usage     *Usage // nil when the upstream sent none
+}
+
+// ToolCall is one tool call of an assistant message in OpenAI's wire format.
+type ToolCall struct {
+	ID       string           `json:"id"`
+	Type     string           `json:"type"`
+	Function ToolCallFunction `json:"function"`
+}
+
+// ToolCallFunction is the function that a ToolCall invokes. Arguments is a
+// JSON document encoded as a string, as the model wrote it.
+type ToolCallFunction struct {
+	Name      string `json:"name"`
+	Arguments string `json:"arguments"`
 }
 
 // ErrorKind classifies an upstream failure for retry and failover decisions.

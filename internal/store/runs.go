@@ -256,13 +256,23 @@ func (s *Store) RecordAttempt(ctx context.Context, runID string, attempt int, pr
 		}).Error
 }
 
-// SaveOutput stores the full text of a successful upstream attempt.
-func (s *Store) SaveOutput(ctx context.Context, runID, text string, usage models.Usage) error {
+// Output is the reply of a successful upstream attempt.
+type Output struct {
+	Text         string
+	FinishReason string
+	// ToolCalls is a JSON array of tool calls, or nil when there are none.
+	ToolCalls models.JSON
+	Usage     models.Usage
+}
+
+// SaveOutput stores the reply of a successful upstream attempt.
+func (s *Store) SaveOutput(ctx context.Context, runID string, out Output) error {
 	return s.DB.WithContext(ctx).Model(&models.ChatRun{}).
 		Where("id = ? AND status = ?", runID, models.RunRunning).
 		Updates(map[string]any{
-			"output_text": text, "output_preview": models.Preview(text),
-			"prompt_tokens": usage.PromptTokens, "completion_tokens": usage.CompletionTokens,
+			"output_text": out.Text, "output_preview": models.Preview(out.Text),
+			"finish_reason": out.FinishReason, "output_tool_calls": out.ToolCalls,
+			"prompt_tokens": out.Usage.PromptTokens, "completion_tokens": out.Usage.CompletionTokens,
 			"updated_at": s.DB.NowFunc(),
 		}).Error
 }
