@@ -18,6 +18,7 @@ import (
 	"github.com/aihigress/aihigress/internal/providers"
 	"github.com/aihigress/aihigress/internal/router"
 	"github.com/aihigress/aihigress/internal/store"
+	"github.com/aihigress/aihigress/internal/tokens"
 )
 
 // Limits are the request limits that handlers enforce.
@@ -33,6 +34,9 @@ type Server struct {
 	Store    *store.Store
 	Temporal client.Client
 	Issuer   *auth.Issuer
+	// Tokens records the login sessions that access and refresh tokens
+	// belong to; requireUser rejects tokens of revoked sessions.
+	Tokens   *tokens.Store
 	Catalog  *providers.Catalog
 	APIKeys  *apikeys.Service
 	Router   *router.Router
@@ -67,9 +71,12 @@ func (s *Server) Handler() http.Handler {
 
 	r.POST("/auth/register", s.register)
 	r.POST("/auth/login", s.login)
+	r.POST("/auth/refresh", s.refresh)
 
 	authed := r.Group("/", s.requireUser)
 	authed.GET("/auth/me", s.me)
+	authed.POST("/auth/logout", s.logout)
+	authed.POST("/auth/logout-all", s.logoutAll)
 
 	admin := authed.Group("/admin", s.requireSuperuser)
 	s.registerAdminRoutes(admin)

@@ -25,6 +25,7 @@ import (
 	"github.com/aihigress/aihigress/internal/providers"
 	"github.com/aihigress/aihigress/internal/router"
 	"github.com/aihigress/aihigress/internal/store"
+	"github.com/aihigress/aihigress/internal/tokens"
 	"github.com/aihigress/aihigress/models"
 	"github.com/aihigress/aihigress/worker"
 )
@@ -133,6 +134,7 @@ func (a *App) APIServer(hub *events.Hub) (*api.Server, error) {
 		Store:    a.Store,
 		Temporal: a.Temporal,
 		Issuer:   auth.NewIssuer(cfg.JWTSecret, cfg.AccessTTL, cfg.RefreshTTL, time.Now),
+		Tokens:   tokens.New(a.Redis, tokens.Options{Prefix: cfg.RedisPrefix}),
 		Catalog:  a.Catalog,
 		APIKeys:  keys,
 		Router:   a.Router,

@@ -21,6 +21,10 @@ const (
 // wrong algorithm, wrong type, expiry or malformed claims.
 var ErrInvalidToken = errors.New("invalid token")
 
+// ErrWrongTokenType is returned for a valid token of the other type, such as
+// a refresh token sent as an access token. It wraps ErrInvalidToken.
+var ErrWrongTokenType = fmt.Errorf("%w: wrong token type", ErrInvalidToken)
+
 // HashPassword returns a bcrypt hash of password.
 func HashPassword(password string) (string, error) {
 	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
@@ -55,7 +59,7 @@ func NewIssuer(secret string, accessTTL, refreshTTL time.Duration, now func() ti
 	return &Issuer{secret: []byte(secret), accessTTL: accessTTL, refreshTTL: refreshTTL, now: now}
 }
 
-// TokenPair is the response body of a successful login.
+// TokenPair is the response body of a successful login or refresh.
 type TokenPair struct {
 	AccessToken  string `json:"access_token"`
 	RefreshToken string `json:"refresh_token"`
@@ -63,26 +67,49 @@ type TokenPair struct {
 	ExpiresIn    int64  `json:"expires_in"`
 }
 
-// IssuePair signs a new access and refresh token for userID in a new session.
-func (i *Issuer) IssuePair(userID string) (TokenPair, error) {
-	session := uuid.NewString()
-	access, err := i.sign(userID, session, AccessToken, i.accessTTL)
-	if err != nil {
-		return TokenPair{}, err
+// IssuedPair is a signed token pair with the refresh token's claims, which
+// the session store records.
+type IssuedPair struct {
+	TokenPair
+	SessionID        string
+	RefreshID        string
+	RefreshExpiresAt time.Time
+}
+
+// NewSessionID returns a random ID for a new login session.
+func NewSessionID() string {
+	return uuid.NewString()
+}
+
+// IssuePair signs a new access and refresh token for userID in the session
+// sessionID. Login passes a NewSessionID; refresh passes the session of the
+// token it replaces.
+func (i *Issuer) IssuePair(userID, sessionID string) (IssuedPair, error) {
+	if userID == "" || sessionID == "" {
+		return IssuedPair{}, errors.New("issue tokens: user ID and session ID are required")
 	}
-	refresh, err := i.sign(userID, session, RefreshToken, i.refreshTTL)
+	access, _, err := i.sign(userID, sessionID, AccessToken, i.accessTTL)
 	if err != nil {
-		return TokenPair{}, err
+		return IssuedPair{}, err
 	}
-	return TokenPair{
-		AccessToken:  access,
-		RefreshToken: refresh,
-		TokenType:    "bearer",
-		ExpiresIn:    int64(i.accessTTL / time.Second),
+	refresh, refreshClaims, err := i.sign(userID, sessionID, RefreshToken, i.refreshTTL)
+	if err != nil {
+		return IssuedPair{}, err
+	}
+	return IssuedPair{
+		TokenPair: TokenPair{
+			AccessToken:  access,
+			RefreshToken: refresh,
+			TokenType:    "bearer",
+			ExpiresIn:    int64(i.accessTTL / time.Second),
+		},
+		SessionID:        sessionID,
+		RefreshID:        refreshClaims.ID,
+		RefreshExpiresAt: refreshClaims.ExpiresAt.Time,
 	}, nil
 }
 
-func (i *Issuer) sign(userID, session, tokenType string, ttl time.Duration) (string, error) {
+func (i *Issuer) sign(userID, session, tokenType string, ttl time.Duration) (string, *Claims, error) {
 	now := i.now()
 	claims := Claims{
 		Type:      tokenType,
@@ -97,13 +124,15 @@ func (i *Issuer) sign(userID, session, tokenType string, ttl time.Duration) (str
 	}
 	signed, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(i.secret)
 	if err != nil {
-		return "", fmt.Errorf("sign %s token: %w", tokenType, err)
+		return "", nil, fmt.Errorf("sign %s token: %w", tokenType, err)
 	}
-	return signed, nil
+	return signed, &claims, nil
 }
 
 // Verify parses a token and checks its signature, algorithm (HS256 only),
-// expiry and type.
+// expiry and type. Every error wraps ErrInvalidToken, and a token of the
+// other type also wraps ErrWrongTokenType. Verify does not know whether the
+// token's session is still live; the session store checks that.
 func (i *Issuer) Verify(token, wantType string) (*Claims, error) {
 	var claims Claims
 	_, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return i.secret, nil },
@@ -115,10 +144,10 @@ func (i *Issuer) Verify(token, wantType string) (*Claims, error) {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
 	if claims.Type != wantType {
-		return nil, fmt.Errorf("%w: expected a %s token, got %q", ErrInvalidToken, wantType, claims.Type)
+		return nil, fmt.Errorf("%w: expected a %s token, got %q", ErrWrongTokenType, wantType, claims.Type)
 	}
-	if claims.Subject == "" || claims.ID == "" {
-		return nil, fmt.Errorf("%w: missing sub or jti", ErrInvalidToken)
+	if claims.Subject == "" || claims.ID == "" || claims.SessionID == "" {
+		return nil, fmt.Errorf("%w: missing sub, jti or sid", ErrInvalidToken)
 	}
 	return &claims, nil
 }

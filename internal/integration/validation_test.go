@@ -200,7 +200,7 @@ func TestBadInputReturns4xx(t *testing.T) {
 		{name: "authorization missing", as: anonymous, method: "GET", path: "/v1/assistants", wantStatus: 401, wantCode: "missing_token"},
 		{name: "authorization basic", as: anonymous, method: "GET", path: "/v1/assistants", header: http.Header{"Authorization": {"Basic dXNlcjpwYXNz"}}, wantStatus: 401, wantCode: "missing_token"},
 		{name: "bearer garbage", as: garbageToken, method: "GET", path: "/v1/assistants", wantStatus: 401, wantCode: "invalid_token"},
-		{name: "bearer refresh token", as: refreshAsAccess, method: "GET", path: "/v1/assistants", wantStatus: 401, wantCode: "invalid_token"},
+		{name: "bearer refresh token", as: refreshAsAccess, method: "GET", path: "/v1/assistants", wantStatus: 401, wantCode: "wrong_token_type"},
 		{name: "register password short", as: anonymous, method: "POST", path: "/auth/register", body: registration("shortpw_"+testenv.Suffix(), "shortpw@example.com", "1234567"), wantCode: "invalid_password"},
 		{name: "register password over 72", as: anonymous, method: "POST", path: "/auth/register", body: registration("longpw_"+testenv.Suffix(), "longpw@example.com", strings.Repeat("p", 73)), wantCode: "invalid_password"},
 		{name: "register email invalid", as: anonymous, method: "POST", path: "/auth/register", body: registration("bademail_"+testenv.Suffix(), "not-an-email", "password123"), wantCode: "invalid_email"},

@@ -14,7 +14,7 @@ import (
 // or email returns ErrConflict.
 func (s *Store) CreateUser(ctx context.Context, u *models.User) error {
 	if u.ID == "" {
-		u.ID = uuid.NewString()
+		u.ID = newID()
 	}
 	u.Email = strings.ToLower(u.Email)
 	if err := s.DB.WithContext(ctx).Create(u).Error; err != nil {
