@@ -3,4 +3,6 @@ package api
 import "github.com/gin-gonic/gin"
 
 // registerAdminRoutes adds the superuser routes under /admin.
-func (s *Server) registerAdminRoutes(admin *gin.RouterGroup) {}
+func (s *Server) registerAdminRoutes(admin *gin.RouterGroup) {
+	s.registerCatalogAdminRoutes(admin)
+}
