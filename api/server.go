@@ -14,6 +14,7 @@ import (
 
 	"github.com/aihigress/aihigress/internal/apikeys"
 	"github.com/aihigress/aihigress/internal/auth"
+	"github.com/aihigress/aihigress/internal/catalog"
 	"github.com/aihigress/aihigress/internal/events"
 	"github.com/aihigress/aihigress/internal/providers"
 	"github.com/aihigress/aihigress/internal/router"
@@ -48,6 +49,8 @@ type Server struct {
 	Metrics *Metrics
 	// MetricsToken, when set, is required as a bearer token on /metrics.
 	MetricsToken string
+	// CatalogAdmin applies the /admin catalog writes; nil makes them 503.
+	CatalogAdmin *catalog.Admin
 }
 
 // Handler returns the HTTP handler with every route.

@@ -117,34 +117,37 @@ func runDev(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		logger.Info("Temporal dev server ready", "address", cfg.TemporalAddress, "web_ui", fmt.Sprintf("http://127.0.0.1:%d", cfg.TemporalUIPort))
 	}
 
-	catalog, err := providers.LoadCatalog(os.Getenv, os.ReadFile)
+	envCatalog, err := providers.LoadCatalog(os.Getenv, os.ReadFile)
 	if err != nil {
 		return fmt.Errorf("load providers: %w", err)
 	}
 
-	group, groupCtx := errgroup.WithContext(ctx)
-	if catalog.Empty() {
+	// Without providers in the environment, dev serves the mock upstream and
+	// seeds it as a fallback, which takes effect only while the database has
+	// no logical model.
+	var fallback *providers.Catalog
+	var mockURL string
+	if envCatalog.Empty() {
 		mock, err := mockupstream.Start(cfg.MockUpstreamAddr, mockupstream.Options{TokensPerSecond: 40, TimeToFirstToken: 150 * time.Millisecond, Logger: logger})
 		if err != nil {
 			return fmt.Errorf("start mock upstream: %w", err)
 		}
 		defer mock.Close()
-		err = catalog.AddProvider(providers.Provider{ID: "mock", Name: "Mock upstream", Kind: "openai", BaseURL: mock.URL() + "/v1"},
-			providers.LogicalModel{Name: "mock-gpt", Candidates: []providers.Candidate{{ProviderID: "mock", Model: "mock-gpt"}}},
-			providers.LogicalModel{Name: "mock-gpt-mini", Candidates: []providers.Candidate{{ProviderID: "mock", Model: "mock-gpt-mini"}}},
-		)
-		if err != nil {
+		mockURL = mock.URL() + "/v1"
+		if fallback, err = mockCatalog(mockURL); err != nil {
 			return err
 		}
-		logger.Warn("no provider is configured; registered the mock upstream as provider \"mock\" with models mock-gpt and mock-gpt-mini",
-			"base_url", mock.URL()+"/v1")
 	}
 
-	a, err := app.Connect(ctx, cfg, catalog, logger)
+	group, groupCtx := errgroup.WithContext(ctx)
+	a, err := app.ConnectWithFallback(ctx, cfg, envCatalog, fallback, logger)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
+	if mockURL != "" {
+		logMockProvider(a.Catalog, mockURL, logger)
+	}
 	if err := a.EnsureAdmin(ctx, cfg.AdminUsername, cfg.AdminPassword, printf); err != nil {
 		return err
 	}
@@ -153,6 +156,37 @@ func runDev(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	group.Go(func() error { return a.Serve(groupCtx) })
 	logger.Info("AI Higress dev is up", "api", "http://"+cfg.HTTPAddr)
 	return group.Wait()
+}
+
+// mockCatalog registers the mock upstream at baseURL as provider "mock" with
+// the logical models mock-gpt and mock-gpt-mini.
+func mockCatalog(baseURL string) (*providers.Catalog, error) {
+	catalog := providers.NewCatalog()
+	err := catalog.AddProvider(providers.Provider{ID: "mock", Name: "Mock upstream", Kind: "openai", BaseURL: baseURL},
+		providers.LogicalModel{Name: "mock-gpt", Candidates: []providers.Candidate{{ProviderID: "mock", Model: "mock-gpt"}}},
+		providers.LogicalModel{Name: "mock-gpt-mini", Candidates: []providers.Candidate{{ProviderID: "mock", Model: "mock-gpt-mini"}}},
+	)
+	if err != nil {
+		return nil, fmt.Errorf("register the mock upstream: %w", err)
+	}
+	return catalog, nil
+}
+
+// logMockProvider prints the dev hint about the mock upstream, or explains
+// why the catalog does not use it.
+func logMockProvider(catalog *providers.Catalog, baseURL string, logger *slog.Logger) {
+	mock, ok := catalog.Provider("mock")
+	switch {
+	case !ok:
+		logger.Info("the database already has logical models, so the mock upstream is not registered; add it with POST /admin/providers if you need it",
+			"base_url", baseURL)
+	case mock.BaseURL != baseURL:
+		logger.Warn("provider \"mock\" in the database points elsewhere than the mock upstream of this run; update its base_url with PATCH /admin/providers/mock",
+			"stored_base_url", mock.BaseURL, "base_url", baseURL)
+	default:
+		logger.Warn("no provider is configured; registered the mock upstream as provider \"mock\" with models mock-gpt and mock-gpt-mini",
+			"base_url", baseURL)
+	}
 }
 
 func printf(format string, args ...any) {

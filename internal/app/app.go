@@ -20,10 +20,12 @@ import (
 	"github.com/aihigress/aihigress/api"
 	"github.com/aihigress/aihigress/internal/apikeys"
 	"github.com/aihigress/aihigress/internal/auth"
+	"github.com/aihigress/aihigress/internal/catalog"
 	"github.com/aihigress/aihigress/internal/config"
 	"github.com/aihigress/aihigress/internal/events"
 	"github.com/aihigress/aihigress/internal/providers"
 	"github.com/aihigress/aihigress/internal/router"
+	"github.com/aihigress/aihigress/internal/secrets"
 	"github.com/aihigress/aihigress/internal/store"
 	"github.com/aihigress/aihigress/internal/tokens"
 	"github.com/aihigress/aihigress/models"
@@ -37,25 +39,35 @@ type App struct {
 	Store    *store.Store
 	Redis    *redis.Client
 	Temporal client.Client
+	// Catalog is loaded from the database and kept current by Reloader for
+	// the App's lifetime.
 	Catalog  *providers.Catalog
+	Reloader *catalog.Reloader
 	Bus      *events.Bus
 	Upstream *providers.Client
 	Router   *router.Router
+
+	// providerKeys encrypts provider keys at rest.
+	providerKeys *secrets.Cipher
 }
 
 // Connect opens the database (and migrates it), Redis and the Temporal
-// client. catalog may be nil, in which case it is loaded from the
-// environment and PROVIDERS_FILE.
-func Connect(ctx context.Context, cfg config.Config, catalog *providers.Catalog, logger *slog.Logger) (*App, error) {
-	a := &App{Config: cfg, Logger: logger, Catalog: catalog}
-	if a.Catalog == nil {
+// client, seeds the catalog tables and loads the catalog from them. seed may
+// be nil, in which case the catalog from the environment and PROVIDERS_FILE
+// is seeded.
+func Connect(ctx context.Context, cfg config.Config, seed *providers.Catalog, logger *slog.Logger) (*App, error) {
+	return ConnectWithFallback(ctx, cfg, seed, nil, logger)
+}
+
+// ConnectWithFallback is Connect that also seeds fallback when the database
+// has no logical model after seeding. `dev` passes the mock upstream.
+func ConnectWithFallback(ctx context.Context, cfg config.Config, seed, fallback *providers.Catalog, logger *slog.Logger) (*App, error) {
+	a := &App{Config: cfg, Logger: logger}
+	if seed == nil {
 		var err error
-		a.Catalog, err = providers.LoadCatalog(os.Getenv, os.ReadFile)
+		seed, err = providers.LoadCatalog(os.Getenv, os.ReadFile)
 		if err != nil {
 			return nil, fmt.Errorf("load providers: %w", err)
-		}
-		if a.Catalog.Empty() {
-			logger.Warn("no provider is configured; every chat run will fail with unknown_model until OPENAI_BASE_URL and OPENAI_MODELS or PROVIDERS_FILE are set")
 		}
 	}
 
@@ -90,6 +102,11 @@ func Connect(ctx context.Context, cfg config.Config, catalog *providers.Catalog,
 	}
 	a.Bus = events.NewBus(a.Redis, cfg.RedisPrefix)
 
+	if err := a.startCatalog(ctx, seed, fallback); err != nil {
+		a.Close()
+		return nil, err
+	}
+
 	if cfg.TemporalAddress == "" {
 		a.Close()
 		return nil, errors.New("TEMPORAL_ADDRESS is not set; `aihigress dev` starts a dev server, other commands need one")
@@ -109,8 +126,52 @@ func Connect(ctx context.Context, cfg config.Config, catalog *providers.Catalog,
 	return a, nil
 }
 
+// startCatalog seeds the catalog tables, loads a.Catalog from them and
+// starts the reloader, which runs until Close.
+func (a *App) startCatalog(ctx context.Context, seed, fallback *providers.Catalog) error {
+	var err error
+	a.providerKeys, err = secrets.NewCipher(a.Config.MasterKey, secrets.PurposeProviderKeys)
+	if err != nil {
+		return err
+	}
+	if err := catalog.Seed(ctx, a.Store, a.providerKeys, seed, a.Logger); err != nil {
+		return err
+	}
+	if fallback != nil {
+		if _, err := catalog.SeedIfEmpty(ctx, a.Store, a.providerKeys, fallback, a.Logger); err != nil {
+			return err
+		}
+	}
+
+	a.Catalog = providers.NewCatalog()
+	a.Reloader = catalog.NewReloader(a.Catalog, catalog.ReloaderOptions{
+		Store:    a.Store,
+		Cipher:   a.providerKeys,
+		Redis:    a.Redis,
+		Prefix:   a.Config.RedisPrefix,
+		Interval: a.Config.CatalogReloadInterval,
+		Logger:   a.Logger,
+	})
+	if err := a.Reloader.Reload(ctx); err != nil {
+		return err
+	}
+	// The reloader outlives ctx, which may only cover the start, so Close
+	// stops it.
+	if err := a.Reloader.Start(context.WithoutCancel(ctx)); err != nil {
+		return err
+	}
+
+	if a.Catalog.Empty() {
+		a.Logger.Warn("no logical model is configured; every chat run fails with unknown_model until OPENAI_BASE_URL and OPENAI_MODELS or PROVIDERS_FILE are set, or a superuser adds one with POST /admin/logical-models")
+	}
+	return nil
+}
+
 // Close releases every connection.
 func (a *App) Close() {
+	if a.Reloader != nil {
+		a.Reloader.Stop()
+	}
 	if a.Temporal != nil {
 		a.Temporal.Close()
 	}
@@ -149,6 +210,12 @@ func (a *App) APIServer(hub *events.Hub) (*api.Server, error) {
 		Logger:       a.Logger,
 		Metrics:      api.NewMetrics(),
 		MetricsToken: cfg.MetricsToken,
+		CatalogAdmin: &catalog.Admin{
+			Store:   a.Store,
+			Cipher:  a.providerKeys,
+			Changed: a.Reloader.Notify,
+			Logger:  a.Logger,
+		},
 	}, nil
 }
 
