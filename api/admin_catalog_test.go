@@ -24,8 +24,8 @@ import (
 	"github.com/aihigress/aihigress/internal/providers"
 	"github.com/aihigress/aihigress/internal/secrets"
 	"github.com/aihigress/aihigress/internal/store"
-	"github.com/aihigress/aihigress/internal/tokens"
 	"github.com/aihigress/aihigress/internal/testenv"
+	"github.com/aihigress/aihigress/internal/tokens"
 	"github.com/aihigress/aihigress/models"
 )
 

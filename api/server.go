@@ -44,6 +44,7 @@ type Server struct {
 	Upstream *providers.Client
 	Follower *events.Follower
 	Limits   Limits
+	Guards   Guards
 	Logger   *slog.Logger
 	// Metrics may be nil, which disables /metrics.
 	Metrics *Metrics
@@ -56,9 +57,11 @@ type Server struct {
 // Handler returns the HTTP handler with every route.
 func (s *Server) Handler() http.Handler {
 	gin.SetMode(gin.ReleaseMode)
+	guards := s.newGuardChain()
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
-	r.Use(s.requestID, s.recover, s.limitBody)
+	guards.trustProxies(r, s.Guards.TrustedProxies)
+	r.Use(s.requestID, s.recover, guards.limitBody)
 	if s.Metrics != nil {
 		r.Use(s.Metrics.observe)
 		r.GET("/metrics", s.Metrics.handler(s.MetricsToken))
@@ -72,11 +75,13 @@ func (s *Server) Handler() http.Handler {
 
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 
-	r.POST("/auth/register", s.register)
-	r.POST("/auth/login", s.login)
+	r.POST("/auth/register", guards.limitRegister, s.register)
+	r.POST("/auth/login", guards.limitLogin, s.login)
 	r.POST("/auth/refresh", s.refresh)
 
-	authed := r.Group("/", s.requireUser)
+	// Rate limits need the caller's identity, so they run after
+	// authentication.
+	authed := r.Group("/", s.requireUser, guards.limitUser)
 	authed.GET("/auth/me", s.me)
 	authed.POST("/auth/logout", s.logout)
 	authed.POST("/auth/logout-all", s.logoutAll)
@@ -86,9 +91,9 @@ func (s *Server) Handler() http.Handler {
 
 	// Gateway clients use API keys; the web app uses access tokens. Both
 	// can list models and follow runs.
-	gateway := r.Group("/v1", s.requireAPIKey)
+	gateway := r.Group("/v1", s.requireAPIKey, guards.limitAPIKey)
 	gateway.POST("/chat/completions", s.chatCompletions)
-	either := r.Group("/v1", s.requireUserOrAPIKey)
+	either := r.Group("/v1", s.requireUserOrAPIKey, guards.limitCaller)
 	either.GET("/models", s.listModels)
 	either.GET("/runs/:id", s.getRun)
 	either.POST("/runs/:id/cancel", s.cancelRun)
@@ -115,7 +120,7 @@ func (s *Server) Handler() http.Handler {
 	v1.DELETE("/conversations/:id/messages", s.clearMessages)
 	v1.POST("/messages/:id/regenerate", s.regenerate)
 
-	return r
+	return guards.wrap(r)
 }
 
 func (s *Server) requestID(c *gin.Context) {
@@ -142,13 +147,6 @@ func (s *Server) recover(c *gin.Context) {
 			}
 		}
 	}()
-	c.Next()
-}
-
-func (s *Server) limitBody(c *gin.Context) {
-	if c.Request.Body != nil && s.Limits.MaxBodyBytes > 0 {
-		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.Limits.MaxBodyBytes)
-	}
 	c.Next()
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/aihigress/aihigress/internal/config"
 	"github.com/aihigress/aihigress/internal/events"
 	"github.com/aihigress/aihigress/internal/providers"
+	"github.com/aihigress/aihigress/internal/ratelimit"
 	"github.com/aihigress/aihigress/internal/router"
 	"github.com/aihigress/aihigress/internal/secrets"
 	"github.com/aihigress/aihigress/internal/store"
@@ -49,6 +50,10 @@ type App struct {
 
 	// providerKeys encrypts provider keys at rest.
 	providerKeys *secrets.Cipher
+	// Limiter keeps the rate limit counts on limiterRedis, a client of the
+	// same server with its own connections and short timeouts.
+	Limiter      *ratelimit.Limiter
+	limiterRedis *redis.Client
 }
 
 // Connect opens the database (and migrates it), Redis and the Temporal
@@ -106,6 +111,16 @@ func ConnectWithFallback(ctx context.Context, cfg config.Config, seed, fallback 
 		a.Close()
 		return nil, err
 	}
+
+	limiterOpts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		a.Close()
+		return nil, fmt.Errorf("invalid REDIS_URL: %w", err)
+	}
+	// Every API request takes a connection for its rate limit check.
+	limiterOpts.PoolSize = max(limiterOpts.PoolSize, 64)
+	a.limiterRedis = redis.NewClient(ratelimit.ClientOptions(limiterOpts, ratelimit.DefaultTimeout))
+	a.Limiter = ratelimit.New(a.limiterRedis, ratelimit.Options{Prefix: cfg.RedisPrefix})
 
 	if cfg.TemporalAddress == "" {
 		a.Close()
@@ -175,6 +190,9 @@ func (a *App) Close() {
 	if a.Temporal != nil {
 		a.Temporal.Close()
 	}
+	if a.limiterRedis != nil {
+		_ = a.limiterRedis.Close()
+	}
 	if a.Redis != nil {
 		_ = a.Redis.Close()
 	}
@@ -191,6 +209,10 @@ func (a *App) APIServer(hub *events.Hub) (*api.Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	rateLimits, err := a.rateLimits()
+	if err != nil {
+		return nil, err
+	}
 	return &api.Server{
 		Store:    a.Store,
 		Temporal: a.Temporal,
@@ -202,10 +224,17 @@ func (a *App) APIServer(hub *events.Hub) (*api.Server, error) {
 		Upstream: a.Upstream,
 		Follower: &events.Follower{Store: a.Store, Hub: hub, Logger: a.Logger, Heartbeat: cfg.SSEHeartbeat, Poll: 5 * time.Second},
 		Limits: api.Limits{
-			MaxBodyBytes:        1 << 20,
+			MaxBodyBytes:        cfg.MaxBodyBytes,
 			MaxContentChars:     cfg.MaxContentChars,
 			SyncWaitTimeout:     cfg.SyncWaitTimeout,
 			UpstreamMaxAttempts: cfg.UpstreamMaxAttempts,
+		},
+		Guards: api.Guards{
+			RateLimits:          rateLimits,
+			GatewayMaxBodyBytes: cfg.GatewayMaxBodyBytes,
+			CORSAllowedOrigins:  cfg.CORSAllowedOrigins,
+			TrustedProxies:      cfg.TrustedProxies,
+			HSTSMaxAge:          cfg.HSTSMaxAge,
 		},
 		Logger:       a.Logger,
 		Metrics:      api.NewMetrics(),
@@ -217,6 +246,33 @@ func (a *App) APIServer(hub *events.Hub) (*api.Server, error) {
 			Logger:  a.Logger,
 		},
 	}, nil
+}
+
+// rateLimits builds the configured rate limit rules; a limit that is off
+// stays nil.
+func (a *App) rateLimits() (api.RateLimits, error) {
+	var limits api.RateLimits
+	rules := []struct {
+		name   string
+		config config.RateLimit
+		dst    **ratelimit.Rule
+	}{
+		{"login", a.Config.RateLimitLogin, &limits.Login},
+		{"register", a.Config.RateLimitRegister, &limits.Register},
+		{"apikey", a.Config.RateLimitAPIKey, &limits.APIKey},
+		{"user", a.Config.RateLimitUser, &limits.User},
+	}
+	for _, r := range rules {
+		if !r.config.Enabled() {
+			continue
+		}
+		rule, err := a.Limiter.NewRule(r.name, r.config.Requests, r.config.Window)
+		if err != nil {
+			return api.RateLimits{}, err
+		}
+		*r.dst = rule
+	}
+	return limits, nil
 }
 
 // ChatWorker builds the chat task queue worker.

@@ -152,6 +152,9 @@ func Load(getenv func(string) string) (Config, error) {
 	if cfg.UpstreamMaxAttempts < 1 {
 		return Config{}, fmt.Errorf("invalid configuration: UPSTREAM_MAX_ATTEMPTS must be at least 1, got %d", cfg.UpstreamMaxAttempts)
 	}
+	if err := validateGuards(cfg); err != nil {
+		return Config{}, err
+	}
 	return cfg, nil
 }
 

@@ -64,3 +64,41 @@ func TestUsesPostgres(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadGuards(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantErr string
+	}{
+		{"proxy CIDR and address", map[string]string{"TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.7, fd00::/8, ::1"}, ""},
+		{"proxy bad CIDR", map[string]string{"TRUSTED_PROXIES": "10.0.0.0/33"}, "TRUSTED_PROXIES"},
+		{"proxy host name", map[string]string{"TRUSTED_PROXIES": "proxy.internal"}, "TRUSTED_PROXIES"},
+		{"proxy trusts everyone", map[string]string{"TRUSTED_PROXIES": "0.0.0.0/0"}, "TRUSTED_PROXIES"},
+		{"proxy trusts every IPv6", map[string]string{"TRUSTED_PROXIES": "::/0"}, "TRUSTED_PROXIES"},
+		{"origins", map[string]string{"CORS_ALLOWED_ORIGINS": "https://app.example.com, http://localhost:5173"}, ""},
+		{"origin wildcard", map[string]string{"CORS_ALLOWED_ORIGINS": "*"}, ""},
+		{"origin wildcard with others", map[string]string{"CORS_ALLOWED_ORIGINS": "*,https://app.example.com"}, "CORS_ALLOWED_ORIGINS"},
+		{"origin without scheme", map[string]string{"CORS_ALLOWED_ORIGINS": "app.example.com"}, "CORS_ALLOWED_ORIGINS"},
+		{"origin with path", map[string]string{"CORS_ALLOWED_ORIGINS": "https://app.example.com/chat"}, "CORS_ALLOWED_ORIGINS"},
+		{"origin with trailing slash", map[string]string{"CORS_ALLOWED_ORIGINS": "https://app.example.com/"}, "CORS_ALLOWED_ORIGINS"},
+		{"origin subdomain wildcard", map[string]string{"CORS_ALLOWED_ORIGINS": "https://*.example.com"}, "CORS_ALLOWED_ORIGINS"},
+		{"origin null", map[string]string{"CORS_ALLOWED_ORIGINS": "null"}, "CORS_ALLOWED_ORIGINS"},
+		{"rate limit window under 1ms", map[string]string{"RATE_LIMIT_USER": "10/500us"}, "RATE_LIMIT_USER"},
+		{"rate limit off", map[string]string{"RATE_LIMIT_LOGIN": "off"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(envOf(tt.env))
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Load error = %v, want none", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Load error = %v, want one naming %s", err, tt.wantErr)
+			}
+		})
+	}
+}

@@ -91,6 +91,11 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 		"MASTER_KEY":         "integration-test-master-key-0123456789",
 		"SSE_HEARTBEAT":      "2s",
 		"DELTA_MERGE_WINDOW": "20ms",
+		// Every test registers and polls from one address and user, faster
+		// than the default limits allow. The limiter still runs.
+		"RATE_LIMIT_LOGIN":    "100000/1m",
+		"RATE_LIMIT_REGISTER": "100000/1m",
+		"RATE_LIMIT_USER":     "100000/1m",
 	}
 	if opts.syncWait > 0 {
 		env["SYNC_WAIT_TIMEOUT"] = opts.syncWait.String()
