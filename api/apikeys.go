@@ -248,7 +248,7 @@ func validAPIKeyName(c *gin.Context, name string) (string, bool) {
 }
 
 // validExpiry returns the expiry time that expires_in_days or expires_at
-// asks for, nil when neither is set, and writes a 400 for a bad value.
+// requests, or nil when neither is set. It writes a 400 for a bad value.
 func validExpiry(c *gin.Context, rawDays, rawAt json.RawMessage, now time.Time) (*time.Time, bool) {
 	hasDays, hasAt := !isAbsentOrNull(rawDays), !isAbsentOrNull(rawAt)
 	switch {

@@ -2,9 +2,10 @@
 //
 // Only the HMAC-SHA256 of a secret is stored. Authenticate looks the HMAC up
 // in a small in-process cache, then in Redis, then in the database. Every
-// change to a key deletes its cache entries and tells the other API
-// processes over a Redis channel, so a disabled or deleted key stops working
-// within LocalCacheTTL (1 s by default) everywhere.
+// change to a key deletes its cache entries and publishes an invalidation
+// message on a Redis channel that every API process subscribes to, so a
+// disabled or deleted key stops working everywhere within LocalCacheTTL
+// (1 s by default).
 package apikeys
 
 import (
@@ -54,9 +55,8 @@ var (
 	// ErrEnableExpired is returned by Update when asked to enable a key
 	// whose expires_at has passed.
 	ErrEnableExpired = errors.New("an expired API key cannot be enabled")
-	// ErrCacheUnavailable is returned by Update and Delete when Redis could
-	// not be told to drop the key's cache entry. The database is left
-	// unchanged in that case.
+	// ErrCacheUnavailable is returned by Update and Delete when deleting
+	// the key's Redis entry failed. The database is left unchanged then.
 	ErrCacheUnavailable = errors.New("API key cache is unavailable")
 )
 
@@ -285,7 +285,7 @@ func (s *Service) Delete(ctx context.Context, userID, id string) error {
 // write runs a database change of the key with hash between the two halves
 // of a cache invalidation. The first half blocks Redis refills of the key,
 // so a lookup that read the old row cannot put it back afterwards. The
-// second half tells every API process to drop its copy.
+// second half publishes the invalidation to every API process.
 func (s *Service) write(ctx context.Context, hash string, change func(context.Context) error) error {
 	if err := s.blockCache(ctx, hash); err != nil {
 		return err

@@ -95,8 +95,7 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 }
 
 // usageTracker queues keys for a last_used_at update at most once per
-// usageThrottle, so that the request path only reads an atomic in the
-// common case.
+// usageThrottle. Most requests only do a sync.Map lookup and an atomic load.
 type usageTracker struct {
 	// queuedAt maps a key ID to the *atomic.Int64 Unix nanoseconds when it
 	// was last queued.

@@ -123,8 +123,8 @@ func (s *Store) ExpireAPIKeys(ctx context.Context, now time.Time, limit int) ([]
 		ids[i] = k.ID
 	}
 	// The WHERE clause repeats is_active, so a key that another API process
-	// swept in the meantime is left alone; it is still returned, which only
-	// costs a redundant cache invalidation.
+	// swept in the meantime is left alone. Such a key is still returned,
+	// which only costs a redundant cache invalidation.
 	err = s.DB.WithContext(ctx).Model(&models.APIKey{}).
 		Where("id IN ? AND is_active = ?", ids, true).
 		Updates(map[string]any{"is_active": false, "disabled_reason": APIKeyDisabledExpired, "updated_at": now}).Error
