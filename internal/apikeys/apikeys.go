@@ -303,6 +303,10 @@ func (s *Service) write(ctx context.Context, hash string, change func(context.Co
 
 // Authenticate checks secret, sent from clientIP, and returns its key. The
 // error wraps one of the Err values above, or is a storage failure.
+//
+// TODO: keys of a user whose account is disabled still authenticate. The
+// lookup should also read users.is_active, and disabling a user should drop
+// that user's keys from the caches.
 func (s *Service) Authenticate(ctx context.Context, secret string, clientIP netip.Addr) (*Principal, error) {
 	if !strings.HasPrefix(secret, SecretPrefix) || len(secret) > maxSecretLength {
 		return nil, ErrInvalidKey
