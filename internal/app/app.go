@@ -205,7 +205,13 @@ func (a *App) Close() {
 // on database polling only.
 func (a *App) APIServer(hub *events.Hub) (*api.Server, error) {
 	cfg := a.Config
-	keys, err := apikeys.NewService(a.Store, cfg.MasterKey)
+	keys, err := apikeys.NewService(a.Store, cfg.MasterKey, apikeys.Options{
+		Redis:         a.Redis,
+		RedisPrefix:   cfg.RedisPrefix,
+		CacheTTL:      cfg.APIKeyCacheTTL,
+		SweepInterval: cfg.APIKeySweepInterval,
+		Logger:        a.Logger.With("component", "apikeys"),
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -293,13 +299,26 @@ func (a *App) ChatWorker() sdkworker.Worker {
 }
 
 // Serve runs the HTTP API on cfg.HTTPAddr until ctx ends, then shuts down
-// gracefully.
+// gracefully. It also runs the API key service's background work: cache
+// invalidations from other API processes and the sweep of expired keys.
 func (a *App) Serve(ctx context.Context) error {
 	hub := events.NewHub(ctx, a.Bus, a.Logger)
 	apiServer, err := a.APIServer(hub)
 	if err != nil {
 		return err
 	}
+	// The key service stops after the HTTP server has shut down, so that it
+	// writes the last_used_at of the requests that were still in flight.
+	keysCtx, stopKeys := context.WithCancel(context.WithoutCancel(ctx))
+	keysDone := make(chan struct{})
+	go func() {
+		defer close(keysDone)
+		apiServer.APIKeys.Run(keysCtx)
+	}()
+	defer func() {
+		stopKeys()
+		<-keysDone
+	}()
 	srv := &http.Server{
 		Addr:              a.Config.HTTPAddr,
 		Handler:           apiServer.Handler(),
