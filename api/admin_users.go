@@ -79,5 +79,13 @@ func (s *Server) updateUser(c *gin.Context) {
 		}
 		s.Logger.Info("user disabled; sessions revoked", "user_id", user.ID, "sessions", n, "admin_id", currentUser(c).ID)
 	}
+	if req.IsActive != nil {
+		if err := s.APIKeys.DropUserKeys(c, user.ID); err != nil {
+			// The account is updated already, so a retry of the same PATCH
+			// drops the cached keys.
+			s.unavailable(c, "user updated, but dropping the cached API keys failed", err)
+			return
+		}
+	}
 	c.JSON(http.StatusOK, viewUser(user))
 }

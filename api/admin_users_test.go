@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -8,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+
+	"github.com/aihigress/aihigress/internal/apikeys"
 )
 
 type userPage struct {
@@ -58,8 +61,17 @@ func TestAdminDisableUser(t *testing.T) {
 		pairs[name] = struct{ access, refresh string }{p.AccessToken, p.RefreshToken}
 	}
 
+	apiKey, _, err := e.keys.Create(context.Background(), aliceID, apikeys.NewKey{Name: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first use caches the key, so the checks below prove that
+	// disabling the account drops the cached entry.
+	e.do("GET", "/v1/models", apiKey, nil).expect(t, http.StatusOK, "")
+
 	r := e.do("PATCH", "/admin/users/"+aliceID, root.AccessToken, map[string]any{"is_active": false})
 	r.expect(t, http.StatusOK, "")
+	e.do("GET", "/v1/models", apiKey, nil).expect(t, http.StatusForbidden, "user_disabled")
 	var updated userView
 	r.decode(t, &updated)
 	if updated.ID != aliceID || updated.IsActive {
@@ -77,6 +89,7 @@ func TestAdminDisableUser(t *testing.T) {
 	// The sessions were revoked, not only blocked by the disabled flag, so
 	// they stay dead after the user is enabled again.
 	e.do("PATCH", "/admin/users/"+aliceID, root.AccessToken, map[string]any{"is_active": true}).expect(t, http.StatusOK, "")
+	e.do("GET", "/v1/models", apiKey, nil).expect(t, http.StatusOK, "")
 	for _, name := range sessions {
 		e.do("GET", "/auth/me", pairs[name].access, nil).expect(t, http.StatusUnauthorized, "token_revoked")
 		e.refresh(pairs[name].refresh).expect(t, http.StatusUnauthorized, "token_revoked")

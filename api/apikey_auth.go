@@ -71,6 +71,9 @@ func (s *Server) authenticateAPIKey(c *gin.Context, secret string) {
 	case errors.Is(err, apikeys.ErrDisabled):
 		abortError(c, http.StatusUnauthorized, "api_key_disabled", "the API key is disabled")
 		return
+	case errors.Is(err, apikeys.ErrUserDisabled):
+		abortError(c, http.StatusForbidden, "user_disabled", "the account that owns this API key is disabled")
+		return
 	case errors.Is(err, apikeys.ErrIPNotAllowed):
 		abortError(c, http.StatusForbidden, "ip_not_allowed", "the API key may not be used from "+clientIP.String())
 		return

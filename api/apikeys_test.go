@@ -20,6 +20,7 @@ import (
 	"github.com/aihigress/aihigress/internal/providers"
 	"github.com/aihigress/aihigress/internal/store"
 	"github.com/aihigress/aihigress/internal/testenv"
+	"github.com/aihigress/aihigress/internal/tokens"
 	"github.com/aihigress/aihigress/models"
 )
 
@@ -70,6 +71,7 @@ func newKeyTestServer(t testing.TB, opts apikeys.Options) *keyTestServer {
 		Issuer:  auth.NewIssuer("api-test-jwt-secret-0123456789", time.Hour, time.Hour, time.Now),
 		Catalog: catalog,
 		APIKeys: keys,
+		Tokens:  tokens.New(rdb, tokens.Options{Prefix: prefix}),
 		Limits:  Limits{MaxBodyBytes: 1 << 20},
 		Logger:  logger,
 	}
@@ -84,14 +86,17 @@ func (k *keyTestServer) user() string {
 	if err := k.server.Store.CreateUser(context.Background(), u); err != nil {
 		k.t.Fatal(err)
 	}
-	pair, err := k.server.Issuer.IssuePair(u.ID)
+	pair, err := k.server.Issuer.IssuePair(u.ID, auth.NewSessionID())
 	if err != nil {
+		k.t.Fatal(err)
+	}
+	if err := k.server.Tokens.Create(context.Background(), u.ID, pair.SessionID, pair.RefreshID, pair.RefreshExpiresAt); err != nil {
 		k.t.Fatal(err)
 	}
 	return pair.AccessToken
 }
 
-type response struct {
+type keyResponse struct {
 	status int
 	header http.Header
 	body   []byte
@@ -99,7 +104,7 @@ type response struct {
 
 // do sends body (a string is sent as is, anything else as JSON) with an
 // "Authorization: Bearer" of token when token is set.
-func (k *keyTestServer) do(method, path, token string, body any, header http.Header) response {
+func (k *keyTestServer) do(method, path, token string, body any, header http.Header) keyResponse {
 	k.t.Helper()
 	var reader io.Reader
 	switch b := body.(type) {
@@ -122,12 +127,12 @@ func (k *keyTestServer) do(method, path, token string, body any, header http.Hea
 	}
 	rec := httptest.NewRecorder()
 	k.handler.ServeHTTP(rec, req)
-	return response{status: rec.Code, header: rec.Header(), body: rec.Body.Bytes()}
+	return keyResponse{status: rec.Code, header: rec.Header(), body: rec.Body.Bytes()}
 }
 
 // must sends a request, fails unless it gets status want, and decodes the
 // body into out when out is not nil.
-func (k *keyTestServer) must(method, path, token string, body any, want int, out any) response {
+func (k *keyTestServer) must(method, path, token string, body any, want int, out any) keyResponse {
 	k.t.Helper()
 	resp := k.do(method, path, token, body, nil)
 	if resp.status != want {
@@ -151,7 +156,7 @@ func (k *keyTestServer) createKey(token string, body any) apiKeyView {
 
 // checkAPIError fails unless resp is an error with the given status, code
 // and param ("" for a null param).
-func checkAPIError(t *testing.T, resp response, status int, code, param string) {
+func checkAPIError(t *testing.T, resp keyResponse, status int, code, param string) {
 	t.Helper()
 	if resp.status != status {
 		t.Errorf("status = %d, want %d; body: %s", resp.status, status, resp.body)
@@ -226,7 +231,7 @@ func TestAPIKeyLifecycle(t *testing.T) {
 		t.Errorf("allowed_ips = %v, want [192.0.2.1/32 198.51.100.0/24]", updated.AllowedIPs)
 	}
 	if updated.Key != "" {
-		t.Error("PATCH response shows the secret")
+		t.Error("PATCH keyResponse shows the secret")
 	}
 	// httptest requests come from 192.0.2.1.
 	k.must("GET", "/v1/models", secret, nil, http.StatusOK, nil)

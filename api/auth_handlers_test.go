@@ -18,7 +18,9 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/aihigress/aihigress/internal/apikeys"
 	"github.com/aihigress/aihigress/internal/auth"
+	"github.com/aihigress/aihigress/internal/providers"
 	"github.com/aihigress/aihigress/internal/store"
 	"github.com/aihigress/aihigress/internal/testenv"
 	"github.com/aihigress/aihigress/internal/tokens"
@@ -59,6 +61,7 @@ type authEnv struct {
 	url    string
 	store  *store.Store
 	issuer *auth.Issuer
+	keys   *apikeys.Service
 	clock  *testClock
 }
 
@@ -75,16 +78,23 @@ func newAuthEnv(t *testing.T) *authEnv {
 
 	clock := &testClock{now: time.Now()}
 	issuer := auth.NewIssuer(testSecret, testAccessTTL, testRefreshTTL, clock.Now)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	keys, err := apikeys.NewService(st, "auth-test-master-key-0123456789abcdef", apikeys.Options{Redis: rdb, RedisPrefix: prefix, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
 	s := &Server{
-		Store:  st,
-		Issuer: issuer,
-		Tokens: tokens.New(rdb, tokens.Options{Prefix: prefix, ReuseGrace: testGrace, Now: clock.Now}),
-		Limits: Limits{MaxBodyBytes: 1 << 20},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Store:   st,
+		Issuer:  issuer,
+		Tokens:  tokens.New(rdb, tokens.Options{Prefix: prefix, ReuseGrace: testGrace, Now: clock.Now}),
+		APIKeys: keys,
+		Catalog: providers.NewCatalog(),
+		Limits:  Limits{MaxBodyBytes: 1 << 20},
+		Logger:  logger,
 	}
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	return &authEnv{t: t, url: srv.URL, store: st, issuer: issuer, clock: clock}
+	return &authEnv{t: t, url: srv.URL, store: st, issuer: issuer, keys: keys, clock: clock}
 }
 
 // response is a decoded HTTP response; code is the error code, if any.

@@ -29,7 +29,7 @@ import (
 )
 
 const (
-	testMasterKey = "guards-test-master-key-0123456789abcdef"
+	guardsMasterKey = "guards-test-master-key-0123456789abcdef"
 	// testPeer is the socket address of requests that set no other.
 	testPeer = "192.0.2.1:40000"
 )
@@ -82,7 +82,7 @@ func newGuardEnv(t *testing.T) *guardEnv {
 	start := clockStart()
 	limiter := ratelimit.New(rdb, ratelimit.Options{Prefix: prefix, Now: func() time.Time { return start }})
 
-	keys, err := apikeys.NewService(st, testMasterKey)
+	keys, err := apikeys.NewService(st, guardsMasterKey, apikeys.Options{LocalCacheSize: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,6 +48,7 @@ var (
 	ErrExpired      = errors.New("API key has expired")
 	ErrDisabled     = errors.New("API key is disabled")
 	ErrIPNotAllowed = errors.New("client address is not allowed for this API key")
+	ErrUserDisabled = errors.New("the account that owns this API key is disabled")
 )
 
 // Management failures.
@@ -282,6 +283,25 @@ func (s *Service) Delete(ctx context.Context, userID, id string) error {
 	})
 }
 
+// DropUserKeys drops the cached entries of every key of userID in every API
+// process. Call it after the user's account was disabled or enabled, so that
+// their keys follow at once.
+func (s *Service) DropUserKeys(ctx context.Context, userID string) error {
+	hashes, err := s.store.APIKeyHashes(ctx, userID)
+	if err != nil {
+		return err
+	}
+	// Blocking first keeps a lookup that read the account before the change
+	// from putting its stale entry back into Redis.
+	for _, hash := range hashes {
+		if err := s.blockCache(ctx, hash); err != nil {
+			return err
+		}
+	}
+	s.dropCache(ctx, hashes...)
+	return nil
+}
+
 // write runs a database change of the key with hash between the two halves
 // of a cache invalidation. The first half blocks Redis refills of the key,
 // so a lookup that read the old row cannot put it back afterwards. The
@@ -303,10 +323,6 @@ func (s *Service) write(ctx context.Context, hash string, change func(context.Co
 
 // Authenticate checks secret, sent from clientIP, and returns its key. The
 // error wraps one of the Err values above, or is a storage failure.
-//
-// TODO: keys of a user whose account is disabled still authenticate. The
-// lookup should also read users.is_active, and disabling a user should drop
-// that user's keys from the caches.
 func (s *Service) Authenticate(ctx context.Context, secret string, clientIP netip.Addr) (*Principal, error) {
 	if !strings.HasPrefix(secret, SecretPrefix) || len(secret) > maxSecretLength {
 		return nil, ErrInvalidKey
@@ -327,6 +343,9 @@ func (s *Service) Authenticate(ctx context.Context, secret string, clientIP neti
 	}
 	if !e.active {
 		return nil, ErrDisabled
+	}
+	if e.ownerDisabled {
+		return nil, ErrUserDisabled
 	}
 	if !e.principal.AllowsIP(clientIP) {
 		return nil, ErrIPNotAllowed

@@ -34,17 +34,19 @@ const (
 type entry struct {
 	principal Principal
 	active    bool
+	// ownerDisabled is set when the account that owns the key is disabled.
+	ownerDisabled bool
 	// missing is set when no key has the hash. Such entries are kept in
 	// process only.
 	missing bool
 }
 
-func entryOf(key *models.APIKey) (*entry, error) {
+func entryOf(key *models.APIKey, ownerActive bool) (*entry, error) {
 	principal, err := principalOf(key)
 	if err != nil {
 		return nil, err
 	}
-	return &entry{principal: principal, active: key.IsActive}, nil
+	return &entry{principal: principal, active: key.IsActive, ownerDisabled: !ownerActive}, nil
 }
 
 // lookup returns the entry of hash from the first cache that has it, or
@@ -82,7 +84,7 @@ func (s *Service) load(ctx context.Context, hash string) (*entry, error) {
 	}
 
 	readAt := time.Now()
-	key, err := s.store.APIKeyByHash(ctx, hash)
+	key, ownerActive, err := s.store.APIKeyByHash(ctx, hash)
 	if errors.Is(err, store.ErrNotFound) {
 		e := &entry{missing: true}
 		s.local.put(hash, e, generation, s.now())
@@ -91,7 +93,7 @@ func (s *Service) load(ctx context.Context, hash string) (*entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("look up API key: %w", err)
 	}
-	e, err := entryOf(key)
+	e, err := entryOf(key, ownerActive)
 	if err != nil {
 		return nil, err
 	}
@@ -262,6 +264,7 @@ type record struct {
 	AllowedIPs    []string   `json:"allowed_ips"`
 	ExpiresAt     *time.Time `json:"expires_at"`
 	IsActive      bool       `json:"is_active"`
+	OwnerDisabled bool       `json:"owner_disabled,omitempty"`
 }
 
 // get returns the entry of hash, or nil when Redis has none.
@@ -287,7 +290,8 @@ func (r *redisCache) get(ctx context.Context, hash string) (*entry, error) {
 			KeyID: rec.ID, UserID: rec.UserID, Name: rec.Name,
 			AllowedModels: rec.AllowedModels, AllowedIPs: prefixes, ExpiresAt: rec.ExpiresAt,
 		},
-		active: rec.IsActive,
+		active:        rec.IsActive,
+		ownerDisabled: rec.OwnerDisabled,
 	}, nil
 }
 
@@ -307,7 +311,7 @@ func (r *redisCache) fill(ctx context.Context, hash string, e *entry) error {
 	body, err := json.Marshal(record{
 		ID: p.KeyID, UserID: p.UserID, Name: p.Name,
 		AllowedModels: p.AllowedModels, AllowedIPs: prefixStrings(p.AllowedIPs),
-		ExpiresAt: p.ExpiresAt, IsActive: e.active,
+		ExpiresAt: p.ExpiresAt, IsActive: e.active, OwnerDisabled: e.ownerDisabled,
 	})
 	if err != nil {
 		return fmt.Errorf("encode API key %s: %w", p.KeyID, err)

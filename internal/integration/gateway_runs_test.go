@@ -77,7 +77,7 @@ func (c *client) userID() string {
 // authenticates with it.
 func (s *stack) newAPIKey(owner *client, in apikeys.NewKey) *client {
 	s.t.Helper()
-	service, err := apikeys.NewService(s.app.Store, s.cfg.MasterKey)
+	service, err := apikeys.NewService(s.app.Store, s.cfg.MasterKey, apikeys.Options{})
 	if err != nil {
 		s.t.Fatal(err)
 	}

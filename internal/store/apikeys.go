@@ -29,13 +29,32 @@ func (s *Store) CreateAPIKey(ctx context.Context, k *models.APIKey) error {
 	return nil
 }
 
-// APIKeyByHash finds a key by the HMAC of its secret.
-func (s *Store) APIKeyByHash(ctx context.Context, hash string) (*models.APIKey, error) {
-	var k models.APIKey
-	if err := s.DB.WithContext(ctx).Where("key_hash = ?", hash).First(&k).Error; err != nil {
-		return nil, notFound(err)
+// APIKeyByHash finds a key by the HMAC of its secret and reports whether
+// the account that owns it is active.
+func (s *Store) APIKeyByHash(ctx context.Context, hash string) (*models.APIKey, bool, error) {
+	var row struct {
+		models.APIKey
+		OwnerActive bool
 	}
-	return &k, nil
+	err := s.DB.WithContext(ctx).Table("api_keys").
+		Select("api_keys.*, users.is_active AS owner_active").
+		Joins("JOIN users ON users.id = api_keys.user_id").
+		Where("api_keys.key_hash = ?", hash).
+		Take(&row).Error
+	if err != nil {
+		return nil, false, notFound(err)
+	}
+	return &row.APIKey, row.OwnerActive, nil
+}
+
+// APIKeyHashes returns the key hashes of every key of the user.
+func (s *Store) APIKeyHashes(ctx context.Context, userID string) ([]string, error) {
+	var hashes []string
+	err := s.DB.WithContext(ctx).Model(&models.APIKey{}).Where("user_id = ?", userID).Pluck("key_hash", &hashes).Error
+	if err != nil {
+		return nil, fmt.Errorf("list API key hashes of user %s: %w", userID, err)
+	}
+	return hashes, nil
 }
 
 // APIKey returns the user's key id. A key of another user is ErrNotFound.
