@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 	"unicode/utf8"
 
@@ -16,6 +17,7 @@ import (
 
 	"github.com/aihigress/aihigress/internal/events"
 	"github.com/aihigress/aihigress/internal/providers"
+	"github.com/aihigress/aihigress/internal/router"
 	"github.com/aihigress/aihigress/internal/store"
 	"github.com/aihigress/aihigress/models"
 	"github.com/aihigress/aihigress/workflows"
@@ -34,7 +36,10 @@ type Chat struct {
 	Store   *store.Store
 	Bus     *events.Bus
 	Catalog *providers.Catalog
-	Client  *providers.Client
+	// Router orders the candidates, chooses provider keys and learns from
+	// every attempt's outcome.
+	Router *router.Router
+	Client *providers.Client
 	Limits  ChatLimits
 	Logger  *slog.Logger
 }
@@ -50,7 +55,7 @@ func (a *Chat) StartRun(ctx context.Context, runID string) (workflows.StartRunRe
 		return workflows.StartRunResult{}, err
 	}
 
-	candidates, err := a.Catalog.Candidates(run.RequestedLogicalModel, providers.CapabilityChat)
+	candidates, err := a.planCandidates(ctx, run.RequestedLogicalModel)
 	if err != nil {
 		return workflows.StartRunResult{}, temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("logical model %q cannot serve chat: %v", run.RequestedLogicalModel, err), workflows.ErrorUnknownModel, nil)
@@ -79,8 +84,7 @@ func (a *Chat) StartRun(ctx context.Context, runID string) (workflows.StartRunRe
 // events, stores the full text on success and returns only a summary.
 func (a *Chat) StreamChat(ctx context.Context, in workflows.StreamChatInput) (workflows.StreamChatResult, error) {
 	info := activity.GetInfo(ctx)
-	logger := a.Logger.With("run_id", in.RunID, "workflow_id", info.WorkflowExecution.ID,
-		"attempt", in.Attempt, "provider", in.Candidate.ProviderID)
+	logger := a.Logger.With("run_id", in.RunID, "workflow_id", info.WorkflowExecution.ID, "attempt", in.Attempt)
 
 	run, err := a.Store.RunByID(ctx, in.RunID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -91,11 +95,21 @@ func (a *Chat) StreamChat(ctx context.Context, in workflows.StreamChatInput) (wo
 	}
 	logger = logger.With("user_id", run.UserID)
 
-	provider, ok := a.Catalog.Provider(in.Candidate.ProviderID)
-	if !ok {
-		return workflows.StreamChatResult{}, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("provider %q is not configured on this worker", in.Candidate.ProviderID), workflows.ErrorNoCandidate, nil)
+	pick, err := a.chooseUpstream(ctx, run, in)
+	if err != nil {
+		logger.Warn("no usable upstream for the attempt", "provider", in.Candidate.ProviderID, "model", in.Candidate.Model, "error", err)
+		return workflows.StreamChatResult{}, err
 	}
+	provider := pick.Provider
+	used := workflows.Candidate{ProviderID: pick.Candidate.ProviderID, Model: pick.Candidate.Model}
+	if used != in.Candidate {
+		logger.Info("switched to another candidate", "planned_provider", in.Candidate.ProviderID, "planned_model", in.Candidate.Model,
+			"provider", used.ProviderID, "model", used.Model)
+	}
+	// From here on the attempt runs on the candidate that it actually uses.
+	in.Candidate = used
+	logger = logger.With("provider", used.ProviderID, "model", used.Model)
+
 	if err := a.Store.RecordAttempt(ctx, run.ID, in.Attempt, provider.ID, in.Candidate.Model); err != nil {
 		return workflows.StreamChatResult{}, fmt.Errorf("record attempt: %w", err)
 	}
@@ -132,8 +146,9 @@ func (a *Chat) StreamChat(ctx context.Context, in workflows.StreamChatInput) (wo
 		}
 	}
 	result, err := a.Client.StreamChat(ctx, provider, request, writer.Delta)
+	a.Router.Report(ctx, pick, err)
 	if err != nil {
-		return workflows.StreamChatResult{}, a.attemptError(ctx, err, logger)
+		return workflows.StreamChatResult{}, a.attemptError(ctx, err, in.Candidate, logger)
 	}
 	if err := writer.Flush(ctx); err != nil {
 		return workflows.StreamChatResult{}, fmt.Errorf("store events: %w", err)
@@ -153,6 +168,7 @@ func (a *Chat) StreamChat(ctx context.Context, in workflows.StreamChatInput) (wo
 		PromptTokens:     usage.PromptTokens,
 		CompletionTokens: usage.CompletionTokens,
 		LastSeq:          writer.LastSeq(),
+		Candidate:        in.Candidate,
 	}, nil
 }
 
@@ -213,21 +229,138 @@ func (a *Chat) heartbeat(ctx context.Context, writer *events.Writer) (stop func(
 
 // attemptError converts an upstream failure into the error the workflow
 // classifies: cancellation stays a context error, and upstream failures
-// become application errors typed by their kind.
-func (a *Chat) attemptError(ctx context.Context, err error, logger *slog.Logger) error {
+// become application errors typed by their kind, with the candidate used as
+// workflows.AttemptFailure details. A rejected credential (401 or 403) has
+// been taken out of use by the router, so it becomes the retryable
+// upstream_key_rejected, and the next attempt tries another key or
+// candidate.
+func (a *Chat) attemptError(ctx context.Context, err error, used workflows.Candidate, logger *slog.Logger) error {
 	if ctx.Err() != nil {
 		logger.Info("upstream attempt canceled")
 		return ctx.Err()
 	}
+	details := workflows.AttemptFailure{Candidate: used}
 	var upstreamErr *providers.UpstreamError
 	if errors.As(err, &upstreamErr) {
 		logger.Warn("upstream attempt failed", "error_kind", upstreamErr.Kind, "status", upstreamErr.StatusCode, "error", upstreamErr.Message)
-		return temporal.NewApplicationErrorWithOptions(upstreamErr.Error(), string(upstreamErr.Kind), temporal.ApplicationErrorOptions{
-			NonRetryable: !upstreamErr.Retryable(),
+		errorType, nonRetryable := string(upstreamErr.Kind), !upstreamErr.Retryable()
+		if upstreamErr.Kind == providers.ErrorAuth {
+			errorType, nonRetryable = workflows.ErrorKeyRejected, false
+		}
+		return temporal.NewApplicationErrorWithOptions(upstreamErr.Error(), errorType, temporal.ApplicationErrorOptions{
+			NonRetryable: nonRetryable,
+			Details:      []any{details},
 		})
 	}
 	logger.Warn("upstream attempt failed", "error", err)
-	return temporal.NewApplicationError(err.Error(), "internal_error")
+	return temporal.NewApplicationErrorWithOptions(err.Error(), "internal_error", temporal.ApplicationErrorOptions{Details: []any{details}})
+}
+
+// planCandidates returns the router's plan for a run's logical model. When
+// every candidate is cooling down, the run still gets all of them in plan
+// order, because its attempts come later, after backoff, and StreamChat
+// checks the cooldowns again.
+func (a *Chat) planCandidates(ctx context.Context, logicalModel string) ([]providers.Candidate, error) {
+	candidates, err := a.Router.Plan(ctx, logicalModel, providers.CapabilityChat)
+	if errors.Is(err, router.ErrAllCoolingDown) {
+		return a.Catalog.Candidates(logicalModel, providers.CapabilityChat)
+	}
+	return candidates, err
+}
+
+// chooseUpstream acquires a key for the attempt. It tries the workflow's
+// candidate first unless an earlier attempt of the run used it. Otherwise,
+// or when that candidate is cooling down or has no usable key, it goes
+// through a fresh plan in fallbackOrder. When no candidate can be used, the
+// error is the retryable upstream_cooling_down with the wait as
+// NextRetryDelay, or the non-retryable no_candidate when nothing usable is
+// configured.
+func (a *Chat) chooseUpstream(ctx context.Context, run *models.ChatRun, in workflows.StreamChatInput) (router.Pick, error) {
+	requested := providers.Candidate{ProviderID: in.Candidate.ProviderID, Model: in.Candidate.Model}
+	var failures acquireFailures
+
+	// The plan is made only when the workflow's candidate cannot be used,
+	// so the common attempt costs no extra lookup.
+	if !wasTried(in.Tried, requested) {
+		pick, err := a.Router.Acquire(ctx, requested)
+		if err == nil {
+			return pick, nil
+		}
+		failures.add(err)
+	}
+
+	plan, err := a.Router.Plan(ctx, run.RequestedLogicalModel, providers.CapabilityChat)
+	failures.addCooldown(err)
+	for _, candidate := range fallbackOrder(plan, requested, in.Tried) {
+		pick, err := a.Router.Acquire(ctx, candidate)
+		if err == nil {
+			return pick, nil
+		}
+		failures.add(err)
+	}
+
+	if !failures.retryAt.IsZero() {
+		wait := max(time.Until(failures.retryAt), time.Millisecond)
+		return router.Pick{}, temporal.NewApplicationErrorWithOptions(
+			fmt.Sprintf("no candidate of logical model %q is usable now: all are cooling down after upstream failures or at their key rate limits; the first is usable again in %s",
+				run.RequestedLogicalModel, wait.Round(time.Millisecond)),
+			workflows.ErrorCoolingDown,
+			temporal.ApplicationErrorOptions{NextRetryDelay: wait, Details: []any{workflows.AttemptFailure{Candidate: in.Candidate}}})
+	}
+	message := fmt.Sprintf("logical model %q has no usable candidate on this worker", run.RequestedLogicalModel)
+	if failures.first != nil {
+		message += ": " + failures.first.Error()
+	}
+	return router.Pick{}, temporal.NewNonRetryableApplicationError(message, workflows.ErrorNoCandidate, failures.first)
+}
+
+// fallbackOrder lists the candidates to try after the workflow's candidate
+// requested: the plan's candidates that the run has not tried, then
+// requested itself if the run tried it, then the rest of the plan.
+func fallbackOrder(plan []providers.Candidate, requested providers.Candidate, tried []workflows.Candidate) []providers.Candidate {
+	isRequested := func(c providers.Candidate) bool {
+		return c.ProviderID == requested.ProviderID && c.Model == requested.Model
+	}
+	order := make([]providers.Candidate, 0, len(plan)+1)
+	for _, c := range plan {
+		if !isRequested(c) && !wasTried(tried, c) {
+			order = append(order, c)
+		}
+	}
+	if wasTried(tried, requested) {
+		order = append(order, requested)
+	}
+	for _, c := range plan {
+		if !isRequested(c) && wasTried(tried, c) {
+			order = append(order, c)
+		}
+	}
+	return order
+}
+
+func wasTried(tried []workflows.Candidate, c providers.Candidate) bool {
+	return slices.Contains(tried, workflows.Candidate{ProviderID: c.ProviderID, Model: c.Model})
+}
+
+// acquireFailures collects why candidates could not be used: the first
+// error, and the earliest time at which a cooling candidate comes back.
+type acquireFailures struct {
+	first   error
+	retryAt time.Time
+}
+
+func (f *acquireFailures) add(err error) {
+	if f.first == nil {
+		f.first = err
+	}
+	f.addCooldown(err)
+}
+
+func (f *acquireFailures) addCooldown(err error) {
+	var cooldown *router.CooldownError
+	if errors.As(err, &cooldown) && (f.retryAt.IsZero() || cooldown.RetryAt.Before(f.retryAt)) {
+		f.retryAt = cooldown.RetryAt
+	}
 }
 
 // buildPrompt assembles the system prompt and the conversation so far, up to

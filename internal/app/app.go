@@ -40,6 +40,11 @@ type App struct {
 	Bus      *events.Bus
 	Upstream *providers.Client
 	Router   *router.Router
+
+	// stopRouter ends the router's cooldown mirror; routerDone is closed
+	// when it has ended.
+	stopRouter context.CancelFunc
+	routerDone chan struct{}
 }
 
 // Connect opens the database (and migrates it), Redis and the Temporal
@@ -104,12 +109,35 @@ func Connect(ctx context.Context, cfg config.Config, catalog *providers.Catalog,
 	}
 
 	a.Upstream = providers.NewClient(providers.ClientOptions{})
-	a.Router = router.New(a.Catalog)
+	a.startRouter()
 	return a, nil
+}
+
+// startRouter builds the router and runs its cooldown mirror until Close.
+func (a *App) startRouter() {
+	a.Router = router.New(a.Catalog, a.Redis, a.Config.RedisPrefix, router.Options{
+		Logger: a.Logger,
+		// TODO: set DisableKey to the store method that disables a provider
+		// key once it exists. Until then a key that the upstream rejects is
+		// only cooled down for router.Options.AuthCooldown.
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	a.stopRouter = cancel
+	a.routerDone = make(chan struct{})
+	go func() {
+		defer close(a.routerDone)
+		if err := a.Router.Run(ctx); err != nil {
+			a.Logger.Error("router cooldown mirror stopped", "error", err)
+		}
+	}()
 }
 
 // Close releases every connection.
 func (a *App) Close() {
+	if a.stopRouter != nil {
+		a.stopRouter()
+		<-a.routerDone
+	}
 	if a.Temporal != nil {
 		a.Temporal.Close()
 	}
@@ -156,6 +184,7 @@ func (a *App) ChatWorker() sdkworker.Worker {
 		Store:   a.Store,
 		Bus:     a.Bus,
 		Catalog: a.Catalog,
+		Router:  a.Router,
 		Client:  a.Upstream,
 		Limits: activities.ChatLimits{
 			HistoryMaxMessages: a.Config.HistoryMaxMessages,
