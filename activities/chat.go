@@ -40,8 +40,8 @@ type Chat struct {
 	// every attempt's outcome.
 	Router *router.Router
 	Client *providers.Client
-	Limits  ChatLimits
-	Logger  *slog.Logger
+	Limits ChatLimits
+	Logger *slog.Logger
 }
 
 // StartRun marks the run running and resolves its logical model into the
