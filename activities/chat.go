@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"time"
 	"unicode/utf8"
 
@@ -36,12 +35,10 @@ type Chat struct {
 	Store   *store.Store
 	Bus     *events.Bus
 	Catalog *providers.Catalog
-	// Router orders the candidates, chooses provider keys and learns from
-	// every attempt's outcome.
-	Router *router.Router
-	Client *providers.Client
-	Limits ChatLimits
-	Logger *slog.Logger
+	Router  *router.Router
+	Client  *providers.Client
+	Limits  ChatLimits
+	Logger  *slog.Logger
 }
 
 // StartRun marks the run running and resolves its logical model into the
@@ -98,6 +95,11 @@ func (a *Chat) StreamChat(ctx context.Context, in workflows.StreamChatInput) (wo
 	pick, err := a.chooseUpstream(ctx, run, in)
 	if err != nil {
 		logger.Warn("no usable upstream for the attempt", "provider", in.Candidate.ProviderID, "model", in.Candidate.Model, "error", err)
+		// The run records the attempt anyway, so that its attempt number
+		// matches the workflow's.
+		if recordErr := a.Store.RecordAttempt(ctx, run.ID, in.Attempt, in.Candidate.ProviderID, in.Candidate.Model); recordErr != nil {
+			return workflows.StreamChatResult{}, fmt.Errorf("record attempt: %w", recordErr)
+		}
 		return workflows.StreamChatResult{}, err
 	}
 	provider := pick.Provider
@@ -254,113 +256,6 @@ func (a *Chat) attemptError(ctx context.Context, err error, used workflows.Candi
 	}
 	logger.Warn("upstream attempt failed", "error", err)
 	return temporal.NewApplicationErrorWithOptions(err.Error(), "internal_error", temporal.ApplicationErrorOptions{Details: []any{details}})
-}
-
-// planCandidates returns the router's plan for a run's logical model. When
-// every candidate is cooling down, the run still gets all of them in plan
-// order, because its attempts come later, after backoff, and StreamChat
-// checks the cooldowns again.
-func (a *Chat) planCandidates(ctx context.Context, logicalModel string) ([]providers.Candidate, error) {
-	candidates, err := a.Router.Plan(ctx, logicalModel, providers.CapabilityChat)
-	if errors.Is(err, router.ErrAllCoolingDown) {
-		return a.Catalog.Candidates(logicalModel, providers.CapabilityChat)
-	}
-	return candidates, err
-}
-
-// chooseUpstream acquires a key for the attempt. It tries the workflow's
-// candidate first unless an earlier attempt of the run used it. Otherwise,
-// or when that candidate is cooling down or has no usable key, it goes
-// through a fresh plan in fallbackOrder. When no candidate can be used, the
-// error is the retryable upstream_cooling_down with the wait as
-// NextRetryDelay, or the non-retryable no_candidate when nothing usable is
-// configured.
-func (a *Chat) chooseUpstream(ctx context.Context, run *models.ChatRun, in workflows.StreamChatInput) (router.Pick, error) {
-	requested := providers.Candidate{ProviderID: in.Candidate.ProviderID, Model: in.Candidate.Model}
-	var failures acquireFailures
-
-	// The plan is made only when the workflow's candidate cannot be used,
-	// so the common attempt costs no extra lookup.
-	if !wasTried(in.Tried, requested) {
-		pick, err := a.Router.Acquire(ctx, requested)
-		if err == nil {
-			return pick, nil
-		}
-		failures.add(err)
-	}
-
-	plan, err := a.Router.Plan(ctx, run.RequestedLogicalModel, providers.CapabilityChat)
-	failures.addCooldown(err)
-	for _, candidate := range fallbackOrder(plan, requested, in.Tried) {
-		pick, err := a.Router.Acquire(ctx, candidate)
-		if err == nil {
-			return pick, nil
-		}
-		failures.add(err)
-	}
-
-	if !failures.retryAt.IsZero() {
-		wait := max(time.Until(failures.retryAt), time.Millisecond)
-		return router.Pick{}, temporal.NewApplicationErrorWithOptions(
-			fmt.Sprintf("no candidate of logical model %q is usable now: all are cooling down after upstream failures or at their key rate limits; the first is usable again in %s",
-				run.RequestedLogicalModel, wait.Round(time.Millisecond)),
-			workflows.ErrorCoolingDown,
-			temporal.ApplicationErrorOptions{NextRetryDelay: wait, Details: []any{workflows.AttemptFailure{Candidate: in.Candidate}}})
-	}
-	message := fmt.Sprintf("logical model %q has no usable candidate on this worker", run.RequestedLogicalModel)
-	if failures.first != nil {
-		message += ": " + failures.first.Error()
-	}
-	return router.Pick{}, temporal.NewNonRetryableApplicationError(message, workflows.ErrorNoCandidate, failures.first)
-}
-
-// fallbackOrder lists the candidates to try after the workflow's candidate
-// requested: the plan's candidates that the run has not tried, then
-// requested itself if the run tried it, then the rest of the plan.
-func fallbackOrder(plan []providers.Candidate, requested providers.Candidate, tried []workflows.Candidate) []providers.Candidate {
-	isRequested := func(c providers.Candidate) bool {
-		return c.ProviderID == requested.ProviderID && c.Model == requested.Model
-	}
-	order := make([]providers.Candidate, 0, len(plan)+1)
-	for _, c := range plan {
-		if !isRequested(c) && !wasTried(tried, c) {
-			order = append(order, c)
-		}
-	}
-	if wasTried(tried, requested) {
-		order = append(order, requested)
-	}
-	for _, c := range plan {
-		if !isRequested(c) && wasTried(tried, c) {
-			order = append(order, c)
-		}
-	}
-	return order
-}
-
-func wasTried(tried []workflows.Candidate, c providers.Candidate) bool {
-	return slices.Contains(tried, workflows.Candidate{ProviderID: c.ProviderID, Model: c.Model})
-}
-
-// acquireFailures collects why candidates could not be used: the first
-// error, and the earliest time at which a cooling candidate comes back.
-type acquireFailures struct {
-	first   error
-	retryAt time.Time
-}
-
-func (f *acquireFailures) add(err error) {
-	if f.first == nil {
-		f.first = err
-	}
-	f.addCooldown(err)
-}
-
-func (f *acquireFailures) addCooldown(err error) {
-	var cooldown *router.CooldownError
-	if errors.As(err, &cooldown) && (f.retryAt.IsZero() || cooldown.RetryAt.Before(f.retryAt)) {
-		f.retryAt = cooldown.RetryAt
-	}
 }
 
 // buildPrompt assembles the system prompt and the conversation so far, up to

@@ -7,9 +7,10 @@
 //
 // Plan takes the candidates of a logical model from the catalog and groups
 // them by priority, highest tier first. Inside a tier it orders them by a
-// weighted shuffle: each position is drawn from the remaining candidates
-// with probability Weight / (sum of the remaining weights), so a candidate
-// with weight 3 comes first three times as often as one with weight 1.
+// weighted shuffle. Each position is drawn from the remaining candidates
+// with probability Weight / (sum of the remaining weights). A candidate
+// with weight 3 therefore comes first three times as often as one with
+// weight 1.
 // Plan leaves out candidates that are cooling down and candidates whose
 // provider has keys of which none is usable. When it has to leave out every
 // candidate, it returns a *CooldownError that wraps ErrAllCoolingDown and
@@ -50,10 +51,11 @@
 // key, with the end of the cooldown in Unix milliseconds as the value.
 // Provider IDs cannot contain "|", so the field names are unambiguous.
 // Failure counts and streaks are string keys with a TTL, and the per-second
-// request counters of keys with MaxQPS expire after two seconds. Every
-// change is made by a Lua script that also publishes it on one Pub/Sub
-// channel, so the write and its announcement cost one round trip and cannot
-// be split.
+// request counters of keys with MaxQPS expire after two seconds. Each new
+// cooldown and failure is written by a Lua script that also publishes it on
+// one Pub/Sub channel, so the write and its message cost one round trip and
+// cannot be split. Clearing a cooldown or a failure count sends the delete
+// and its message in one pipeline.
 //
 // The gateway path has a budget of about a millisecond per request, so
 // Plan and Acquire avoid Redis when they can. Run subscribes to the
@@ -65,11 +67,17 @@
 // of the candidates at hand with one HMGET each. Run reloads the hash
 // after every reconnect and every Options.ResyncInterval, which repairs
 // any message lost in between. A silently dead connection is noticed by a
-// PING that gets no answer within Options.PingInterval, so the mirror can
-// lag by at most about two ping intervals before Plan switches to reading
-// Redis. Report writes to Redis only on failures and when a success has a
-// failure count to clear, which the mirror also tracks.
+// PING without a PONG within Options.PingInterval, so the mirror can lag by
+// about two ping intervals at most before Plan switches to reading Redis.
+//
+// Report writes to Redis only on failures and when a success has a failure
+// count to clear. The mirror marks the candidates with a count, from the
+// process's own failures and, while Run is live, from the messages of other
+// processes. A count that no success clears expires after FailureWindow, or
+// after the cooldown it caused plus FailureWindow.
 //
 // Redis errors never fail a request: Plan and Acquire then treat nothing as
-// cooling down, and Report logs and drops the update.
+// cooling down, and Report logs and drops the update. After a failed call
+// the router leaves Redis alone for a second, so that an outage does not
+// add a dial timeout to every request.
 package router

@@ -102,7 +102,7 @@ type Options struct {
 	// repair messages that were lost. Default 30 seconds.
 	ResyncInterval time.Duration
 	// PingInterval is how long Run waits for a message before it pings
-	// Redis, and how long it waits for the answer. Default 1 second.
+	// Redis, and how long it waits for the PONG. Default 1 second.
 	PingInterval time.Duration
 	// RedisTimeout bounds the Redis calls of Report, which run even when the
 	// caller's context has ended. Default 2 seconds.
@@ -205,70 +205,9 @@ func (r *Router) Plan(ctx context.Context, logicalModel string, capability provi
 		return candidates, err
 	}
 
-	// The lookup table holds one entry per candidate, then the keys of each
-	// distinct provider, so that one read covers them all.
-	lookup := make([]entryKey, 0, len(candidates)*2)
-	for _, c := range candidates {
-		lookup = append(lookup, candidateEntry(c.ProviderID, c.Model))
-	}
-	type keyRange struct {
-		providerID string
-		start, end int
-	}
-	var ranges []keyRange
-	for _, c := range candidates {
-		seen := false
-		for _, kr := range ranges {
-			if kr.providerID == c.ProviderID {
-				seen = true
-				break
-			}
-		}
-		if seen {
-			continue
-		}
-		provider, _ := r.catalog.Provider(c.ProviderID)
-		kr := keyRange{providerID: c.ProviderID, start: len(lookup)}
-		for _, key := range provider.Keys {
-			lookup = append(lookup, keyEntry(key.ID))
-		}
-		kr.end = len(lookup)
-		ranges = append(ranges, kr)
-	}
-
+	lookup, keys := r.planLookup(candidates)
 	until := r.cooldowns(ctx, lookup)
-	now := r.opts.Now().UnixMilli()
-
-	var earliest int64
-	usable := candidates[:0]
-	for i, c := range candidates {
-		if until[i] > now {
-			earliest = earlier(earliest, until[i])
-			continue
-		}
-		var keys keyRange
-		for _, kr := range ranges {
-			if kr.providerID == c.ProviderID {
-				keys = kr
-				break
-			}
-		}
-		if keys.end > keys.start {
-			keysBack, anyUsable := int64(0), false
-			for _, u := range until[keys.start:keys.end] {
-				if u <= now {
-					anyUsable = true
-					break
-				}
-				keysBack = earlier(keysBack, u)
-			}
-			if !anyUsable {
-				earliest = earlier(earliest, keysBack)
-				continue
-			}
-		}
-		usable = append(usable, c)
-	}
+	usable, earliest := usableCandidates(candidates, until, keys, r.opts.Now().UnixMilli())
 	if len(usable) == 0 {
 		return nil, &CooldownError{
 			Err:     ErrAllCoolingDown,
@@ -288,6 +227,80 @@ func (r *Router) Plan(ctx context.Context, logicalModel string, capability provi
 		start = end
 	}
 	return usable, nil
+}
+
+// providerKeys locates the keys of one provider in a lookup table.
+type providerKeys struct {
+	providerID string
+	start, end int
+}
+
+// planLookup builds the table of cooldowns that Plan reads: one entry per
+// candidate, in order, then the keys of each distinct provider, so that one
+// read covers them all.
+func (r *Router) planLookup(candidates []providers.Candidate) ([]entryKey, []providerKeys) {
+	lookup := make([]entryKey, 0, len(candidates)*2)
+	for _, c := range candidates {
+		lookup = append(lookup, candidateEntry(c.ProviderID, c.Model))
+	}
+
+	var keys []providerKeys
+	for _, c := range candidates {
+		if _, seen := findProviderKeys(keys, c.ProviderID); seen {
+			continue
+		}
+		provider, _ := r.catalog.Provider(c.ProviderID)
+		pk := providerKeys{providerID: c.ProviderID, start: len(lookup)}
+		for _, key := range provider.Keys {
+			lookup = append(lookup, keyEntry(key.ID))
+		}
+		pk.end = len(lookup)
+		keys = append(keys, pk)
+	}
+	return lookup, keys
+}
+
+func findProviderKeys(keys []providerKeys, providerID string) (providerKeys, bool) {
+	for _, pk := range keys {
+		if pk.providerID == providerID {
+			return pk, true
+		}
+	}
+	return providerKeys{}, false
+}
+
+// usableCandidates filters candidates in place, leaving out those that are
+// cooling down and those whose provider has keys that all are. until holds
+// the cooldown ends of the planLookup table. It also returns the earliest
+// end among the candidates left out, 0 when none was.
+func usableCandidates(candidates []providers.Candidate, until []int64, keys []providerKeys, now int64) ([]providers.Candidate, int64) {
+	var earliest int64
+	usable := candidates[:0]
+	for i, c := range candidates {
+		if until[i] > now {
+			earliest = earlier(earliest, until[i])
+			continue
+		}
+
+		pk, _ := findProviderKeys(keys, c.ProviderID)
+		if pk.end > pk.start {
+			keysBack, anyUsable := int64(0), false
+			for _, end := range until[pk.start:pk.end] {
+				if end <= now {
+					anyUsable = true
+					break
+				}
+				keysBack = earlier(keysBack, end)
+			}
+			if !anyUsable {
+				earliest = earlier(earliest, keysBack)
+				continue
+			}
+		}
+
+		usable = append(usable, c)
+	}
+	return usable, earliest
 }
 
 // Acquire chooses a key of the candidate's provider: a weighted random
@@ -406,7 +419,7 @@ func (r *Router) reportContext(ctx context.Context) (context.Context, context.Ca
 }
 
 // rejectKey takes a key that the upstream rejected out of use in every
-// process and asks the store to disable it.
+// process and disables it in the database through Options.DisableKey.
 func (r *Router) rejectKey(ctx context.Context, pick Pick, upstreamErr *providers.UpstreamError) {
 	providerID := pick.Candidate.ProviderID
 	if pick.KeyID == "" {
