@@ -16,6 +16,7 @@ import (
 
 	"github.com/aihigress/aihigress/internal/events"
 	"github.com/aihigress/aihigress/internal/providers"
+	"github.com/aihigress/aihigress/internal/router"
 	"github.com/aihigress/aihigress/internal/store"
 	"github.com/aihigress/aihigress/models"
 	"github.com/aihigress/aihigress/workflows"
@@ -34,6 +35,7 @@ type Chat struct {
 	Store   *store.Store
 	Bus     *events.Bus
 	Catalog *providers.Catalog
+	Router  *router.Router
 	Client  *providers.Client
 	Limits  ChatLimits
 	Logger  *slog.Logger
@@ -50,7 +52,7 @@ func (a *Chat) StartRun(ctx context.Context, runID string) (workflows.StartRunRe
 		return workflows.StartRunResult{}, err
 	}
 
-	candidates, err := a.Catalog.Candidates(run.RequestedLogicalModel, providers.CapabilityChat)
+	candidates, err := a.planCandidates(ctx, run.RequestedLogicalModel)
 	if err != nil {
 		return workflows.StartRunResult{}, temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("logical model %q cannot serve chat: %v", run.RequestedLogicalModel, err), workflows.ErrorUnknownModel, nil)
@@ -79,8 +81,7 @@ func (a *Chat) StartRun(ctx context.Context, runID string) (workflows.StartRunRe
 // events, stores the full text on success and returns only a summary.
 func (a *Chat) StreamChat(ctx context.Context, in workflows.StreamChatInput) (workflows.StreamChatResult, error) {
 	info := activity.GetInfo(ctx)
-	logger := a.Logger.With("run_id", in.RunID, "workflow_id", info.WorkflowExecution.ID,
-		"attempt", in.Attempt, "provider", in.Candidate.ProviderID)
+	logger := a.Logger.With("run_id", in.RunID, "workflow_id", info.WorkflowExecution.ID, "attempt", in.Attempt)
 
 	run, err := a.Store.RunByID(ctx, in.RunID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -91,11 +92,26 @@ func (a *Chat) StreamChat(ctx context.Context, in workflows.StreamChatInput) (wo
 	}
 	logger = logger.With("user_id", run.UserID)
 
-	provider, ok := a.Catalog.Provider(in.Candidate.ProviderID)
-	if !ok {
-		return workflows.StreamChatResult{}, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("provider %q is not configured on this worker", in.Candidate.ProviderID), workflows.ErrorNoCandidate, nil)
+	pick, err := a.chooseUpstream(ctx, run, in)
+	if err != nil {
+		logger.Warn("no usable upstream for the attempt", "provider", in.Candidate.ProviderID, "model", in.Candidate.Model, "error", err)
+		// The run records the attempt anyway, so that its attempt number
+		// matches the workflow's.
+		if recordErr := a.Store.RecordAttempt(ctx, run.ID, in.Attempt, in.Candidate.ProviderID, in.Candidate.Model); recordErr != nil {
+			return workflows.StreamChatResult{}, fmt.Errorf("record attempt: %w", recordErr)
+		}
+		return workflows.StreamChatResult{}, err
 	}
+	provider := pick.Provider
+	used := workflows.Candidate{ProviderID: pick.Candidate.ProviderID, Model: pick.Candidate.Model}
+	if used != in.Candidate {
+		logger.Info("switched to another candidate", "planned_provider", in.Candidate.ProviderID, "planned_model", in.Candidate.Model,
+			"provider", used.ProviderID, "model", used.Model)
+	}
+	// From here on the attempt runs on the candidate that it actually uses.
+	in.Candidate = used
+	logger = logger.With("provider", used.ProviderID, "model", used.Model)
+
 	if err := a.Store.RecordAttempt(ctx, run.ID, in.Attempt, provider.ID, in.Candidate.Model); err != nil {
 		return workflows.StreamChatResult{}, fmt.Errorf("record attempt: %w", err)
 	}
@@ -124,8 +140,9 @@ func (a *Chat) StreamChat(ctx context.Context, in workflows.StreamChatInput) (wo
 
 	started := time.Now()
 	result, err := a.Client.StreamChat(ctx, provider, request, writer.Delta)
+	a.Router.Report(ctx, pick, err)
 	if err != nil {
-		return workflows.StreamChatResult{}, a.attemptError(ctx, err, logger)
+		return workflows.StreamChatResult{}, a.attemptError(ctx, err, in.Candidate, logger)
 	}
 	if err := writer.Flush(ctx); err != nil {
 		return workflows.StreamChatResult{}, fmt.Errorf("store events: %w", err)
@@ -149,6 +166,7 @@ func (a *Chat) StreamChat(ctx context.Context, in workflows.StreamChatInput) (wo
 		PromptTokens:     usage.PromptTokens,
 		CompletionTokens: usage.CompletionTokens,
 		LastSeq:          writer.LastSeq(),
+		Candidate:        in.Candidate,
 	}, nil
 }
 
@@ -209,21 +227,31 @@ func (a *Chat) heartbeat(ctx context.Context, writer *events.Writer) (stop func(
 
 // attemptError converts an upstream failure into the error the workflow
 // classifies: cancellation stays a context error, and upstream failures
-// become application errors typed by their kind.
-func (a *Chat) attemptError(ctx context.Context, err error, logger *slog.Logger) error {
+// become application errors typed by their kind, with the candidate used as
+// workflows.AttemptFailure details. A rejected credential (401 or 403) has
+// been taken out of use by the router, so it becomes the retryable
+// upstream_key_rejected, and the next attempt tries another key or
+// candidate.
+func (a *Chat) attemptError(ctx context.Context, err error, used workflows.Candidate, logger *slog.Logger) error {
 	if ctx.Err() != nil {
 		logger.Info("upstream attempt canceled")
 		return ctx.Err()
 	}
+	details := workflows.AttemptFailure{Candidate: used}
 	var upstreamErr *providers.UpstreamError
 	if errors.As(err, &upstreamErr) {
 		logger.Warn("upstream attempt failed", "error_kind", upstreamErr.Kind, "status", upstreamErr.StatusCode, "error", upstreamErr.Message)
-		return temporal.NewApplicationErrorWithOptions(upstreamErr.Error(), string(upstreamErr.Kind), temporal.ApplicationErrorOptions{
-			NonRetryable: !upstreamErr.Retryable(),
+		errorType, nonRetryable := string(upstreamErr.Kind), !upstreamErr.Retryable()
+		if upstreamErr.Kind == providers.ErrorAuth {
+			errorType, nonRetryable = workflows.ErrorKeyRejected, false
+		}
+		return temporal.NewApplicationErrorWithOptions(upstreamErr.Error(), errorType, temporal.ApplicationErrorOptions{
+			NonRetryable: nonRetryable,
+			Details:      []any{details},
 		})
 	}
 	logger.Warn("upstream attempt failed", "error", err)
-	return temporal.NewApplicationError(err.Error(), "internal_error")
+	return temporal.NewApplicationErrorWithOptions(err.Error(), "internal_error", temporal.ApplicationErrorOptions{Details: []any{details}})
 }
 
 // buildRequest builds the upstream request of a run for the candidate's

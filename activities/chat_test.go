@@ -19,6 +19,7 @@ import (
 	"github.com/aihigress/aihigress/activities"
 	"github.com/aihigress/aihigress/internal/events"
 	"github.com/aihigress/aihigress/internal/providers"
+	"github.com/aihigress/aihigress/internal/router"
 	"github.com/aihigress/aihigress/internal/store"
 	"github.com/aihigress/aihigress/internal/testenv"
 	"github.com/aihigress/aihigress/models"
@@ -114,6 +115,7 @@ func newFixture(t *testing.T, limits activities.ChatLimits) *fixture {
 		Store:   st,
 		Bus:     events.NewBus(rdb, prefix),
 		Catalog: catalog,
+		Router:  router.New(catalog, rdb, prefix, router.Options{}),
 		Client:  providers.NewClient(providers.ClientOptions{}),
 		Limits:  limits,
 		Logger:  slog.New(slog.DiscardHandler),

@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -81,8 +82,10 @@ func runUpstream(ctx workflow.Context, in ChatRunInput, state *RunState) Finaliz
 	if maxAttempts <= 0 {
 		maxAttempts = DefaultMaxAttempts
 	}
+	// tried lists the candidates that attempts used, each once.
+	var tried []Candidate
 	for attempt := 1; ; attempt++ {
-		candidate := started.Candidates[(attempt-1)%len(started.Candidates)]
+		candidate := nextCandidate(started.Candidates, tried, attempt)
 		state.Attempt, state.Provider, state.Model = attempt, candidate.ProviderID, candidate.Model
 		workflow.SetCurrentDetails(ctx, fmt.Sprintf("attempt %d on %s/%s", attempt, candidate.ProviderID, candidate.Model))
 
@@ -97,8 +100,14 @@ func runUpstream(ctx workflow.Context, in ChatRunInput, state *RunState) Finaliz
 		})
 		var result StreamChatResult
 		err := workflow.ExecuteActivity(attemptCtx, StreamChatActivity, StreamChatInput{
-			RunID: in.RunID, Attempt: attempt, Candidate: candidate,
+			RunID: in.RunID, Attempt: attempt, Candidate: candidate, Tried: slices.Clone(tried),
 		}).Get(attemptCtx, &result)
+
+		used := usedCandidate(candidate, result, err)
+		state.Provider, state.Model = used.ProviderID, used.Model
+		if !slices.Contains(tried, used) {
+			tried = append(tried, used)
+		}
 		if err == nil {
 			state.LastSeq = result.LastSeq
 			outcome.Status = "succeeded"
@@ -114,12 +123,44 @@ func runUpstream(ctx workflow.Context, in ChatRunInput, state *RunState) Finaliz
 			return outcome
 		}
 		logger.Warn("upstream attempt failed, retrying", "run_id", in.RunID, "attempt", attempt,
-			"provider", candidate.ProviderID, "error_code", code)
+			"provider", used.ProviderID, "error_code", code)
 
-		if err := workflow.Sleep(ctx, backoff(attempt)); err != nil {
+		if err := workflow.Sleep(ctx, retryDelay(attempt, err)); err != nil {
 			return canceled(outcome)
 		}
 	}
+}
+
+// nextCandidate returns the first candidate that no attempt has used yet,
+// and once all have been used, goes round the list by attempt number.
+func nextCandidate(candidates, tried []Candidate, attempt int) Candidate {
+	for _, c := range candidates {
+		if !slices.Contains(tried, c) {
+			return c
+		}
+	}
+	return candidates[(attempt-1)%len(candidates)]
+}
+
+// usedCandidate returns the candidate that an attempt actually used, which
+// the activity reports when it switched away from the planned one. Results
+// and errors recorded before it reported this carry nothing, and the
+// planned candidate is returned.
+func usedCandidate(planned Candidate, result StreamChatResult, err error) Candidate {
+	if err == nil {
+		if result.Candidate.ProviderID != "" {
+			return result.Candidate
+		}
+		return planned
+	}
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) && appErr.HasDetails() {
+		var failure AttemptFailure
+		if appErr.Details(&failure) == nil && failure.Candidate.ProviderID != "" {
+			return failure.Candidate
+		}
+	}
+	return planned
 }
 
 func failure(ctx workflow.Context, outcome FinalizeInput, err error) FinalizeInput {
@@ -162,6 +203,18 @@ func classify(err error) (code, message string, retryable bool) {
 		return "upstream_timeout", "the upstream call timed out", true
 	}
 	return "internal_error", err.Error(), true
+}
+
+// retryDelay returns the wait before the attempt after a failed one: the
+// policy's backoff, or the activity's NextRetryDelay when that is longer,
+// capped at the policy's MaximumInterval.
+func retryDelay(attempt int, err error) time.Duration {
+	delay := backoff(attempt)
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) && appErr.NextRetryDelay() > delay {
+		delay = min(appErr.NextRetryDelay(), UpstreamRetryPolicy.MaximumInterval)
+	}
+	return delay
 }
 
 func backoff(attempt int) time.Duration {

@@ -3,6 +3,7 @@ package workflows_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -95,6 +96,28 @@ func TestChatRunOutcomes(t *testing.T) {
 			},
 			wantStatus:   "succeeded",
 			wantAttempts: []string{"a", "b"},
+		},
+		{
+			name: "rejected key fails over to next candidate",
+			attempt: func(in workflows.StreamChatInput) (workflows.StreamChatResult, error) {
+				if in.Attempt == 1 {
+					return workflows.StreamChatResult{}, upstreamError(workflows.ErrorKeyRejected, false)
+				}
+				return workflows.StreamChatResult{LastSeq: 3}, nil
+			},
+			wantStatus:   "succeeded",
+			wantAttempts: []string{"a", "b"},
+		},
+		{
+			// Histories recorded before upstream_key_rejected existed end
+			// the run on upstream_auth, and replaying them must too.
+			name: "upstream_auth is not retried",
+			attempt: func(workflows.StreamChatInput) (workflows.StreamChatResult, error) {
+				return workflows.StreamChatResult{}, upstreamError("upstream_auth", true)
+			},
+			wantStatus:   "failed",
+			wantCode:     "upstream_auth",
+			wantAttempts: []string{"a"},
 		},
 		{
 			name: "bad request is not retried",
@@ -254,5 +277,104 @@ func TestChatRunFinalizeFailureFailsWorkflow(t *testing.T) {
 	var appErr *temporal.ApplicationError
 	if !errors.As(err, &appErr) {
 		t.Fatalf("workflow error = %v, want the finalize application error", err)
+	}
+}
+
+func attemptFailure(kind string, used workflows.Candidate) error {
+	return temporal.NewApplicationErrorWithOptions("upstream said no", kind, temporal.ApplicationErrorOptions{
+		Details: []any{workflows.AttemptFailure{Candidate: used}},
+	})
+}
+
+func TestChatRunTracksCandidatesUsed(t *testing.T) {
+	a, b, c := workflows.Candidate{ProviderID: "a", Model: "m-a"}, workflows.Candidate{ProviderID: "b", Model: "m-b"}, workflows.Candidate{ProviderID: "c", Model: "m-c"}
+	f := &fakeActivities{candidates: []workflows.Candidate{a, b, c}}
+	f.attempts = func(_ context.Context, in workflows.StreamChatInput) (workflows.StreamChatResult, error) {
+		switch in.Attempt {
+		case 1:
+			// The activity found a cooling down and used b instead.
+			return workflows.StreamChatResult{}, attemptFailure("upstream_error", b)
+		case 2:
+			return workflows.StreamChatResult{}, attemptFailure("upstream_error", in.Candidate)
+		default:
+			return workflows.StreamChatResult{LastSeq: 5, Candidate: b}, nil
+		}
+	}
+	env := newEnv(t, f)
+	env.ExecuteWorkflow(workflows.ChatRunWorkflowName, workflows.ChatRunInput{RunID: "run-1"})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+
+	want := []struct {
+		candidate workflows.Candidate
+		tried     []workflows.Candidate
+	}{
+		{candidate: a, tried: nil},
+		// b was used, so the first unused candidate is a.
+		{candidate: a, tried: []workflows.Candidate{b}},
+		{candidate: c, tried: []workflows.Candidate{b, a}},
+	}
+	if len(f.seen) != len(want) {
+		t.Fatalf("StreamChat ran %d times, want %d", len(f.seen), len(want))
+	}
+	for i, w := range want {
+		if f.seen[i].Candidate != w.candidate {
+			t.Errorf("attempt %d planned %+v, want %+v", i+1, f.seen[i].Candidate, w.candidate)
+		}
+		if fmt.Sprint(f.seen[i].Tried) != fmt.Sprint(w.tried) {
+			t.Errorf("attempt %d Tried = %+v, want %+v", i+1, f.seen[i].Tried, w.tried)
+		}
+	}
+
+	value, err := env.QueryWorkflow(workflows.RunStateQuery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var state workflows.RunState
+	if err := value.Get(&state); err != nil {
+		t.Fatal(err)
+	}
+	if state.Provider != "b" || state.Model != "m-b" {
+		t.Errorf("run_state names %s/%s, want the candidate that answered, b/m-b", state.Provider, state.Model)
+	}
+}
+
+func TestChatRunRetryDelay(t *testing.T) {
+	tests := []struct {
+		name      string
+		nextRetry time.Duration
+		want      time.Duration
+	}{
+		{name: "policy backoff without a delay", nextRetry: 0, want: 500 * time.Millisecond},
+		{name: "shorter delay keeps the backoff", nextRetry: 100 * time.Millisecond, want: 500 * time.Millisecond},
+		{name: "longer delay is honoured", nextRetry: 7 * time.Second, want: 7 * time.Second},
+		{name: "delay capped at the maximum interval", nextRetry: time.Hour, want: 10 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeActivities{candidates: twoCandidates()}
+			var env *testsuite.TestWorkflowEnvironment
+			var started []time.Time
+			f.attempts = func(_ context.Context, in workflows.StreamChatInput) (workflows.StreamChatResult, error) {
+				started = append(started, env.Now())
+				if in.Attempt == 1 {
+					return workflows.StreamChatResult{}, temporal.NewApplicationErrorWithOptions("cooling", workflows.ErrorCoolingDown,
+						temporal.ApplicationErrorOptions{NextRetryDelay: tt.nextRetry})
+				}
+				return workflows.StreamChatResult{LastSeq: 2}, nil
+			}
+			env = newEnv(t, f)
+			env.ExecuteWorkflow(workflows.ChatRunWorkflowName, workflows.ChatRunInput{RunID: "run-1"})
+			if err := env.GetWorkflowError(); err != nil {
+				t.Fatal(err)
+			}
+			if len(started) != 2 {
+				t.Fatalf("StreamChat ran %d times, want 2", len(started))
+			}
+			if got := started[1].Sub(started[0]); got < tt.want || got > tt.want+time.Second {
+				t.Errorf("second attempt started %s after the first, want %s", got, tt.want)
+			}
+		})
 	}
 }

@@ -59,11 +59,16 @@ type StartRunResult struct {
 	LastSeq    int64
 }
 
-// StreamChatInput is one upstream attempt.
+// StreamChatInput is one upstream attempt. The activity may use another
+// candidate than Candidate when that one is cooling down.
 type StreamChatInput struct {
 	RunID     string
 	Attempt   int
 	Candidate Candidate
+	// Tried lists the candidates that earlier attempts of the run used,
+	// oldest first, so that the activity prefers others. Inputs recorded
+	// before the field existed lack it.
+	Tried []Candidate `json:",omitempty"`
 }
 
 // StreamChatResult is the small summary of a successful attempt; the text
@@ -73,6 +78,16 @@ type StreamChatResult struct {
 	PromptTokens     int
 	CompletionTokens int
 	LastSeq          int64
+	// Candidate is the candidate that served the attempt. It is zero in
+	// results recorded before the field existed.
+	Candidate Candidate `json:",omitzero"`
+}
+
+// AttemptFailure is the detail of the application error of a failed
+// StreamChat attempt.
+type AttemptFailure struct {
+	// Candidate is the candidate that the attempt used.
+	Candidate Candidate
 }
 
 // FinalizeInput ends a run.
@@ -107,4 +122,12 @@ const (
 	ErrorRunNotFound  = "run_not_found"
 	ErrorNoCandidate  = "no_candidate"
 	ErrorInvalidInput = "invalid_request"
+	// ErrorKeyRejected is an upstream 401 or 403. The key has been taken
+	// out of use, so the next attempt may succeed with another key or
+	// candidate, unlike the non-retryable upstream_auth.
+	ErrorKeyRejected = "upstream_key_rejected"
+	// ErrorCoolingDown means that no candidate of the run could be used
+	// because all are cooling down after failures. The error's
+	// NextRetryDelay says when the first comes back.
+	ErrorCoolingDown = "upstream_cooling_down"
 )

@@ -54,6 +54,10 @@ type App struct {
 	// same server with its own connections and short timeouts.
 	Limiter      *ratelimit.Limiter
 	limiterRedis *redis.Client
+	// stopRouter ends the router's cooldown mirror; routerDone is closed
+	// when it has ended.
+	stopRouter context.CancelFunc
+	routerDone chan struct{}
 }
 
 // Connect opens the database (and migrates it), Redis and the Temporal
@@ -137,7 +141,7 @@ func ConnectWithFallback(ctx context.Context, cfg config.Config, seed, fallback 
 	}
 
 	a.Upstream = providers.NewClient(providers.ClientOptions{})
-	a.Router = router.New(a.Catalog)
+	a.startRouter()
 	return a, nil
 }
 
@@ -182,8 +186,38 @@ func (a *App) startCatalog(ctx context.Context, seed, fallback *providers.Catalo
 	return nil
 }
 
+// disableProviderKey stores that an upstream rejected a provider key and
+// reloads the catalog everywhere, so that no process uses the key again.
+func (a *App) disableProviderKey(ctx context.Context, keyID, reason string) error {
+	if err := a.Store.DisableProviderKey(ctx, keyID, reason); err != nil {
+		return err
+	}
+	return a.Reloader.Notify(ctx)
+}
+
+// startRouter builds the router and runs its cooldown mirror until Close.
+func (a *App) startRouter() {
+	a.Router = router.New(a.Catalog, a.Redis, a.Config.RedisPrefix, router.Options{
+		Logger:     a.Logger,
+		DisableKey: a.disableProviderKey,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	a.stopRouter = cancel
+	a.routerDone = make(chan struct{})
+	go func() {
+		defer close(a.routerDone)
+		if err := a.Router.Run(ctx); err != nil {
+			a.Logger.Error("router cooldown mirror stopped", "error", err)
+		}
+	}()
+}
+
 // Close releases every connection.
 func (a *App) Close() {
+	if a.stopRouter != nil {
+		a.stopRouter()
+		<-a.routerDone
+	}
 	if a.Reloader != nil {
 		a.Reloader.Stop()
 	}
@@ -287,6 +321,7 @@ func (a *App) ChatWorker() sdkworker.Worker {
 		Store:   a.Store,
 		Bus:     a.Bus,
 		Catalog: a.Catalog,
+		Router:  a.Router,
 		Client:  a.Upstream,
 		Limits: activities.ChatLimits{
 			HistoryMaxMessages: a.Config.HistoryMaxMessages,

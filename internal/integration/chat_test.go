@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -201,7 +202,9 @@ func TestFailoverAndErrors(t *testing.T) {
 		{model: "failover-429", wantStatus: "succeeded", wantModel: "mock-gpt", wantAttempt: 2},
 		{model: "failover-cut", wantStatus: "succeeded", wantModel: "mock-gpt", wantAttempt: 2, wantReset: true},
 		{model: "bad-request", wantStatus: "failed", wantModel: "fault-400", wantCode: "upstream_bad_request", wantAttempt: 1},
-		{model: "always-500", wantStatus: "failed", wantModel: "fault-500", wantCode: "upstream_error", wantAttempt: 4},
+		// Attempts 1 to 3 get a 500, and the third failure puts the only
+		// candidate into cooldown, so attempt 4 finds nothing usable.
+		{model: "always-500", wantStatus: "failed", wantModel: "fault-500", wantCode: "upstream_cooling_down", wantAttempt: 4},
 	}
 	for _, tt := range tests {
 		t.Run(tt.model, func(t *testing.T) {
@@ -246,6 +249,51 @@ func TestFailoverAndErrors(t *testing.T) {
 				t.Errorf("streamed text after resets %q differs from output %q", replyText(t, frames), run.OutputText)
 			}
 			recordHistory(t, s, run.WorkflowID, "chat_"+strings.ReplaceAll(tt.model, "-", "_"))
+		})
+	}
+}
+
+func TestFailoverRejectedKey(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	alice := s.newUser()
+	convID := alice.conversation("failover-401")
+
+	tests := []struct {
+		name         string
+		wantAttempt  int
+		wantProvider string
+	}{
+		// The first run meets the rejected key and moves on.
+		{name: "first run", wantAttempt: 2, wantProvider: "mock"},
+		// The key is cooling down now, so the plan skips its provider.
+		{name: "second run", wantAttempt: 1, wantProvider: "mock"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			stream := alice.postStreaming("/v1/conversations/"+convID+"/messages", map[string]any{"content": tt.name, "streaming": true})
+			frames := stream.readUntil(t, "done")
+			stream.close()
+
+			var run runDetail
+			alice.mustDo("GET", "/v1/runs/"+runIDOf(t, runEvents(frames)[0]), nil, 200, &run)
+			if run.Status != "succeeded" || run.Attempt != tt.wantAttempt || run.SelectedProviderID != tt.wantProvider {
+				t.Errorf("run = status %s attempt %d provider %s, want succeeded %d %s",
+					run.Status, run.Attempt, run.SelectedProviderID, tt.wantAttempt, tt.wantProvider)
+			}
+
+			cooldowns, err := s.app.Router.Cooldowns(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var keyCooling bool
+			for _, c := range cooldowns {
+				if c.KeyID == "badkey-1" && c.Until.After(time.Now().Add(time.Minute)) {
+					keyCooling = true
+				}
+			}
+			if !keyCooling {
+				t.Errorf("cooldowns = %+v, want key badkey-1 cooling for minutes", cooldowns)
+			}
 		})
 	}
 }

@@ -34,6 +34,7 @@
 //	429               429 error of type "requests", code "rate_limit_exceeded", with Retry-After: 1
 //	500               500 error of type "server_error"
 //	401               401 error of type "invalid_request_error", code "invalid_api_key"
+//	403               403 error of type "invalid_request_error", code "permission_denied"
 //	400               400 error of type "invalid_request_error"
 //	slow-start        wait X-Mock-Slow-Ms before sending headers, then reply normally
 //	cut               send X-Mock-Cut-After tokens, then close the connection without the final chunk or [DONE]
@@ -50,5 +51,12 @@
 // "{not json" as the body, and stall sends the headers and then waits.
 //
 // Every model name that is not a fault model is accepted, whether or not
-// /v1/models lists it.
+// /v1/models lists it. Responses carry the request's model name in their
+// "model" field, so a caller can tell which upstream model answered.
+//
+// API keys: a request whose "Authorization: Bearer <key>" key starts with
+// "bad-" gets the 401 fault, and one whose key starts with "forbidden-"
+// gets the 403 fault, on every path and whatever Options.APIKey is. This
+// lets tests give one provider several keys and make only some fail. Other
+// keys are checked against Options.APIKey when it is set.
 package mockupstream

@@ -15,6 +15,7 @@ const (
 	faultRateLimit      fault = "429"
 	faultServerError    fault = "500"
 	faultUnauthorized   fault = "401"
+	faultForbidden      fault = "403"
 	faultBadRequest     fault = "400"
 	faultSlowStart      fault = "slow-start"
 	faultCut            fault = "cut"
@@ -30,7 +31,7 @@ const (
 
 func parseFault(name string) (fault, bool) {
 	switch f := fault(name); f {
-	case faultRateLimit, faultServerError, faultUnauthorized, faultBadRequest,
+	case faultRateLimit, faultServerError, faultUnauthorized, faultForbidden, faultBadRequest,
 		faultSlowStart, faultCut, faultCutBeforeFirst, faultMalformed, faultStall:
 		return f, true
 	default:
@@ -38,7 +39,7 @@ func parseFault(name string) (fault, bool) {
 	}
 }
 
-const faultNames = "429, 500, 401, 400, slow-start, cut, cut-before-first, malformed, stall"
+const faultNames = "429, 500, 401, 403, 400, slow-start, cut, cut-before-first, malformed, stall"
 
 // faultChoice is the fault that a request selects. A non-empty onceKey
 // limits the fault to the first request with that key.
@@ -112,6 +113,13 @@ func statusFaultError(f fault) *apiError {
 			errType: "invalid_request_error",
 			code:    "invalid_api_key",
 			message: "Incorrect API key provided (injected by the mock upstream).",
+		}
+	case faultForbidden:
+		return &apiError{
+			status:  http.StatusForbidden,
+			errType: "invalid_request_error",
+			code:    "permission_denied",
+			message: "The API key is not allowed to use this resource (injected by the mock upstream).",
 		}
 	case faultBadRequest:
 		return &apiError{

@@ -24,6 +24,7 @@ func TestStatusFaults(t *testing.T) {
 		{fault: "429", wantStatus: http.StatusTooManyRequests, wantType: "requests", wantCode: "rate_limit_exceeded", wantRetryAfter: "1"},
 		{fault: "500", wantStatus: http.StatusInternalServerError, wantType: "server_error"},
 		{fault: "401", wantStatus: http.StatusUnauthorized, wantType: "invalid_request_error", wantCode: "invalid_api_key"},
+		{fault: "403", wantStatus: http.StatusForbidden, wantType: "invalid_request_error", wantCode: "permission_denied"},
 		{fault: "400", wantStatus: http.StatusBadRequest, wantType: "invalid_request_error"},
 	}
 

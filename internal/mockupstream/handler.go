@@ -159,12 +159,26 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// Bearer keys with these prefixes are rejected whatever Options.APIKey is,
+// so that tests can make one provider key fail while others work.
+const (
+	unauthorizedKeyPrefix = "bad-"
+	forbiddenKeyPrefix    = "forbidden-"
+)
+
 func (h *Handler) checkAPIKey(r *http.Request) *apiError {
-	if h.apiKey == "" {
+	authorization := r.Header.Get("Authorization")
+	key, bearer := strings.CutPrefix(authorization, "Bearer ")
+
+	switch {
+	case bearer && strings.HasPrefix(key, unauthorizedKeyPrefix):
+		return statusFaultError(faultUnauthorized)
+	case bearer && strings.HasPrefix(key, forbiddenKeyPrefix):
+		return statusFaultError(faultForbidden)
+	case h.apiKey == "":
 		return nil
 	}
 
-	authorization := r.Header.Get("Authorization")
 	if authorization == "" {
 		return &apiError{
 			status:  http.StatusUnauthorized,
@@ -173,8 +187,7 @@ func (h *Handler) checkAPIKey(r *http.Request) *apiError {
 		}
 	}
 
-	key, found := strings.CutPrefix(authorization, "Bearer ")
-	if !found || subtle.ConstantTimeCompare([]byte(key), []byte(h.apiKey)) != 1 {
+	if !bearer || subtle.ConstantTimeCompare([]byte(key), []byte(h.apiKey)) != 1 {
 		return &apiError{
 			status:  http.StatusUnauthorized,
 			errType: "invalid_request_error",

@@ -138,6 +138,60 @@ func TestAPIKeyCheck(t *testing.T) {
 	}
 }
 
+func TestKeyPrefixFaults(t *testing.T) {
+	tests := []struct {
+		name          string
+		apiKey        string // Options.APIKey
+		authorization string
+		path          string
+		wantStatus    int
+		wantCode      string
+	}{
+		{name: "bad key on chat", authorization: "Bearer bad-key-1", path: chatCompletionsPath, wantStatus: http.StatusUnauthorized, wantCode: "invalid_api_key"},
+		{name: "bad key on models", authorization: "Bearer bad-key-1", path: modelsPath, wantStatus: http.StatusUnauthorized, wantCode: "invalid_api_key"},
+		{name: "forbidden key on chat", authorization: "Bearer forbidden-key-1", path: chatCompletionsPath, wantStatus: http.StatusForbidden, wantCode: "permission_denied"},
+		{name: "other key accepted without APIKey", authorization: "Bearer good-key-1", path: chatCompletionsPath, wantStatus: http.StatusOK},
+		{name: "no key accepted without APIKey", path: chatCompletionsPath, wantStatus: http.StatusOK},
+		{name: "prefix wins over matching APIKey", apiKey: "bad-configured", authorization: "Bearer bad-configured", path: chatCompletionsPath, wantStatus: http.StatusUnauthorized, wantCode: "invalid_api_key"},
+		{name: "prefix without Bearer is an ordinary key", authorization: "bad-key-1", path: chatCompletionsPath, wantStatus: http.StatusOK},
+	}
+
+	client := newClient(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := startServer(t, Options{APIKey: tt.apiKey})
+			method, body := http.MethodGet, io.Reader(nil)
+			if tt.path == chatCompletionsPath {
+				method, body = http.MethodPost, bytes.NewReader(chatBody("mock-gpt", "hi", nil))
+			}
+			req, err := http.NewRequestWithContext(t.Context(), method, srv.URL()+tt.path, body)
+			if err != nil {
+				t.Fatalf("new request: %v", err)
+			}
+			if tt.authorization != "" {
+				req.Header.Set("Authorization", tt.authorization)
+			}
+
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatalf("%s %s: %v", method, tt.path, err)
+			}
+			defer resp.Body.Close()
+
+			if resp.StatusCode != tt.wantStatus {
+				t.Fatalf("status = %d, want %d", resp.StatusCode, tt.wantStatus)
+			}
+			if tt.wantCode == "" {
+				return
+			}
+			errorBody := readErrorBody(t, resp)
+			if errorBody.Error.Code == nil || *errorBody.Error.Code != tt.wantCode {
+				t.Errorf("error code = %v, want %q", errorBody.Error.Code, tt.wantCode)
+			}
+		})
+	}
+}
+
 func TestInvalidRequests(t *testing.T) {
 	validBody := chatBody("mock-gpt", "hi", nil)
 

@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -628,7 +630,11 @@ func (cl *call) statusFailure() error {
 		return cl.canceled(ctxErr)
 	}
 
-	failure := &UpstreamError{StatusCode: code, Body: cl.capBody(data)}
+	failure := &UpstreamError{
+		StatusCode: code,
+		Body:       cl.capBody(data),
+		RetryAfter: parseRetryAfter(cl.resp.Header.Get("Retry-After"), time.Now()),
+	}
 	switch {
 	case code == http.StatusTooManyRequests:
 		failure.Kind = ErrorRateLimited
@@ -652,6 +658,28 @@ func (cl *call) statusFailure() error {
 		failure.Message = "unexpected status"
 	}
 	return failure
+}
+
+// parseRetryAfter reads a Retry-After header value, which RFC 9110 allows
+// as delay-seconds or as an HTTP-date. It returns 0 for an empty, invalid or
+// past value.
+func parseRetryAfter(value string, now time.Time) time.Duration {
+	value = strings.TrimSpace(value)
+	if value == "" {
+		return 0
+	}
+	if seconds, err := strconv.ParseInt(value, 10, 64); err == nil {
+		// The cap keeps the multiplication below from overflowing.
+		const maxSeconds = int64(math.MaxInt64 / time.Second)
+		if seconds <= 0 {
+			return 0
+		}
+		return time.Duration(min(seconds, maxSeconds)) * time.Second
+	}
+	if date, err := http.ParseTime(value); err == nil && date.After(now) {
+		return date.Sub(now)
+	}
+	return 0
 }
 
 // extractErrorField returns the "error" member of an OpenAI error body, or

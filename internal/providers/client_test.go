@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -585,6 +586,67 @@ func TestStatusErrors(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name  string
+		value string
+		want  time.Duration
+	}{
+		{name: "empty", value: "", want: 0},
+		{name: "seconds", value: "7", want: 7 * time.Second},
+		{name: "seconds with spaces", value: " 2 ", want: 2 * time.Second},
+		{name: "zero", value: "0", want: 0},
+		{name: "negative", value: "-3", want: 0},
+		{name: "fraction", value: "1.5", want: 0},
+		{name: "http date", value: "Sat, 01 Mar 2025 12:00:30 GMT", want: 30 * time.Second},
+		{name: "past http date", value: "Sat, 01 Mar 2025 11:59:00 GMT", want: 0},
+		{name: "garbage", value: "soon", want: 0},
+		{name: "huge", value: "99999999999999999", want: time.Duration(math.MaxInt64/int64(time.Second)) * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := parseRetryAfter(tt.value, now); got != tt.want {
+				t.Errorf("parseRetryAfter(%q) = %s, want %s", tt.value, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestStatusErrorRetryAfter(t *testing.T) {
+	tests := []struct {
+		name   string
+		header string
+		want   time.Duration
+	}{
+		{name: "header present", header: "3", want: 3 * time.Second},
+		{name: "header absent", header: "", want: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			upstream := newTestUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+				if tt.header != "" {
+					w.Header().Set("Retry-After", tt.header)
+				}
+				w.WriteHeader(http.StatusTooManyRequests)
+				io.WriteString(w, `{"error":{"message":"slow down"}}`)
+			})
+			client := newTestClient(t, fastOptions())
+			onDelta, _ := collectDeltas()
+
+			_, err := client.StreamChat(context.Background(), upstream.provider(), testRequest(), onDelta)
+
+			upstreamErr := asUpstreamError(t, err)
+			if upstreamErr.Kind != ErrorRateLimited {
+				t.Errorf("Kind = %s, want %s", upstreamErr.Kind, ErrorRateLimited)
+			}
+			if upstreamErr.RetryAfter != tt.want {
+				t.Errorf("RetryAfter = %s, want %s", upstreamErr.RetryAfter, tt.want)
+			}
+		})
 	}
 }
 

@@ -5,6 +5,7 @@ package providers
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 )
 
 // Capability names what a logical model may be used for.
@@ -129,6 +130,9 @@ type UpstreamError struct {
 	Body       []byte // the upstream's error body, capped in size
 	// Streamed reports whether any delta had been delivered before the failure.
 	Streamed bool
+	// RetryAfter is the wait that the upstream asked for in a Retry-After
+	// header, or 0 when the response had none.
+	RetryAfter time.Duration
 }
 
 func (e *UpstreamError) Error() string {
