@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aihigress/aihigress/internal/benchdoc"
 	"github.com/aihigress/aihigress/internal/testenv"
 )
 
@@ -186,11 +187,8 @@ func run(ctx context.Context, s settings, logger *slog.Logger) ([]string, error)
 		if !filepath.IsAbs(path) {
 			path = filepath.Join(repoRoot, path)
 		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return nil, fmt.Errorf("create folder for %s: %w", path, err)
-		}
-		if err := os.WriteFile(path, []byte(r.document()), 0o644); err != nil {
-			return nil, fmt.Errorf("write %s: %w", path, err)
+		if err := benchdoc.WriteSection(path, "chatbench", sectionOf(r.document())); err != nil {
+			return nil, err
 		}
 		logger.Info("report written", "path", path)
 	}
@@ -393,4 +391,25 @@ func gitRevision(ctx context.Context, repoRoot string) string {
 // commandLine is the command as a user would type it from the repository.
 func commandLine() string {
 	return strings.TrimSpace("go run ./bench/chatbench " + strings.Join(os.Args[1:], " "))
+}
+
+// sectionOf turns a report document into a section of the benchmarks page:
+// its title becomes "## Chat runs" and every other heading outside code
+// blocks moves one level down.
+func sectionOf(document string) string {
+	lines := strings.Split(document, "\n")
+	inCode := false
+	for i, line := range lines {
+		if strings.HasPrefix(line, "```") {
+			inCode = !inCode
+		}
+		switch {
+		case inCode:
+		case i == 0 && strings.HasPrefix(line, "# "):
+			lines[i] = "## Chat runs"
+		case strings.HasPrefix(line, "#"):
+			lines[i] = "#" + line
+		}
+	}
+	return strings.Join(lines, "\n")
 }
