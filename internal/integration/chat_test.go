@@ -257,6 +257,10 @@ func TestFailoverRejectedKey(t *testing.T) {
 	s := newStack(t, stackOptions{})
 	alice := s.newUser()
 	convID := alice.conversation("failover-401")
+	badKey, err := s.app.Store.ProviderKeyByLabel(context.Background(), "mock-badkey", "default")
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		name         string
@@ -265,7 +269,8 @@ func TestFailoverRejectedKey(t *testing.T) {
 	}{
 		// The first run meets the rejected key and moves on.
 		{name: "first run", wantAttempt: 2, wantProvider: "mock"},
-		// The key is cooling down now, so the plan skips its provider.
+		// The key is disabled and cooling down now, so the plan skips its
+		// provider.
 		{name: "second run", wantAttempt: 1, wantProvider: "mock"},
 	}
 	for _, tt := range tests {
@@ -287,12 +292,20 @@ func TestFailoverRejectedKey(t *testing.T) {
 			}
 			var keyCooling bool
 			for _, c := range cooldowns {
-				if c.KeyID == "badkey-1" && c.Until.After(time.Now().Add(time.Minute)) {
+				if c.KeyID == badKey.ID && c.Until.After(time.Now().Add(time.Minute)) {
 					keyCooling = true
 				}
 			}
 			if !keyCooling {
-				t.Errorf("cooldowns = %+v, want key badkey-1 cooling for minutes", cooldowns)
+				t.Errorf("cooldowns = %+v, want key %s cooling for minutes", cooldowns, badKey.ID)
+			}
+
+			stored, err := s.app.Store.ProviderKeyByLabel(context.Background(), "mock-badkey", "default")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if stored.Enabled || !strings.Contains(stored.DisabledReason, "401") {
+				t.Errorf("stored key enabled=%t reason=%q, want disabled for the upstream's 401", stored.Enabled, stored.DisabledReason)
 			}
 		})
 	}

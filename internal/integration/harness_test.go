@@ -185,9 +185,10 @@ func testCatalog(t *testing.T, baseURL string) *providers.Catalog {
 	}
 
 	// The mock rejects keys that start with "bad-" with 401, so the first
-	// candidate of failover-401 fails and its key is taken out of use.
+	// candidate of failover-401 fails and its key is taken out of use. The
+	// seed stores the key with the label "default".
 	err = c.AddProvider(providers.Provider{ID: "mock-badkey", Name: "Mock with a rejected key", Kind: "openai", BaseURL: baseURL,
-		Keys: []providers.ProviderKey{{ID: "badkey-1", Label: "rejected", Secret: "bad-integration-key", Weight: 1}}},
+		APIKey: "bad-integration-key"},
 		model("failover-401", providers.Candidate{ProviderID: "mock-badkey", Model: "mock-gpt", Priority: 2, Weight: 1}, candidate("mock-gpt", 1)),
 	)
 	if err != nil {
