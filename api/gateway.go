@@ -10,8 +10,6 @@ import (
 	"strings"
 
 	"github.com/gin-gonic/gin"
-
-	"github.com/aihigress/aihigress/internal/apikeys"
 )
 
 // chatCompletionRequest is a parsed POST /v1/chat/completions body. Fields
@@ -32,6 +30,9 @@ func (s *Server) chatCompletions(c *gin.Context) {
 	if !ok {
 		return
 	}
+	call := gatewayCallOf(c)
+	call.logicalModel, call.stream = req.Model, req.Stream
+
 	if !key.AllowsModel(req.Model) {
 		abortParamError(c, http.StatusForbidden, "model_not_allowed", "model",
 			fmt.Sprintf("this API key may not use model %q", req.Model))
@@ -104,12 +105,4 @@ func decodeField(c *gin.Context, fields map[string]json.RawMessage, name string,
 		return false
 	}
 	return true
-}
-
-// proxyChatCompletion sends the request to an upstream and relays the
-// answer, streamed or not.
-//
-// TODO: proxy through the router.
-func (s *Server) proxyChatCompletion(c *gin.Context, key *apikeys.Principal, req chatCompletionRequest) {
-	abortError(c, http.StatusNotImplemented, "not_implemented", "chat completions are not available yet")
 }

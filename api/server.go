@@ -16,6 +16,7 @@ import (
 	"github.com/aihigress/aihigress/internal/auth"
 	"github.com/aihigress/aihigress/internal/events"
 	"github.com/aihigress/aihigress/internal/providers"
+	"github.com/aihigress/aihigress/internal/requestlog"
 	"github.com/aihigress/aihigress/internal/router"
 	"github.com/aihigress/aihigress/internal/store"
 )
@@ -44,6 +45,9 @@ type Server struct {
 	Metrics *Metrics
 	// MetricsToken, when set, is required as a bearer token on /metrics.
 	MetricsToken string
+
+	// RequestLog receives a row per gateway request; nil discards them.
+	RequestLog *requestlog.Writer
 }
 
 // Handler returns the HTTP handler with every route.
@@ -76,7 +80,7 @@ func (s *Server) Handler() http.Handler {
 
 	// Gateway clients use API keys; the web app uses access tokens. Both
 	// can list models and follow runs.
-	gateway := r.Group("/v1", s.requireAPIKey)
+	gateway := r.Group("/v1", s.observeGateway, s.requireAPIKey)
 	gateway.POST("/chat/completions", s.chatCompletions)
 	either := r.Group("/v1", s.requireUserOrAPIKey)
 	either.GET("/models", s.listModels)
