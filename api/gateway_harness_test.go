@@ -36,7 +36,7 @@ const (
 // one mock upstream per provider, so that each provider's request count
 // shows which candidates the gateway tried.
 type gatewayEnv struct {
-	t       *testing.T
+	t       testing.TB
 	baseURL string
 	store   *store.Store
 	keys    *apikeys.Service
@@ -63,6 +63,8 @@ func testProviders() map[string]providerSpec {
 		"cut":          {},
 		"slow":         {provider: providers.Provider{TimeoutSeconds: 1, Headers: map[string]string{"X-Mock-Slow-Ms": "5000"}}},
 		"good":         {},
+		"fixed":        {provider: providers.Provider{Headers: map[string]string{"X-Mock-Tokens": "16"}}},
+		"disabled":     {provider: providers.Provider{Disabled: true}},
 	}
 }
 
@@ -79,6 +81,8 @@ func testModels() []providers.LogicalModel {
 		model("mock-gpt", candidate("main", "mock-gpt", 0)),
 		model("mock-gpt-mini", candidate("main", "mock-gpt-mini", 0)),
 		model("paced", candidate("paced", "paced-model", 0)),
+		model("fixed-16", candidate("fixed", "mock-gpt", 0)),
+		model("unavailable", candidate("disabled", "mock-gpt", 0)),
 		model("keyed", candidate("keyed", "keyed-model", 0)),
 		model("bad-request", candidate("main", "fault-400", 0)),
 		model("cut-after-first", candidate("main", "fault-cut", 0)),
@@ -97,7 +101,7 @@ func testModels() []providers.LogicalModel {
 	}
 }
 
-func newGatewayEnv(t *testing.T) *gatewayEnv {
+func newGatewayEnv(t testing.TB) *gatewayEnv {
 	t.Helper()
 	ctx := context.Background()
 	st := testenv.Store(t)

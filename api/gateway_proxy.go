@@ -94,7 +94,8 @@ func (s *Server) proxyChatCompletion(c *gin.Context, key *apikeys.Principal, req
 		if err != nil {
 			s.Logger.Warn("upstream candidate skipped: no usable key", "request_id", c.GetString("request_id"),
 				"model", req.Model, "provider_id", candidate.ProviderID, "upstream_model", candidate.Model, "error", err)
-			last = &attemptFailure{err: err, rateLimited: errors.Is(err, router.ErrNoKey), retryAfter: retryAfterOf(err)}
+			retryAfter, coolingDown := cooldownOf(err)
+			last = &attemptFailure{err: err, rateLimited: coolingDown, retryAfter: retryAfter}
 			continue
 		}
 		call.providerID, call.upstreamModel = pick.Candidate.ProviderID, pick.Candidate.Model
@@ -161,7 +162,7 @@ func (s *Server) failedAttempt(c *gin.Context, call *gatewayCall, pick router.Pi
 		return &attemptFailure{
 			err:         err,
 			rateLimited: forwardErr.Kind == providers.ErrorRateLimited,
-			retryAfter:  forwardErr.RetryAfter(),
+			retryAfter:  providers.ParseRetryAfter(forwardErr.Header.Get("Retry-After"), time.Now()),
 		}
 	}
 	return &attemptFailure{err: err}
@@ -263,29 +264,26 @@ func (s *Server) report(c *gin.Context, pick router.Pick, err error) {
 
 // planFailed answers a request whose model the router cannot plan.
 func (s *Server) planFailed(c *gin.Context, model string, err error) {
-	switch {
-	case errors.Is(err, providers.ErrUnknownModel):
+	if errors.Is(err, providers.ErrUnknownModel) {
 		abortParamError(c, http.StatusNotFound, "model_not_found", "model",
 			fmt.Sprintf("the model %q does not exist; GET /v1/models lists the models this key may use", model))
-	case errors.Is(err, providers.ErrCapability):
-		abortParamError(c, http.StatusBadRequest, "model_does_not_support_chat", "model",
-			fmt.Sprintf("the model %q does not support chat completions", model))
-	case retryAfterOf(err) > 0:
-		rateLimited(c, gatewayCallOf(c), retryAfterOf(err),
-			fmt.Sprintf("every upstream candidate of model %q is cooling down", model))
-	default:
-		s.unavailable(c, "plan upstream candidates failed", err)
-	}
-}
-
-// noCandidates answers a request whose plan is empty: the model's providers
-// are all disabled, or all its candidates are cooling down.
-func (s *Server) noCandidates(c *gin.Context, model string) {
-	if enabled, err := s.Catalog.Candidates(model, providers.CapabilityChat); err == nil && len(enabled) > 0 {
-		rateLimited(c, gatewayCallOf(c), defaultRetryAfter,
-			fmt.Sprintf("every upstream candidate of model %q is cooling down", model))
 		return
 	}
+	if errors.Is(err, providers.ErrCapability) {
+		abortParamError(c, http.StatusBadRequest, "model_does_not_support_chat", "model",
+			fmt.Sprintf("the model %q does not support chat completions", model))
+		return
+	}
+	if retryAfter, coolingDown := cooldownOf(err); coolingDown {
+		rateLimited(c, gatewayCallOf(c), retryAfter, fmt.Sprintf("every upstream candidate of model %q is cooling down", model))
+		return
+	}
+	s.unavailable(c, "plan upstream candidates failed", err)
+}
+
+// noCandidates answers a request whose plan is empty because every provider
+// of the model is disabled. Cooldowns come from the router as an error.
+func (s *Server) noCandidates(c *gin.Context, model string) {
 	abortParamError(c, http.StatusServiceUnavailable, "model_unavailable", "model",
 		fmt.Sprintf("no enabled provider serves the model %q", model))
 }
@@ -321,14 +319,21 @@ func clientClosed(c *gin.Context, call *gatewayCall) {
 	abortError(c, statusClientClosed, codeClientClosed, "the client closed the request")
 }
 
-// retryAfterOf returns the delay that an error in err's chain asks for
-// through a RetryAfter method, or 0.
-func retryAfterOf(err error) time.Duration {
-	var delayed interface{ RetryAfter() time.Duration }
-	if errors.As(err, &delayed) {
-		return delayed.RetryAfter()
+// cooldownOf reports whether an error in err's chain says that something is
+// cooling down, by a RetryAfter method, and returns the delay it names. The
+// router's errors use either method form.
+func cooldownOf(err error) (time.Duration, bool) {
+	var relative interface{ RetryAfter() time.Duration }
+	if errors.As(err, &relative) {
+		return relative.RetryAfter(), true
 	}
-	return 0
+	var absolute interface {
+		RetryAfter(now time.Time) time.Duration
+	}
+	if errors.As(err, &absolute) {
+		return absolute.RetryAfter(time.Now()), true
+	}
+	return 0, false
 }
 
 // asksForUsage reports whether a client's stream_options has

@@ -16,7 +16,7 @@ import (
 
 // ForwardError is an *UpstreamError for a response with a non-2xx status,
 // together with that response's header, so that a proxy can relay the status,
-// the body and the Retry-After header.
+// the body and the Content-Type and Retry-After headers.
 type ForwardError struct {
 	*UpstreamError
 	// Header is the header of the upstream's error response.
@@ -25,12 +25,6 @@ type ForwardError struct {
 
 // Unwrap returns the *UpstreamError, so that errors.As finds it.
 func (e *ForwardError) Unwrap() error { return e.UpstreamError }
-
-// RetryAfter returns the delay that the upstream's Retry-After header asks
-// for, or 0 when the header is missing or invalid.
-func (e *ForwardError) RetryAfter() time.Duration {
-	return ParseRetryAfter(e.Header.Get("Retry-After"), time.Now())
-}
 
 // maxRetryAfterSeconds caps a Retry-After in seconds, so that a huge value
 // cannot overflow time.Duration.

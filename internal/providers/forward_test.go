@@ -99,7 +99,7 @@ func TestInspectChunk(t *testing.T) {
 	}
 }
 
-func TestParseRetryAfter(t *testing.T) {
+func TestForwardRetryAfterHeader(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	tests := []struct {
 		value string
@@ -141,8 +141,8 @@ func TestForwardStatusError(t *testing.T) {
 	if upstreamErr.Kind != ErrorRateLimited || upstreamErr.StatusCode != 429 {
 		t.Errorf("kind/status = %s/%d, want rate_limited/429", upstreamErr.Kind, upstreamErr.StatusCode)
 	}
-	if forwardErr.RetryAfter() != 7*time.Second {
-		t.Errorf("RetryAfter = %s, want 7s", forwardErr.RetryAfter())
+	if got := forwardErr.Header.Get("Retry-After"); got != "7" {
+		t.Errorf("Retry-After header = %q, want 7", got)
 	}
 	if strings.Contains(string(forwardErr.Body), testAPIKey) || !strings.Contains(string(forwardErr.Body), "[REDACTED]") {
 		t.Errorf("body = %s, want the API key redacted", forwardErr.Body)
