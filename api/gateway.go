@@ -80,17 +80,22 @@ func (s *Server) readChatCompletion(c *gin.Context) (chatCompletionRequest, bool
 		return req, false
 	}
 
-	messages := bytes.TrimSpace(req.Fields["messages"])
-	if len(messages) == 0 || messages[0] != '[' {
-		abortParamError(c, http.StatusBadRequest, "invalid_field", "messages", "messages must be a non-empty array of chat messages")
-		return req, false
-	}
-	var list []json.RawMessage
-	if err := json.Unmarshal(messages, &list); err != nil || len(list) == 0 {
+	if !isNonEmptyArray(req.Fields["messages"]) {
 		abortParamError(c, http.StatusBadRequest, "invalid_field", "messages", "messages must be a non-empty array of chat messages")
 		return req, false
 	}
 	return req, true
+}
+
+// isNonEmptyArray reports whether raw, a valid JSON value, is an array with
+// at least one element. Checking the bytes saves decoding the messages a
+// second time on every request.
+func isNonEmptyArray(raw json.RawMessage) bool {
+	trimmed := bytes.TrimSpace(raw)
+	if len(trimmed) < 2 || trimmed[0] != '[' {
+		return false
+	}
+	return bytes.TrimSpace(trimmed[1:])[0] != ']'
 }
 
 // decodeField decodes fields[name], when present and not null, into dst.

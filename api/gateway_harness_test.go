@@ -96,6 +96,13 @@ func testModels() []providers.LogicalModel {
 			candidate("slow", "fault-slow-start", 20),
 			candidate("good", "good-model", 10),
 		),
+		// cooldown fails fast, so a second request comes within the 1 s
+		// cooldown that the mock's Retry-After asks for.
+		model("cooldown",
+			candidate("rate-limited", "fault-429", 30),
+			candidate("wrong-key", "wrong-key-model", 20),
+			candidate("good", "good-model", 10),
+		),
 		{Name: "image-only", Capabilities: []providers.Capability{providers.CapabilityImageGeneration},
 			Candidates: []providers.Candidate{candidate("main", "mock-image", 0)}},
 	}

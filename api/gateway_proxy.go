@@ -209,6 +209,8 @@ func (s *Server) relayBody(c *gin.Context, call *gatewayCall, pick router.Pick, 
 func (s *Server) relayStream(c *gin.Context, call *gatewayCall, pick router.Pick, forwarded *providers.Forwarded,
 	started time.Time, clientUsage bool,
 ) *attemptFailure {
+	relay := &sseRelay{writer: c.Writer, clientUsage: clientUsage, buf: make([]byte, 0, 1024)}
+	forwarded.BeforeRead(relay.flush)
 	first, err := forwarded.NextEvent()
 	call.addUpstream(started)
 	if errors.Is(err, io.EOF) || err == nil && first.Data == doneData {
@@ -229,7 +231,6 @@ func (s *Server) relayStream(c *gin.Context, call *gatewayCall, pick router.Pick
 	header.Set("X-Accel-Buffering", "no")
 	c.Status(http.StatusOK)
 
-	relay := &sseRelay{writer: c.Writer, clientUsage: clientUsage, buf: make([]byte, 0, 1024)}
 	streamErr := relay.forward(first, info, call)
 	if streamErr == nil {
 		streamErr = relay.copyRest(forwarded, call)
@@ -253,6 +254,7 @@ func (s *Server) relayStream(c *gin.Context, call *gatewayCall, pick router.Pick
 			"model", call.logicalModel, "provider_id", pick.Candidate.ProviderID, "upstream_model", pick.Candidate.Model, "error", streamErr)
 		relay.writeError(call.errorCode)
 	}
+	relay.flush()
 	return nil
 }
 

@@ -18,9 +18,12 @@ const doneData = "[DONE]"
 // errClientWrite wraps a failed write to the client of a stream.
 var errClientWrite = errors.New("write to client failed")
 
-// sseRelay writes upstream SSE events to the client, one flush per event.
+// sseRelay writes upstream SSE events to the client. It flushes before each
+// read from the upstream, so events that arrived together leave in one write.
 type sseRelay struct {
 	writer gin.ResponseWriter
+	// unflushed is set while written events wait in the response buffer.
+	unflushed bool
 	// clientUsage is set when the client asked for the usage chunk itself;
 	// otherwise that chunk, which the gateway requested for the request
 	// log, is not relayed.
@@ -69,6 +72,8 @@ func (r *sseRelay) copyRest(forwarded *providers.Forwarded, call *gatewayCall) e
 			if err := r.write(event.Name, event.Data); err != nil {
 				return err
 			}
+			// Drain may wait for the upstream, and the client should not.
+			r.flush()
 			forwarded.Drain()
 			return nil
 		}
@@ -87,8 +92,16 @@ func (r *sseRelay) writeError(code string) {
 	_ = r.write("message", data)
 }
 
-// write sends one event and flushes it. Data lines become one "data:" line
-// each, as the SSE format requires.
+// flush sends the buffered events to the client.
+func (r *sseRelay) flush() {
+	if r.unflushed {
+		r.unflushed = false
+		r.writer.Flush()
+	}
+}
+
+// write buffers one event for the next flush. Data lines become one "data:"
+// line each, as the SSE format requires.
 func (r *sseRelay) write(name, data string) error {
 	buf := r.buf[:0]
 	if name != "" && name != "message" {
@@ -109,9 +122,9 @@ func (r *sseRelay) write(name, data string) error {
 	buf = append(buf, '\n')
 	r.buf = buf
 
+	r.unflushed = true
 	if _, err := r.writer.Write(buf); err != nil {
 		return fmt.Errorf("%w: %w", errClientWrite, err)
 	}
-	r.writer.Flush()
 	return nil
 }

@@ -21,7 +21,7 @@ import (
 
 func TestGatewayModelsList(t *testing.T) {
 	env := newGatewayEnv(t)
-	all := []string{"all-429", "all-500", "bad-request", "cut-after-first", "failover", "fixed-16", "image-only", "keyed", "mock-gpt", "mock-gpt-mini", "paced", "unavailable"}
+	all := []string{"all-429", "all-500", "bad-request", "cooldown", "cut-after-first", "failover", "fixed-16", "image-only", "keyed", "mock-gpt", "mock-gpt-mini", "paced", "unavailable"}
 
 	tests := []struct {
 		name          string
@@ -465,6 +465,9 @@ func TestGatewayRejectsBadBodies(t *testing.T) {
 	}{
 		{"not JSON", `{"model":`, "invalid_json"},
 		{"no messages", `{"model":"mock-gpt"}`, "invalid_field"},
+		{"empty messages", `{"model":"mock-gpt","messages":[ ]}`, "invalid_field"},
+		{"messages not an array", `{"model":"mock-gpt","messages":{"role":"user"}}`, "invalid_field"},
+		{"messages null", `{"model":"mock-gpt","messages":null}`, "invalid_field"},
 		{"no model", `{"messages":[{"role":"user","content":"hi"}]}`, "missing_field"},
 		{"stream of wrong type", `{"model":"mock-gpt","stream":"yes","messages":[{"role":"user","content":"hi"}]}`, "invalid_field"},
 	}
@@ -517,7 +520,7 @@ func TestGatewaySkipsCooledCandidates(t *testing.T) {
 	env := newGatewayEnv(t)
 	client := env.client(env.newKey(nil))
 	for i := range 2 {
-		got, err := client.Chat.Completions.New(context.Background(), chatParams("failover", "again"))
+		got, err := client.Chat.Completions.New(context.Background(), chatParams("cooldown", "again"))
 		if err != nil {
 			t.Fatalf("request %d: %v", i+1, err)
 		}

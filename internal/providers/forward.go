@@ -1,6 +1,7 @@
 package providers
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -53,6 +54,10 @@ func ParseRetryAfter(value string, now time.Time) time.Duration {
 	return date.Sub(now)
 }
 
+// forwardBufferSize is the read buffer of a forwarded stream. Lines longer
+// than the buffer are still read whole, in pieces.
+const forwardBufferSize = 4 << 10
+
 // Forwarded is an upstream response with a 2xx status whose body has not
 // been read yet. It is not safe for concurrent use, and the caller must
 // Close it.
@@ -63,6 +68,8 @@ type Forwarded struct {
 
 	call   *call
 	events *SSEReader
+	// beforeRead runs before each read from the response body.
+	beforeRead func()
 	// streamed is set once NextEvent has returned an event.
 	streamed bool
 }
@@ -125,9 +132,15 @@ func (c *Client) Forward(ctx context.Context, p Provider, body []byte, stream bo
 	return &Forwarded{StatusCode: resp.StatusCode, Header: resp.Header, call: cl}, nil
 }
 
-// Close ends the call and releases its connection.
+// Close ends the call and releases its connection. The Forwarded must not
+// be used afterwards.
 func (f *Forwarded) Close() {
 	f.call.close()
+	if f.events != nil {
+		f.events.reader.Reset(nil)
+		f.call.client.forwardReaders.Put(f.events.reader)
+		f.events = nil
+	}
 }
 
 // IsEventStream reports whether the response is a text/event-stream.
@@ -181,6 +194,14 @@ func readCapped(r io.Reader, contentLength int64) ([]byte, error) {
 	return buf, nil
 }
 
+// BeforeRead sets a function that NextEvent calls before each read from the
+// response body, which may block. A proxy flushes its client there, so that
+// events that arrived together leave in one write and no event waits
+// unflushed for the next one. Call it before the first NextEvent.
+func (f *Forwarded) BeforeRead(fn func()) {
+	f.beforeRead = fn
+}
+
 // NextEvent returns the next SSE event of a streaming response. The first
 // event must arrive within the first-byte timeout and each later one within
 // the idle timeout of the one before.
@@ -194,7 +215,16 @@ func readCapped(r io.Reader, contentLength int64) ([]byte, error) {
 func (f *Forwarded) NextEvent() (Event, error) {
 	cl := f.call
 	if f.events == nil {
-		f.events = NewSSEReader(cl.resp.Body)
+		var body io.Reader = cl.resp.Body
+		if f.beforeRead != nil {
+			body = &hookedReader{reader: body, before: f.beforeRead}
+		}
+		buffer, _ := cl.client.forwardReaders.Get().(*bufio.Reader)
+		if buffer == nil {
+			buffer = bufio.NewReaderSize(nil, forwardBufferSize)
+		}
+		buffer.Reset(body)
+		f.events = &SSEReader{reader: buffer, maxEventSize: DefaultMaxEventSize}
 	}
 
 	event, err := f.events.Next()
@@ -218,6 +248,17 @@ func (f *Forwarded) NextEvent() (Event, error) {
 	default:
 		return Event{}, &UpstreamError{Kind: ErrorStreamCut, Message: "stream ended inside an event: " + err.Error(), Streamed: f.streamed}
 	}
+}
+
+// hookedReader calls before ahead of every Read.
+type hookedReader struct {
+	reader io.Reader
+	before func()
+}
+
+func (r *hookedReader) Read(p []byte) (int, error) {
+	r.before()
+	return r.reader.Read(p)
 }
 
 // Drain reads the rest of the body for a short time after [DONE], so that

@@ -278,3 +278,39 @@ func TestForwardReadBody(t *testing.T) {
 		}
 	}
 }
+
+func TestForwardBeforeRead(t *testing.T) {
+	upstream := newTestUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		startSSE(w)
+		// Three events in one write, then one more after a pause.
+		writeSSE(w, strings.Join(dataEvents(roleChunk, deltaChunk("a"), deltaChunk("b")), ""))
+		time.Sleep(50 * time.Millisecond)
+		writeSSE(w, dataEvents("[DONE]")...)
+	})
+	client := newTestClient(t, fastOptions())
+
+	forwarded, err := client.Forward(context.Background(), upstream.provider(), []byte(`{}`), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer forwarded.Close()
+	reads := 0
+	forwarded.BeforeRead(func() { reads++ })
+
+	for i := range 3 {
+		if _, err := forwarded.NextEvent(); err != nil {
+			t.Fatalf("event %d: %v", i, err)
+		}
+	}
+	if reads >= 3 {
+		t.Errorf("BeforeRead ran %d times for 3 events sent in one write, want fewer reads than events", reads)
+	}
+	before := reads
+	event, err := forwarded.NextEvent()
+	if err != nil || event.Data != "[DONE]" {
+		t.Fatalf("fourth event = %q, %v; want [DONE]", event.Data, err)
+	}
+	if reads == before {
+		t.Error("BeforeRead did not run before waiting for the delayed event")
+	}
+}

@@ -77,6 +77,11 @@ type Writer struct {
 	dropped atomic.Int64
 	written atomic.Int64
 
+	// full wakes the writer's goroutine when a whole batch is queued. The
+	// goroutine does not wait on queue itself, so that recording a row
+	// costs a channel send and no goroutine switch.
+	full chan struct{}
+
 	startOnce sync.Once
 	closeOnce sync.Once
 	stop      chan struct{}
@@ -91,6 +96,7 @@ func New(db *gorm.DB, opts Options) *Writer {
 		db:    db,
 		opts:  opts,
 		queue: make(chan models.RequestLog, opts.QueueSize),
+		full:  make(chan struct{}, 1),
 		stop:  make(chan struct{}),
 		done:  make(chan struct{}),
 	}
@@ -113,6 +119,12 @@ func (w *Writer) Record(row models.RequestLog) bool {
 	}
 	select {
 	case w.queue <- row:
+		if len(w.queue) >= w.opts.BatchSize {
+			select {
+			case w.full <- struct{}{}:
+			default:
+			}
+		}
 		return true
 	default:
 		w.dropped.Add(1)
@@ -169,39 +181,35 @@ func (w *Writer) run() {
 
 	for {
 		select {
-		case row := <-w.queue:
-			batch = append(batch, row)
-			if len(batch) >= w.opts.BatchSize {
-				batch = w.flush(batch)
-			}
+		case <-w.full:
+			batch = w.writeQueued(batch, w.opts.BatchSize)
 
 		case <-ticker.C:
-			batch = w.flush(batch)
+			batch = w.writeQueued(batch, 1)
 			reportedDrops, lastReport = w.reportDrops(reportedDrops, lastReport)
 
 		case <-w.stop:
-			w.drain(batch)
+			// Record rejects rows from now on, so the queue only shrinks.
+			w.writeQueued(batch, 1)
 			w.reportDrops(reportedDrops, time.Time{})
 			return
 		}
 	}
 }
 
-// drain writes batch and every row still queued. Record rejects rows once
-// the writer is closed, so the queue only shrinks.
-func (w *Writer) drain(batch []models.RequestLog) {
-	for {
-		select {
-		case row := <-w.queue:
-			batch = append(batch, row)
-			if len(batch) >= w.opts.BatchSize {
-				batch = w.flush(batch)
-			}
-		default:
-			w.flush(batch)
-			return
+// writeQueued inserts the queued rows in batches while at least minRows
+// are queued, and returns batch emptied. With minRows = BatchSize it leaves
+// a partial batch queued for the next tick.
+func (w *Writer) writeQueued(batch []models.RequestLog, minRows int) []models.RequestLog {
+	for len(w.queue) >= minRows && len(w.queue) > 0 {
+		// This goroutine is the only receiver, so a receive from a
+		// non-empty queue does not block.
+		for len(batch) < w.opts.BatchSize && len(w.queue) > 0 {
+			batch = append(batch, <-w.queue)
 		}
+		batch = w.flush(batch)
 	}
+	return batch
 }
 
 // flush inserts batch with one multi-row INSERT and returns batch emptied.
