@@ -97,7 +97,7 @@ func testModels() []providers.LogicalModel {
 			candidate("good", "good-model", 10),
 		),
 		// cooldown fails fast, so a second request comes within the 1 s
-		// cooldown that the mock's Retry-After asks for.
+		// cooldown that the mock's Retry-After header sets.
 		model("cooldown",
 			candidate("rate-limited", "fault-429", 30),
 			candidate("wrong-key", "wrong-key-model", 20),

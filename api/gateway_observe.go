@@ -40,9 +40,6 @@ type gatewayCall struct {
 	// errorCode overrides the code read from an error response body, and
 	// is the only code for failures after a 2xx status was sent.
 	errorCode string
-	// skipLog leaves the request out of the request log, for a handler that
-	// records its own row.
-	skipLog bool
 }
 
 // gatewayCallOf returns the request's gateway state. Outside observeGateway
@@ -86,7 +83,7 @@ func (s *Server) observeGateway(c *gin.Context) {
 	writer.WriteHeaderNow()
 	c.Writer = writer.ResponseWriter
 
-	if call.skipLog || s.RequestLog == nil {
+	if s.RequestLog == nil {
 		return
 	}
 	s.RequestLog.Record(s.requestLogRow(c, call, writer))

@@ -59,11 +59,10 @@ func (f *attemptFailure) describe() string {
 }
 
 // proxyChatCompletion sends the request to the candidates that the router
-// plans, in order, until one answers, and relays that answer, streamed or
+// plans, in order, until one succeeds, and relays its response, streamed or
 // not. Failover happens only before the first byte reaches the client.
 func (s *Server) proxyChatCompletion(c *gin.Context, key *apikeys.Principal, req chatCompletionRequest) {
 	call := gatewayCallOf(c)
-	call.logicalModel, call.stream = req.Model, req.Stream
 	ctx := c.Request.Context()
 
 	candidates, err := s.Router.Plan(ctx, req.Model, providers.CapabilityChat)
@@ -92,7 +91,7 @@ func (s *Server) proxyChatCompletion(c *gin.Context, key *apikeys.Principal, req
 
 		pick, err := s.Router.Acquire(ctx, candidate)
 		if err != nil {
-			s.Logger.Warn("upstream candidate skipped: no usable key", "request_id", c.GetString("request_id"),
+			s.Logger.Warn("upstream candidate skipped: the router could not acquire it", "request_id", c.GetString("request_id"),
 				"model", req.Model, "provider_id", candidate.ProviderID, "upstream_model", candidate.Model, "error", err)
 			retryAfter, coolingDown := cooldownOf(err)
 			last = &attemptFailure{err: err, rateLimited: coolingDown, retryAfter: retryAfter}
@@ -113,9 +112,9 @@ func (s *Server) proxyChatCompletion(c *gin.Context, key *apikeys.Principal, req
 }
 
 // attemptChat makes one upstream attempt with pick. It returns nil when the
-// request is finished, relayed or answered with an error, and a failure when
-// nothing was sent and the next candidate may be tried. It reports the
-// outcome to the router in both cases.
+// request is finished, with a relayed response or an error response. It
+// returns a failure when nothing was sent and the next candidate may be
+// tried. It reports the outcome to the router in both cases.
 func (s *Server) attemptChat(c *gin.Context, call *gatewayCall, pick router.Pick, body []byte, stream, clientUsage bool) *attemptFailure {
 	ctx := c.Request.Context()
 	started := time.Now()
@@ -129,14 +128,14 @@ func (s *Server) attemptChat(c *gin.Context, call *gatewayCall, pick router.Pick
 	if stream && forwarded.IsEventStream() {
 		return s.relayStream(c, call, pick, forwarded, started, clientUsage)
 	}
-	// NOTE: an upstream that answers a streaming request with one JSON body
+	// NOTE: an upstream that returns one JSON body for a streaming request
 	// gets that body relayed as it is, which streaming clients cannot read.
 	return s.relayBody(c, call, pick, forwarded, started)
 }
 
 // failedAttempt handles an error of an attempt that sent nothing to the
 // client. An upstream 4xx other than 401, 403 and 429 goes to the client as
-// it came, and a client that went away ends the request; both return nil.
+// it came, and a client that went away ends the request. Both return nil.
 // Every other error returns a failure for the next candidate.
 func (s *Server) failedAttempt(c *gin.Context, call *gatewayCall, pick router.Pick, err error) *attemptFailure {
 	s.report(c, pick, err)
@@ -204,8 +203,8 @@ func (s *Server) relayBody(c *gin.Context, call *gatewayCall, pick router.Pick, 
 
 // relayStream waits for the first event of a streaming response, then sends
 // the response headers and relays every event as it arrives. A stream that
-// ends or fails before its first event is a failure for the next candidate;
-// after the first event a failure ends the stream with an error event.
+// ends or fails before its first event is a failure for the next candidate.
+// After the first event, a failure ends the stream with an error event.
 func (s *Server) relayStream(c *gin.Context, call *gatewayCall, pick router.Pick, forwarded *providers.Forwarded,
 	started time.Time, clientUsage bool,
 ) *attemptFailure {
@@ -264,7 +263,7 @@ func (s *Server) report(c *gin.Context, pick router.Pick, err error) {
 	s.Router.Report(context.WithoutCancel(c.Request.Context()), pick, err)
 }
 
-// planFailed answers a request whose model the router cannot plan.
+// planFailed responds to a request whose model the router cannot plan.
 func (s *Server) planFailed(c *gin.Context, model string, err error) {
 	if errors.Is(err, providers.ErrUnknownModel) {
 		abortParamError(c, http.StatusNotFound, "model_not_found", "model",
@@ -283,15 +282,15 @@ func (s *Server) planFailed(c *gin.Context, model string, err error) {
 	s.unavailable(c, "plan upstream candidates failed", err)
 }
 
-// noCandidates answers a request whose plan is empty because every provider
+// noCandidates responds to a request whose plan is empty because every provider
 // of the model is disabled. Cooldowns come from the router as an error.
 func (s *Server) noCandidates(c *gin.Context, model string) {
 	abortParamError(c, http.StatusServiceUnavailable, "model_unavailable", "model",
 		fmt.Sprintf("no enabled provider serves the model %q", model))
 }
 
-// allAttemptsFailed answers a request whose candidates all failed: 429 when
-// the last failure was a rate limit or a cooldown, 502 otherwise.
+// allAttemptsFailed responds to a request whose candidates all failed, with
+// 429 when the last failure was a rate limit or a cooldown and 502 otherwise.
 func (s *Server) allAttemptsFailed(c *gin.Context, call *gatewayCall, model string, candidates int, last *attemptFailure) {
 	if last.rateLimited {
 		rateLimited(c, call, last.retryAfter,
@@ -303,7 +302,7 @@ func (s *Server) allAttemptsFailed(c *gin.Context, call *gatewayCall, model stri
 		fmt.Sprintf("all %d upstream candidates of model %q failed; the last: %s. The request ID is in the X-Request-Id header", candidates, model, last.describe()))
 }
 
-// rateLimited answers 429 with a Retry-After of at least one second.
+// rateLimited responds 429 with a Retry-After of at least one second.
 func rateLimited(c *gin.Context, call *gatewayCall, retryAfter time.Duration, message string) {
 	if retryAfter <= 0 {
 		retryAfter = defaultRetryAfter
@@ -321,9 +320,9 @@ func clientClosed(c *gin.Context, call *gatewayCall) {
 	abortError(c, statusClientClosed, codeClientClosed, "the client closed the request")
 }
 
-// cooldownOf reports whether an error in err's chain says that something is
-// cooling down, by a RetryAfter method, and returns the delay it names. The
-// router's errors use either method form.
+// cooldownOf reports whether an error in err's chain reports a cooldown
+// through a RetryAfter method, and returns the delay. The router's errors
+// use either method form.
 func cooldownOf(err error) (time.Duration, bool) {
 	var relative interface{ RetryAfter() time.Duration }
 	if errors.As(err, &relative) {

@@ -24,9 +24,9 @@ type sseRelay struct {
 	writer gin.ResponseWriter
 	// unflushed is set while written events wait in the response buffer.
 	unflushed bool
-	// clientUsage is set when the client asked for the usage chunk itself;
-	// otherwise that chunk, which the gateway requested for the request
-	// log, is not relayed.
+	// clientUsage is set when the client requested the usage chunk itself.
+	// Otherwise the gateway requested it only for the request log, so it is
+	// not relayed.
 	clientUsage bool
 	// finished is set once a chunk carried a finish_reason.
 	finished bool

@@ -94,6 +94,7 @@ func (s *stack) startProxy() error {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConns = 1024
 	transport.MaxIdleConnsPerHost = 256
+
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(target)
@@ -112,6 +113,7 @@ func (s *stack) startProxy() error {
 		// Flush every write at once, as the gateway does for streams.
 		FlushInterval: -1,
 	}
+
 	proxyListener, err := serve(proxy, s.logger)
 	if err != nil {
 		return err

@@ -54,9 +54,10 @@ func ParseRetryAfter(value string, now time.Time) time.Duration {
 	return date.Sub(now)
 }
 
-// forwardBufferSize is the read buffer of a forwarded stream. Lines longer
-// than the buffer are still read whole, in pieces.
-const forwardBufferSize = 4 << 10
+// forwardBufferSize is the read buffer of a forwarded stream, as large as
+// httputil.ReverseProxy's copy buffer, so that events that arrived together
+// take one read. Client.forwardReaders recycles the buffers.
+const forwardBufferSize = 32 << 10
 
 // Forwarded is an upstream response with a 2xx status whose body has not
 // been read yet. It is not safe for concurrent use, and the caller must

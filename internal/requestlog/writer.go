@@ -67,7 +67,8 @@ func (o Options) withDefaults() Options {
 // Writer queues request log rows and inserts them in batches from one
 // goroutine. Record never blocks: a row that finds the queue full, or that
 // arrives after Close, is dropped and counted. The methods are safe for
-// concurrent use, and a nil *Writer discards every row.
+// concurrent use. Record, Dropped, Written and Close accept a nil *Writer,
+// which discards every row.
 type Writer struct {
 	db    *gorm.DB
 	opts  Options
