@@ -29,7 +29,7 @@ import (
 	"github.com/aihigress/aihigress/models"
 )
 
-const testMasterKey = "admin-catalog-test-master-key-0123456789"
+const catalogMasterKey = "admin-catalog-test-master-key-0123456789"
 
 // syncBuffer collects log output written from several goroutines.
 type syncBuffer struct {
@@ -77,7 +77,7 @@ func newAdminEnv(t *testing.T) *adminEnv {
 	rdb := redis.NewClient(opts)
 	t.Cleanup(func() { _ = rdb.Close() })
 
-	cipher, err := secrets.NewCipher(testMasterKey, secrets.PurposeProviderKeys)
+	cipher, err := secrets.NewCipher(catalogMasterKey, secrets.PurposeProviderKeys)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,8 +10,6 @@ import (
 	"strings"
 
 	"github.com/gin-gonic/gin"
-
-	"github.com/aihigress/aihigress/internal/apikeys"
 )
 
 // chatCompletionRequest is a parsed POST /v1/chat/completions body. Fields
@@ -32,6 +30,9 @@ func (s *Server) chatCompletions(c *gin.Context) {
 	if !ok {
 		return
 	}
+	call := gatewayCallOf(c)
+	call.logicalModel, call.stream = req.Model, req.Stream
+
 	if !key.AllowsModel(req.Model) {
 		abortParamError(c, http.StatusForbidden, "model_not_allowed", "model",
 			fmt.Sprintf("this API key may not use model %q", req.Model))
@@ -79,17 +80,22 @@ func (s *Server) readChatCompletion(c *gin.Context) (chatCompletionRequest, bool
 		return req, false
 	}
 
-	messages := bytes.TrimSpace(req.Fields["messages"])
-	if len(messages) == 0 || messages[0] != '[' {
-		abortParamError(c, http.StatusBadRequest, "invalid_field", "messages", "messages must be a non-empty array of chat messages")
-		return req, false
-	}
-	var list []json.RawMessage
-	if err := json.Unmarshal(messages, &list); err != nil || len(list) == 0 {
+	if !isNonEmptyArray(req.Fields["messages"]) {
 		abortParamError(c, http.StatusBadRequest, "invalid_field", "messages", "messages must be a non-empty array of chat messages")
 		return req, false
 	}
 	return req, true
+}
+
+// isNonEmptyArray reports whether raw, a valid JSON value, is an array with
+// at least one element. Checking the bytes saves decoding the messages a
+// second time on every request.
+func isNonEmptyArray(raw json.RawMessage) bool {
+	trimmed := bytes.TrimSpace(raw)
+	if len(trimmed) < 2 || trimmed[0] != '[' {
+		return false
+	}
+	return bytes.TrimSpace(trimmed[1:])[0] != ']'
 }
 
 // decodeField decodes fields[name], when present and not null, into dst.
@@ -104,12 +110,4 @@ func decodeField(c *gin.Context, fields map[string]json.RawMessage, name string,
 		return false
 	}
 	return true
-}
-
-// proxyChatCompletion sends the request to an upstream and relays the
-// answer, streamed or not.
-//
-// TODO: proxy through the router.
-func (s *Server) proxyChatCompletion(c *gin.Context, key *apikeys.Principal, req chatCompletionRequest) {
-	abortError(c, http.StatusNotImplemented, "not_implemented", "chat completions are not available yet")
 }

@@ -334,16 +334,27 @@ func (s *Server) cancelRuns(c *gin.Context, runIDs []string) {
 	}
 }
 
+// modelView is one entry of GET /v1/models in OpenAI's model object shape,
+// with the logical model's capabilities as an extra field.
+type modelView struct {
+	ID     string `json:"id"`
+	Object string `json:"object"`
+	// Created is 0, because logical models carry no creation time.
+	Created      int64                  `json:"created"`
+	OwnedBy      string                 `json:"owned_by"`
+	Capabilities []providers.Capability `json:"capabilities"`
+}
+
+// listModels serves GET /v1/models: the logical models that the request's
+// API key may use, or every model for a user's access token.
 func (s *Server) listModels(c *gin.Context) {
-	type modelView struct {
-		ID           string                 `json:"id"`
-		Object       string                 `json:"object"`
-		OwnedBy      string                 `json:"owned_by"`
-		Capabilities []providers.Capability `json:"capabilities"`
-	}
+	key := currentAPIKey(c)
 	list := s.Catalog.Models()
 	data := make([]modelView, 0, len(list))
 	for _, m := range list {
+		if key != nil && !key.AllowsModel(m.Name) {
+			continue
+		}
 		data = append(data, modelView{ID: m.Name, Object: "model", OwnedBy: "aihigress", Capabilities: m.Capabilities})
 	}
 	c.JSON(http.StatusOK, gin.H{"object": "list", "data": data})

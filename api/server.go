@@ -17,6 +17,7 @@ import (
 	"github.com/aihigress/aihigress/internal/catalog"
 	"github.com/aihigress/aihigress/internal/events"
 	"github.com/aihigress/aihigress/internal/providers"
+	"github.com/aihigress/aihigress/internal/requestlog"
 	"github.com/aihigress/aihigress/internal/router"
 	"github.com/aihigress/aihigress/internal/store"
 	"github.com/aihigress/aihigress/internal/tokens"
@@ -52,6 +53,9 @@ type Server struct {
 	MetricsToken string
 	// CatalogAdmin applies the /admin catalog writes; nil makes them 503.
 	CatalogAdmin *catalog.Admin
+
+	// RequestLog receives a row per gateway request; nil discards them.
+	RequestLog *requestlog.Writer
 }
 
 // Handler returns the HTTP handler with every route.
@@ -91,7 +95,7 @@ func (s *Server) Handler() http.Handler {
 
 	// Gateway clients use API keys; the web app uses access tokens. Both
 	// can list models and follow runs.
-	gateway := r.Group("/v1", s.requireAPIKey, guards.limitAPIKey)
+	gateway := r.Group("/v1", s.observeGateway, s.requireAPIKey, guards.limitAPIKey)
 	gateway.POST("/chat/completions", s.chatCompletions)
 	either := r.Group("/v1", s.requireUserOrAPIKey, guards.limitCaller)
 	either.GET("/models", s.listModels)

@@ -25,6 +25,7 @@ import (
 	"github.com/aihigress/aihigress/internal/events"
 	"github.com/aihigress/aihigress/internal/providers"
 	"github.com/aihigress/aihigress/internal/ratelimit"
+	"github.com/aihigress/aihigress/internal/requestlog"
 	"github.com/aihigress/aihigress/internal/router"
 	"github.com/aihigress/aihigress/internal/secrets"
 	"github.com/aihigress/aihigress/internal/store"
@@ -354,6 +355,13 @@ func (a *App) Serve(ctx context.Context) error {
 		stopKeys()
 		<-keysDone
 	}()
+	requestLog := requestlog.New(a.Store.DB, requestlog.Options{FlushInterval: a.Config.RequestLogFlushInterval, Logger: a.Logger})
+	requestLog.Start()
+	apiServer.RequestLog = requestLog
+	// Deferred so that it also runs when the listener fails; on a normal
+	// stop it runs after Shutdown, when no handler records rows any more.
+	defer a.closeRequestLog(requestLog)
+
 	srv := &http.Server{
 		Addr:              a.Config.HTTPAddr,
 		Handler:           apiServer.Handler(),
@@ -377,6 +385,18 @@ func (a *App) Serve(ctx context.Context) error {
 		_ = srv.Close()
 	}
 	return nil
+}
+
+// closeRequestLog writes the queued request log rows before the process
+// exits, waiting at most 10 seconds.
+func (a *App) closeRequestLog(requestLog *requestlog.Writer) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := requestLog.Close(ctx); err != nil {
+		a.Logger.Error("flush request log on shutdown failed; queued rows are lost", "error", err)
+		return
+	}
+	a.Logger.Info("request log flushed", "rows_written", requestLog.Written(), "rows_dropped", requestLog.Dropped())
 }
 
 // RunWorker runs the chat worker until ctx ends.

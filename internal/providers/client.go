@@ -82,6 +82,9 @@ type Client struct {
 	opts      ClientOptions
 	transport *http.Transport
 	http      *http.Client
+	// forwardReaders recycles the read buffers of forwarded streams, which
+	// would otherwise be most of the bytes that a proxied stream allocates.
+	forwardReaders sync.Pool
 }
 
 // NewClient returns a Client whose transport keeps enough idle connections

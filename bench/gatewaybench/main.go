@@ -1,0 +1,252 @@
+// Command gatewaybench measures the latency that the synchronous gateway
+// (POST /v1/chat/completions) adds on top of its upstream, next to what a
+// bare httputil.ReverseProxy adds, and prints the results as a markdown
+// table.
+//
+// It starts the mock upstream with a fixed latency, a bare reverse proxy in
+// front of it and the gateway (api.Server over PostgreSQL or SQLite, with
+// Redis) in front of it, all in this process on loopback. It then sends
+// requests to each of the three at a fixed arrival rate, non-streaming and
+// streaming, in alternating order. Run it from the repository:
+//
+//	go run ./bench/gatewaybench [-write docs/benchmarks.md]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/aihigress/aihigress/internal/benchdoc"
+	"github.com/aihigress/aihigress/internal/testenv"
+)
+
+// exitTargetMissed is the exit status with -check when a target is missed.
+const exitTargetMissed = 3
+
+// settings are the command-line flags.
+type settings struct {
+	rate            int
+	window          time.Duration
+	warmup          time.Duration
+	rounds          int
+	upstreamLatency time.Duration
+	tokens          int
+
+	databaseURL   string
+	sqlite        bool
+	redisURL      string
+	embeddedRedis bool
+
+	writePath  string
+	cpuProfile string
+	check      bool
+}
+
+func parseSettings(args []string) (settings, error) {
+	var s settings
+	flags := flag.NewFlagSet("gatewaybench", flag.ContinueOnError)
+	flags.IntVar(&s.rate, "rate", 500, "requests per second sent to each target, at a fixed arrival rate")
+	flags.DurationVar(&s.window, "window", 10*time.Second, "length of one measurement window of one target")
+	flags.DurationVar(&s.warmup, "warmup", 2*time.Second, "load per target before the measured rounds of each request kind, not counted")
+	flags.IntVar(&s.rounds, "rounds", 3, "measurement rounds per request kind; each round has one window per target, in rotating order")
+	flags.DurationVar(&s.upstreamLatency, "upstream-latency", 20*time.Millisecond, "mock upstream delay before the first token (the whole body waits it too)")
+	flags.IntVar(&s.tokens, "tokens", 16, "content tokens per reply; streams send one chunk per token without pacing")
+	flags.StringVar(&s.databaseURL, "database-url", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
+		"PostgreSQL URL of a user that may create databases; the benchmark creates and drops its own")
+	flags.BoolVar(&s.sqlite, "sqlite", false, "use a SQLite file instead of PostgreSQL")
+	flags.StringVar(&s.redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis URL; the benchmark uses a fresh key prefix and deletes its keys")
+	flags.BoolVar(&s.embeddedRedis, "embedded-redis", false, "use an embedded Redis-protocol server instead of -redis-url")
+	flags.StringVar(&s.writePath, "write", "", "also write the report as the gateway section of this markdown file, replacing only that section; a relative path starts at the repository root")
+	flags.StringVar(&s.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured rounds to this file")
+	flags.BoolVar(&s.check, "check", false, fmt.Sprintf("exit with status %d when a target is missed", exitTargetMissed))
+	if err := flags.Parse(args); err != nil {
+		return s, err
+	}
+	if flags.NArg() > 0 {
+		return s, fmt.Errorf("unexpected arguments: %s", strings.Join(flags.Args(), " "))
+	}
+
+	switch {
+	case s.rate < 1 || s.rate > 100_000:
+		return s, errors.New("-rate must be from 1 to 100000")
+	case s.window < time.Second || s.warmup < 0:
+		return s, errors.New("-window must be at least 1s and -warmup at least 0")
+	case s.rounds < 1:
+		return s, errors.New("-rounds must be at least 1")
+	case s.upstreamLatency < 0 || s.tokens < 1:
+		return s, errors.New("-upstream-latency must be at least 0 and -tokens at least 1")
+	}
+	return s, nil
+}
+
+func main() {
+	s, err := parseSettings(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gatewaybench:", err)
+		os.Exit(2)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	context.AfterFunc(ctx, stop)
+
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	missed, err := run(ctx, s, logger)
+	stop()
+	if err != nil {
+		logger.Error("benchmark failed", "error", err)
+		os.Exit(1)
+	}
+	if s.check && len(missed) > 0 {
+		logger.Error("targets missed", "targets", strings.Join(missed, ", "))
+		os.Exit(exitTargetMissed)
+	}
+}
+
+// run starts the stack, measures both request kinds and reports. It
+// returns the targets that the results miss.
+func run(ctx context.Context, s settings, logger *slog.Logger) ([]string, error) {
+	started := time.Now()
+	repoRoot, err := testenv.RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+
+	// The gateway logs a warning per failed attempt; the benchmark reports
+	// failures itself, so only errors reach the terminal.
+	serverLogger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	st := &stack{settings: s, logger: serverLogger}
+	defer st.close()
+	if err := st.start(ctx); err != nil {
+		return nil, err
+	}
+
+	client := newLoadClient()
+	defer client.CloseIdleConnections()
+	targets := []target{
+		{name: "direct", url: st.mock.URL() + "/v1/chat/completions", header: http.Header{"X-Mock-Tokens": {fmt.Sprint(s.tokens)}}},
+		{name: "proxy", url: st.proxyURL + "/v1/chat/completions", header: http.Header{"X-Mock-Tokens": {fmt.Sprint(s.tokens)}}},
+		{name: "gateway", url: st.gatewayURL + "/v1/chat/completions", header: http.Header{"Authorization": {"Bearer " + st.apiKey}}},
+	}
+
+	r := &results{settings: s, command: commandLine(), revision: gitRevision(ctx, repoRoot), started: started,
+		backends: st.backends, loadAverage: loadAverage()}
+
+	if s.cpuProfile != "" {
+		stopProfile, err := startCPUProfile(s.cpuProfile)
+		if err != nil {
+			return nil, err
+		}
+		defer stopProfile()
+	}
+
+	for _, stream := range []bool{false, true} {
+		kind := kindResult{stream: stream, samples: map[string][]sample{}, lag: map[string][]time.Duration{}}
+		logger.Info("warming up", "stream", stream, "per_target", s.warmup)
+		for _, t := range targets {
+			if s.warmup > 0 {
+				runWindow(ctx, client, t, stream, s.rate, s.warmup)
+			}
+		}
+
+		for round := range s.rounds {
+			order := rotate(targets, round)
+			roundP50 := map[string]time.Duration{}
+			for _, t := range order {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				logger.Info("measuring", "stream", stream, "round", round+1, "target", t.name, "rate", s.rate, "window", s.window)
+				w := runWindow(ctx, client, t, stream, s.rate, s.window)
+				kind.samples[t.name] = append(kind.samples[t.name], w.samples...)
+				kind.lag[t.name] = append(kind.lag[t.name], w.lag...)
+				roundP50[t.name] = percentile(latencies(w.samples, false), 50)
+			}
+			kind.rounds = append(kind.rounds, roundP50)
+		}
+		r.kinds = append(r.kinds, kind)
+	}
+	r.requestLogWritten, r.requestLogDropped = st.requestLog.Written(), st.requestLog.Dropped()
+
+	fmt.Print(r.table())
+	fmt.Print(r.details())
+	if s.writePath != "" {
+		path := s.writePath
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(repoRoot, path)
+		}
+		if err := benchdoc.WriteSection(path, "gatewaybench", r.section()); err != nil {
+			return nil, err
+		}
+		logger.Info("report written", "path", path)
+	}
+	return r.missedTargets(), nil
+}
+
+// rotate returns targets starting at index round, so that each target runs
+// first, second and third in turn.
+func rotate(targets []target, round int) []target {
+	n := round % len(targets)
+	return append(append([]target(nil), targets[n:]...), targets[:n]...)
+}
+
+func startCPUProfile(path string) (func(), error) {
+	file, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("create CPU profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(file); err != nil {
+		file.Close()
+		return nil, fmt.Errorf("start CPU profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		file.Close()
+	}, nil
+}
+
+func gitRevision(ctx context.Context, repoRoot string) string {
+	head, err := exec.CommandContext(ctx, "git", "-C", repoRoot, "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "unknown (git rev-parse failed)"
+	}
+	revision := strings.TrimSpace(string(head))
+	status, err := exec.CommandContext(ctx, "git", "-C", repoRoot, "status", "--porcelain", "--", ".", ":!bench", ":!docs").Output()
+	if err == nil && len(strings.TrimSpace(string(status))) > 0 {
+		revision += " with uncommitted changes"
+	}
+	return revision
+}
+
+// commandLine is the command as a user would type it from the repository.
+func commandLine() string {
+	return strings.TrimSpace("go run ./bench/gatewaybench " + strings.Join(os.Args[1:], " "))
+}
+
+// loadAverage returns the 1, 5 and 15 minute load averages, because other
+// processes on the machine skew the figures.
+func loadAverage() string {
+	raw, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	fields := strings.Fields(string(raw))
+	if len(fields) < 3 {
+		return "unknown"
+	}
+	return strings.Join(fields[:3], " ")
+}

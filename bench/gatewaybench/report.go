@@ -1,0 +1,297 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Targets, checked on the p50 rows.
+const (
+	// maxAddedRatio caps the gateway's added p50 over the proxy's.
+	maxAddedRatio = 2.0
+	// maxAddedP50 caps the gateway's added p50.
+	maxAddedP50 = time.Millisecond
+)
+
+const sectionHeading = "## Gateway overhead"
+
+// results is everything one benchmark run measured.
+type results struct {
+	settings    settings
+	command     string
+	revision    string
+	started     time.Time
+	backends    []string
+	loadAverage string
+
+	kinds []kindResult
+
+	requestLogWritten int64
+	requestLogDropped int64
+}
+
+// kindResult holds the samples of one request kind, pooled over the rounds
+// and keyed by target name.
+type kindResult struct {
+	stream  bool
+	samples map[string][]sample
+	lag     map[string][]time.Duration
+	// rounds has each round's p50 latency by target.
+	rounds []map[string]time.Duration
+}
+
+func (k kindResult) name() string {
+	if k.stream {
+		return "Streaming"
+	}
+	return "Non-streaming"
+}
+
+// figure is one latency row of the table: which duration of the samples
+// and which percentile.
+type figure struct {
+	label      string
+	firstChunk bool
+	percentile float64
+	checked    bool
+}
+
+func (k kindResult) figures() []figure {
+	if !k.stream {
+		return []figure{
+			{"whole response, p50", false, 50, true},
+			{"whole response, p99", false, 99, false},
+		}
+	}
+	return []figure{
+		{"first chunk, p50", true, 50, true},
+		{"first chunk, p99", true, 99, false},
+		{"through [DONE], p50", false, 50, true},
+		{"through [DONE], p99", false, 99, false},
+	}
+}
+
+// latencies returns the durations of the successful samples.
+func latencies(samples []sample, firstChunk bool) []time.Duration {
+	out := make([]time.Duration, 0, len(samples))
+	for _, s := range samples {
+		if s.failed {
+			continue
+		}
+		if firstChunk {
+			out = append(out, s.firstChunk)
+		} else {
+			out = append(out, s.latency)
+		}
+	}
+	return out
+}
+
+// percentile returns the nearest-rank percentile p (0 to 100) of samples.
+func percentile(samples []time.Duration, p float64) time.Duration {
+	if len(samples) == 0 {
+		return 0
+	}
+	sorted := slices.Clone(samples)
+	slices.Sort(sorted)
+	rank := int(math.Ceil(p/100*float64(len(sorted)))) - 1
+	return sorted[max(rank, 0)]
+}
+
+func percentileFloat(values []float64, p float64) float64 {
+	if len(values) == 0 {
+		return 0
+	}
+	sorted := slices.Clone(values)
+	slices.Sort(sorted)
+	rank := int(math.Ceil(p/100*float64(len(sorted)))) - 1
+	return sorted[max(rank, 0)]
+}
+
+func ms(d time.Duration) string {
+	return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond))
+}
+
+// row is one computed line of the table.
+type row struct {
+	kind, label              string
+	direct, proxy, gateway   time.Duration
+	proxyAdded, gatewayAdded time.Duration
+	// ratio is gatewayAdded over proxyAdded, defined when proxyAdded > 0.
+	ratio        float64
+	ratioDefined bool
+	checked      bool
+	pass         bool
+}
+
+func (r *results) rows() []row {
+	var rows []row
+	for _, k := range r.kinds {
+		for _, f := range k.figures() {
+			direct := percentile(latencies(k.samples["direct"], f.firstChunk), f.percentile)
+			proxy := percentile(latencies(k.samples["proxy"], f.firstChunk), f.percentile)
+			gateway := percentile(latencies(k.samples["gateway"], f.firstChunk), f.percentile)
+			line := row{
+				kind: k.name(), label: f.label, direct: direct, proxy: proxy, gateway: gateway,
+				proxyAdded: proxy - direct, gatewayAdded: gateway - direct, checked: f.checked,
+			}
+			if line.proxyAdded > 0 {
+				line.ratio = float64(line.gatewayAdded) / float64(line.proxyAdded)
+				line.ratioDefined = true
+			}
+			line.pass = line.gatewayAdded <= maxAddedP50 && line.ratioDefined && line.ratio <= maxAddedRatio
+			rows = append(rows, line)
+		}
+	}
+	return rows
+}
+
+// missedTargets names the checked rows that miss a target.
+func (r *results) missedTargets() []string {
+	var missed []string
+	for _, line := range r.rows() {
+		if line.checked && !line.pass {
+			missed = append(missed, line.kind+" "+line.label)
+		}
+	}
+	return missed
+}
+
+// table renders the results table.
+func (r *results) table() string {
+	var b strings.Builder
+	b.WriteString("| Request | Latency | Direct | Bare proxy | Gateway | Proxy adds | Gateway adds | Gateway ÷ proxy | Target | Result |\n")
+	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	for _, line := range r.rows() {
+		ratio := "–"
+		if line.ratioDefined {
+			ratio = fmt.Sprintf("%.2f×", line.ratio)
+		}
+		target, result := "none", "–"
+		if line.checked {
+			target = fmt.Sprintf("gateway adds ≤ %.0f× proxy and ≤ %s", maxAddedRatio, ms(maxAddedP50))
+			result = "miss"
+			if line.pass {
+				result = "pass"
+			}
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			line.kind, line.label, ms(line.direct), ms(line.proxy), ms(line.gateway),
+			ms(line.proxyAdded), ms(line.gatewayAdded), ratio, target, result)
+	}
+	return b.String()
+}
+
+// details renders the counts, the self-reported overhead and the rounds.
+func (r *results) details() string {
+	var b strings.Builder
+	b.WriteString("\n")
+	for _, k := range r.kinds {
+		var overhead []float64
+		for _, s := range k.samples["gateway"] {
+			if !s.failed && s.overheadMS >= 0 {
+				overhead = append(overhead, s.overheadMS)
+			}
+		}
+		fmt.Fprintf(&b, "- %s: %s.", k.name(), r.counts(k))
+		fmt.Fprintf(&b, " The gateway's own `X-Aihigress-Overhead-Ms` header: p50 %.3f ms, p99 %.3f ms.", percentileFloat(overhead, 50), percentileFloat(overhead, 99))
+		var lags []time.Duration
+		for _, name := range []string{"direct", "proxy", "gateway"} {
+			lags = append(lags, k.lag[name]...)
+		}
+		fmt.Fprintf(&b, " Requests started late against the fixed schedule by p99 %s, max %s.\n", ms(percentile(lags, 99)), ms(percentile(lags, 100)))
+		for i, round := range k.rounds {
+			fmt.Fprintf(&b, "  - Round %d, p50 %s: direct %s, proxy adds %s, gateway adds %s.\n", i+1, wholeOrFirst(k),
+				ms(round["direct"]), ms(round["proxy"]-round["direct"]), ms(round["gateway"]-round["direct"]))
+		}
+	}
+	fmt.Fprintf(&b, "- Request log: %d rows written, %d dropped.\n", r.requestLogWritten, r.requestLogDropped)
+	return b.String()
+}
+
+func wholeOrFirst(k kindResult) string {
+	if k.stream {
+		return "through [DONE]"
+	}
+	return "whole response"
+}
+
+func (r *results) counts(k kindResult) string {
+	var parts []string
+	for _, name := range []string{"direct", "proxy", "gateway"} {
+		failed := 0
+		for _, s := range k.samples[name] {
+			if s.failed {
+				failed++
+			}
+		}
+		parts = append(parts, fmt.Sprintf("%s %d requests (%d failed)", name, len(k.samples[name]), failed))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// section renders the "## Gateway overhead" section of docs/benchmarks.md.
+func (r *results) section() string {
+	s := r.settings
+	var b strings.Builder
+	b.WriteString(sectionHeading + "\n\n")
+	b.WriteString("`bench/gatewaybench` measures the latency that the synchronous gateway (`POST /v1/chat/completions`) adds on top of its upstream, next to what a bare `httputil.ReverseProxy` adds in front of the same upstream. Both figures come from the same run.\n\n")
+
+	b.WriteString("### Command\n\n")
+	fmt.Fprintf(&b, "```\n%s\n```\n\n", r.command)
+	b.WriteString("By default it needs PostgreSQL and Redis on 127.0.0.1; `-sqlite` and `-embedded-redis` remove that need. It does not need Temporal.\n\n")
+
+	b.WriteString("### Machine\n\n")
+	fmt.Fprintf(&b, "- Date: %s\n", r.started.UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&b, "- Commit: %s\n", r.revision)
+	fmt.Fprintf(&b, "- CPU: %d cores (%s), %s\n", runtime.NumCPU(), cpuModel(), kernelRelease())
+	fmt.Fprintf(&b, "- Load average before the run (1, 5, 15 min): %s. Other processes shared the cores during the run.\n", r.loadAverage)
+	fmt.Fprintf(&b, "- Go: %s, %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	for _, backend := range r.backends {
+		fmt.Fprintf(&b, "- Backend: %s\n", backend)
+	}
+	fmt.Fprintf(&b, "- Upstream: the mock upstream in the benchmark process, %s before the first token, %d tokens per reply, streamed without pacing\n\n", s.upstreamLatency, s.tokens)
+
+	b.WriteString("### Results\n\n")
+	fmt.Fprintf(&b, "%d requests per second to each target, %d rounds of %s windows per request kind.\n\n", s.rate, s.rounds, s.window)
+	b.WriteString(r.table())
+	b.WriteString(r.details())
+
+	b.WriteString("\n### Method\n\n")
+	notes := []string{
+		"The mock upstream, the bare proxy, the gateway and the load generator run in one process and talk over loopback, so they share the Go runtime, its garbage collector and the machine's cores. The proxy is `httputil.ReverseProxy` with `FlushInterval: -1` and a transport with the same idle pool sizes as the gateway's upstream client.",
+		"The gateway is `api.Server` as `aihigress serve` builds it: API key authentication against the database, the Prometheus middleware, the router, the upstream client and the batched request log writer. Temporal is not started, because the synchronous path does not use it.",
+		fmt.Sprintf("Each window sends requests at a fixed arrival rate of %d per second, each in its own goroutine, whether or not earlier responses have ended (an open loop). A request's latency runs from the client sending it to reading the end of the body, or for streams to reading the first `data:` line and the `data: [DONE]` line. Every target gets the same body; the direct and proxy requests carry `X-Mock-Tokens`, and the gateway's provider sends the same header.", s.rate),
+		"The added latency is the gateway's (or proxy's) percentile minus the direct percentile over all rounds, so it compares distributions, not individual requests. Rounds rotate the order of the three targets. A warmup window per target and request kind runs before the rounds and is not counted.",
+		"The gateway sends a stream's response headers only after the upstream's first event has arrived, because it may still fail over until then. The streaming request does not request usage, so the gateway adds `stream_options.include_usage` upstream and drops the extra usage chunk.",
+		"`X-Aihigress-Overhead-Ms` is the gateway's own measure: the time from the start of its gateway middleware until the response headers are written, minus upstream waits. It leaves out the HTTP server, the client and the network, which the added latency includes.",
+	}
+	b.WriteString("- " + strings.Join(notes, "\n- ") + "\n")
+	return b.String()
+}
+
+func cpuModel() string {
+	raw, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "model unknown"
+	}
+	for line := range strings.SplitSeq(string(raw), "\n") {
+		if name, value, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(name) == "model name" {
+			return strings.TrimSpace(value)
+		}
+	}
+	return "model unknown"
+}
+
+func kernelRelease() string {
+	raw, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		return "Linux"
+	}
+	return "Linux " + strings.TrimSpace(string(raw))
+}

@@ -1,0 +1,344 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver for creating the benchmark database
+	"github.com/redis/go-redis/v9"
+
+	"github.com/aihigress/aihigress/api"
+	"github.com/aihigress/aihigress/internal/apikeys"
+	"github.com/aihigress/aihigress/internal/auth"
+	"github.com/aihigress/aihigress/internal/devenv"
+	"github.com/aihigress/aihigress/internal/events"
+	"github.com/aihigress/aihigress/internal/mockupstream"
+	"github.com/aihigress/aihigress/internal/providers"
+	"github.com/aihigress/aihigress/internal/requestlog"
+	"github.com/aihigress/aihigress/internal/router"
+	"github.com/aihigress/aihigress/internal/store"
+	"github.com/aihigress/aihigress/models"
+)
+
+// benchModel is the logical model and the upstream model of the benchmark.
+const benchModel = "mock-gpt"
+
+// stack is the three targets of the benchmark, all in this process and on
+// loopback: the mock upstream, a bare reverse proxy in front of it, and the
+// gateway in front of it.
+type stack struct {
+	settings settings
+	logger   *slog.Logger
+
+	mock       *mockupstream.Server
+	proxyURL   string
+	gatewayURL string
+	apiKey     string
+	requestLog *requestlog.Writer
+	backends   []string
+
+	closers []func()
+}
+
+func (s *stack) onClose(step string, run func() error) {
+	s.closers = append(s.closers, func() {
+		if err := run(); err != nil {
+			s.logger.Warn("cleanup step failed", "step", step, "error", err)
+		}
+	})
+}
+
+// close undoes start in reverse order.
+func (s *stack) close() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
+	}
+}
+
+func (s *stack) start(ctx context.Context) error {
+	mock, err := mockupstream.Start("127.0.0.1:0", mockupstream.Options{TimeToFirstToken: s.settings.upstreamLatency})
+	if err != nil {
+		return err
+	}
+	s.mock = mock
+	s.onClose("stop mock upstream", mock.Close)
+
+	if err := s.startProxy(); err != nil {
+		return err
+	}
+	return s.startGateway(ctx)
+}
+
+// startProxy serves a bare httputil.ReverseProxy in front of the mock, with
+// a transport tuned like the gateway's upstream client.
+func (s *stack) startProxy() error {
+	target, err := url.Parse(s.mock.URL())
+	if err != nil {
+		return err
+	}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.MaxIdleConns = 1024
+	transport.MaxIdleConnsPerHost = 256
+
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(target)
+			// Passing the inbound body on as it is made about 1% of the
+			// streamed responses end early with "use of closed network
+			// connection" (Go 1.26.8), so the proxy reads it first, as the
+			// gateway does.
+			body, err := io.ReadAll(r.In.Body)
+			if err != nil {
+				body = nil
+			}
+			r.Out.Body = io.NopCloser(bytes.NewReader(body))
+			r.Out.ContentLength = int64(len(body))
+		},
+		Transport: transport,
+		// Flush every write at once, as the gateway does for streams.
+		FlushInterval: -1,
+	}
+
+	proxyListener, err := serve(proxy, s.logger)
+	if err != nil {
+		return err
+	}
+	s.proxyURL = proxyListener.address
+	s.onClose("stop reverse proxy", proxyListener.close)
+	s.onClose("close proxy connections", func() error { transport.CloseIdleConnections(); return nil })
+	return nil
+}
+
+// startGateway builds api.Server as internal/app does, over a fresh
+// database and Redis, with the mock as the only provider.
+func (s *stack) startGateway(ctx context.Context) error {
+	st, err := s.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	s.onClose("close database", st.Close)
+	if _, err := st.Migrate(ctx); err != nil {
+		return err
+	}
+
+	rdb, prefix, err := s.connectRedis(ctx)
+	if err != nil {
+		return err
+	}
+
+	catalog := providers.NewCatalog()
+	provider := providers.Provider{
+		ID: "mock", Name: "Mock", Kind: "openai", BaseURL: s.mock.URL() + "/v1",
+		// Clients of the gateway cannot set mock headers, so the provider
+		// sends the token count that the direct and proxy requests send.
+		Headers: map[string]string{"X-Mock-Tokens": fmt.Sprint(s.settings.tokens)},
+	}
+	model := providers.LogicalModel{Name: benchModel, Candidates: []providers.Candidate{{Model: benchModel}}}
+	if err := catalog.AddProvider(provider, model); err != nil {
+		return err
+	}
+
+	keys, err := apikeys.NewService(st, "gatewaybench-master-key-"+randomHex(16), apikeys.Options{Redis: rdb, RedisPrefix: prefix, Logger: s.logger})
+	if err != nil {
+		return err
+	}
+	rt := router.New(catalog, rdb, prefix, router.Options{Logger: s.logger})
+	// The API key service and the router run their cache and cooldown
+	// followers as `aihigress serve` does.
+	backgroundCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	var background sync.WaitGroup
+	background.Go(func() { keys.Run(backgroundCtx) })
+	background.Go(func() { _ = rt.Run(backgroundCtx) })
+	s.onClose("stop key service and router", func() error {
+		stopBackground()
+		background.Wait()
+		return nil
+	})
+	user := &models.User{Username: "bench_" + randomHex(4), PasswordHash: "-", IsActive: true}
+	user.Email = user.Username + "@example.com"
+	if err := st.CreateUser(ctx, user); err != nil {
+		return err
+	}
+	s.apiKey, _, err = keys.Create(ctx, user.ID, apikeys.NewKey{Name: "gatewaybench"})
+	if err != nil {
+		return err
+	}
+
+	upstream := providers.NewClient(providers.ClientOptions{})
+	s.onClose("close upstream connections", func() error { upstream.CloseIdleConnections(); return nil })
+	s.requestLog = requestlog.New(st.DB, requestlog.Options{FlushInterval: time.Second, Logger: s.logger})
+	s.requestLog.Start()
+	s.onClose("flush request log", func() error {
+		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return s.requestLog.Close(closeCtx)
+	})
+
+	bus := events.NewBus(rdb, prefix)
+	hubCtx, stopHub := context.WithCancel(ctx)
+	s.onClose("stop event hub", func() error { stopHub(); return nil })
+	server := &api.Server{
+		Store:    st,
+		Issuer:   auth.NewIssuer("gatewaybench-jwt-secret-"+randomHex(16), time.Hour, time.Hour, time.Now),
+		Catalog:  catalog,
+		APIKeys:  keys,
+		Router:   rt,
+		Upstream: upstream,
+		Follower: &events.Follower{Store: st, Hub: events.NewHub(hubCtx, bus, s.logger), Logger: s.logger, Heartbeat: 15 * time.Second, Poll: 5 * time.Second},
+		Limits: api.Limits{
+			MaxBodyBytes: 1 << 20, MaxContentChars: 32000, SyncWaitTimeout: time.Minute, UpstreamMaxAttempts: 4,
+		},
+		Logger:     s.logger,
+		Metrics:    api.NewMetrics(),
+		RequestLog: s.requestLog,
+	}
+
+	gateway, err := serve(server.Handler(), s.logger)
+	if err != nil {
+		return err
+	}
+	s.gatewayURL = gateway.address
+	s.onClose("stop gateway", gateway.close)
+	return nil
+}
+
+// openStore creates a fresh PostgreSQL database, dropped by close, or a
+// SQLite file in a temporary folder.
+func (s *stack) openStore(ctx context.Context) (*store.Store, error) {
+	if s.settings.sqlite {
+		dir, err := os.MkdirTemp("", "gatewaybench-")
+		if err != nil {
+			return nil, err
+		}
+		s.onClose("remove "+dir, func() error { return os.RemoveAll(dir) })
+		s.backends = append(s.backends, "SQLite (WAL) in a temporary file")
+		return store.Open(ctx, store.Options{SQLitePath: filepath.Join(dir, "bench.db")})
+	}
+
+	admin, err := sql.Open("pgx", s.settings.databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("open -database-url: %w", err)
+	}
+	defer admin.Close()
+	var version string
+	if err := admin.QueryRowContext(ctx, "SHOW server_version").Scan(&version); err != nil {
+		return nil, fmt.Errorf("connect to PostgreSQL at -database-url: %w", err)
+	}
+	name := "aih_gwbench_" + randomHex(6)
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+		return nil, fmt.Errorf("create database %s: %w", name, err)
+	}
+	s.onClose("drop database "+name, func() error { return dropDatabase(s.settings.databaseURL, name) })
+
+	u, err := url.Parse(s.settings.databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse -database-url: %w", err)
+	}
+	u.Path = "/" + name
+	s.backends = append(s.backends, "PostgreSQL "+strings.Fields(version)[0]+" on "+u.Host)
+	return store.Open(ctx, store.Options{DatabaseURL: u.String()})
+}
+
+func dropDatabase(adminURL, name string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin, err := sql.Open("pgx", adminURL)
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+	_, err = admin.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+	return err
+}
+
+// connectRedis connects to -redis-url or an embedded server and picks a key
+// prefix; close deletes its keys.
+func (s *stack) connectRedis(ctx context.Context) (*redis.Client, string, error) {
+	redisURL := s.settings.redisURL
+	if s.settings.embeddedRedis {
+		srv, embeddedURL, err := devenv.StartRedis()
+		if err != nil {
+			return nil, "", err
+		}
+		s.onClose("stop embedded Redis", func() error { srv.Close(); return nil })
+		redisURL = embeddedURL
+	}
+	opts, err := redis.ParseURL(redisURL)
+	if err != nil {
+		return nil, "", fmt.Errorf("invalid -redis-url: %w", err)
+	}
+	rdb := redis.NewClient(opts)
+	s.onClose("close Redis client", rdb.Close)
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		return nil, "", fmt.Errorf("connect to Redis at %s: %w", opts.Addr, err)
+	}
+
+	prefix := "aihgwbench:" + randomHex(6) + ":"
+	s.onClose("delete Redis keys "+prefix+"*", func() error { return deleteKeys(rdb, prefix) })
+	if s.settings.embeddedRedis {
+		s.backends = append(s.backends, "embedded Redis-protocol server (miniredis) in the benchmark process")
+	} else {
+		s.backends = append(s.backends, "Redis on "+opts.Addr)
+	}
+	return rdb, prefix, nil
+}
+
+func deleteKeys(rdb *redis.Client, prefix string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	iter := rdb.Scan(ctx, 0, prefix+"*", 500).Iterator()
+	for iter.Next(ctx) {
+		if err := rdb.Del(ctx, iter.Val()).Err(); err != nil {
+			return err
+		}
+	}
+	return iter.Err()
+}
+
+// listener is an HTTP server on a free loopback port.
+type listener struct {
+	address string
+	close   func() error
+}
+
+// serve serves handler on a free loopback port with the server settings of
+// `aihigress serve`.
+func serve(handler http.Handler, logger *slog.Logger) (listener, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return listener{}, err
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("benchmark server stopped", "addr", ln.Addr().String(), "error", err)
+		}
+	}()
+	return listener{address: "http://" + ln.Addr().String(), close: srv.Close}, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,414 @@
+package providers
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ForwardError is an *UpstreamError for a response with a non-2xx status,
+// together with that response's header, so that a proxy can relay the status,
+// the body and the Content-Type and Retry-After headers.
+type ForwardError struct {
+	*UpstreamError
+	// Header is the header of the upstream's error response.
+	Header http.Header
+}
+
+// Unwrap returns the *UpstreamError, so that errors.As finds it.
+func (e *ForwardError) Unwrap() error { return e.UpstreamError }
+
+// maxRetryAfterSeconds caps a Retry-After in seconds, so that a huge value
+// cannot overflow time.Duration.
+const maxRetryAfterSeconds = 24 * 60 * 60
+
+// ParseRetryAfter parses a Retry-After value, either seconds or an HTTP date
+// (RFC 9110, section 10.2.3), relative to now. It returns 0 for an empty,
+// invalid or past value.
+func ParseRetryAfter(value string, now time.Time) time.Duration {
+	value = strings.TrimSpace(value)
+	if value == "" {
+		return 0
+	}
+
+	if seconds, err := strconv.ParseInt(value, 10, 64); err == nil {
+		if seconds <= 0 {
+			return 0
+		}
+		return time.Duration(min(seconds, maxRetryAfterSeconds)) * time.Second
+	}
+
+	date, err := http.ParseTime(value)
+	if err != nil || !date.After(now) {
+		return 0
+	}
+	return date.Sub(now)
+}
+
+// forwardBufferSize is the read buffer of a forwarded stream, as large as
+// httputil.ReverseProxy's copy buffer, so that events that arrived together
+// take one read. Client.forwardReaders recycles the buffers.
+const forwardBufferSize = 32 << 10
+
+// Forwarded is an upstream response with a 2xx status whose body has not
+// been read yet. It is not safe for concurrent use, and the caller must
+// Close it.
+type Forwarded struct {
+	// StatusCode and Header are those of the upstream's response.
+	StatusCode int
+	Header     http.Header
+
+	call   *call
+	events *SSEReader
+	// beforeRead runs before each read from the response body.
+	beforeRead func()
+	// streamed is set once NextEvent has returned an event.
+	streamed bool
+}
+
+// Forward posts body, an encoded chat completion request, unchanged to the
+// chat completions endpoint of p, with p's key and extra headers, and
+// returns once the response headers have arrived. stream selects the Accept
+// header and keeps the first-byte deadline running until the first SSE
+// event.
+//
+// The provider's timeout_seconds bounds the whole call, including the body
+// read. A response with a non-2xx status is returned as a *ForwardError with
+// its body read and capped. When ctx ends, the error wraps ctx.Err(). Every
+// other failure is an *UpstreamError.
+func (c *Client) Forward(ctx context.Context, p Provider, body []byte, stream bool) (*Forwarded, error) {
+	endpoint, err := chatCompletionsURL(p.BaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("provider %q: %w", p.ID, err)
+	}
+
+	cl := &call{client: c, provider: p, ctx: ctx, cancelCall: func() {}}
+	callCtx := ctx
+	if p.TimeoutSeconds > 0 {
+		limit := time.Duration(p.TimeoutSeconds) * time.Second
+		cause := &timeoutError{limit: limit, waitingFor: "the provider call to finish (timeout_seconds)"}
+		callCtx, cl.cancelCall = context.WithTimeoutCause(ctx, limit, cause)
+	}
+	cl.reqCtx, cl.cancel = context.WithCancelCause(callCtx)
+	cl.watchdog = &watchdog{cancel: cl.cancel}
+	cl.watchdog.arm(c.opts.FirstByteTimeout, &timeoutError{limit: c.opts.FirstByteTimeout, waitingFor: "response headers"})
+
+	httpReq, err := http.NewRequestWithContext(cl.reqCtx, http.MethodPost, endpoint, bytes.NewReader(body))
+	if err != nil {
+		cl.close()
+		return nil, fmt.Errorf("provider %q: build request: %w", p.ID, err)
+	}
+	setHeaders(httpReq, p, stream)
+
+	resp, err := c.http.Do(httpReq)
+	if err != nil {
+		failure := cl.transportFailure(err)
+		cl.close()
+		return nil, failure
+	}
+	cl.resp = resp
+
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		failure := cl.statusFailure()
+		cl.close()
+		var upstream *UpstreamError
+		if errors.As(failure, &upstream) {
+			return nil, &ForwardError{UpstreamError: upstream, Header: resp.Header}
+		}
+		return nil, failure
+	}
+
+	if stream {
+		cl.watchdog.setCause(&timeoutError{limit: c.opts.FirstByteTimeout, waitingFor: "the first stream event"})
+	}
+	return &Forwarded{StatusCode: resp.StatusCode, Header: resp.Header, call: cl}, nil
+}
+
+// Close ends the call and releases its connection. The Forwarded must not
+// be used afterwards.
+func (f *Forwarded) Close() {
+	f.call.close()
+	if f.events != nil {
+		f.events.reader.Reset(nil)
+		f.call.client.forwardReaders.Put(f.events.reader)
+		f.events = nil
+	}
+}
+
+// IsEventStream reports whether the response is a text/event-stream.
+func (f *Forwarded) IsEventStream() bool {
+	mediaType, _, _ := strings.Cut(f.Header.Get("Content-Type"), ";")
+	return strings.EqualFold(strings.TrimSpace(mediaType), "text/event-stream")
+}
+
+// ReadBody reads the whole response body. The idle timeout applies between
+// reads. Errors are as for Client.Chat.
+func (f *Forwarded) ReadBody() ([]byte, error) {
+	cl := f.call
+	idleCause := &timeoutError{limit: cl.client.opts.IdleTimeout, waitingFor: "more of the response body"}
+	cl.watchdog.arm(cl.client.opts.IdleTimeout, idleCause)
+	body := &watchedReader{reader: cl.resp.Body, watchdog: cl.watchdog, limit: cl.client.opts.IdleTimeout, cause: idleCause}
+
+	data, err := readCapped(body, cl.resp.ContentLength)
+	if err != nil {
+		if ctxErr := cl.ctx.Err(); ctxErr != nil {
+			return nil, cl.canceled(ctxErr)
+		}
+		if timeout := cl.timeout(false); timeout != nil {
+			return nil, timeout
+		}
+		return nil, &UpstreamError{Kind: ErrorStreamCut, Message: "read response body: " + err.Error()}
+	}
+	if len(data) > maxResponseBody {
+		return nil, cl.malformed(fmt.Sprintf("response body exceeds %d bytes", maxResponseBody), "", false)
+	}
+	cl.watchdog.stop()
+	return data, nil
+}
+
+// readCapped reads r to its end, or to one byte past maxResponseBody. A known
+// contentLength sizes the buffer at once.
+func readCapped(r io.Reader, contentLength int64) ([]byte, error) {
+	if contentLength <= 0 || contentLength > maxResponseBody {
+		return io.ReadAll(io.LimitReader(r, maxResponseBody+1))
+	}
+
+	buf := make([]byte, contentLength)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return nil, err
+	}
+	// The transport enforces Content-Length, so this read returns io.EOF at
+	// once. Seeing it lets the transport reuse the connection.
+	var extra [1]byte
+	if n, err := r.Read(extra[:]); n > 0 || !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("response body is longer than its Content-Length %d: %v", contentLength, err)
+	}
+	return buf, nil
+}
+
+// BeforeRead sets a function that NextEvent calls before each read from the
+// response body, which may block. A proxy flushes its client there, so that
+// events that arrived together leave in one write and no event waits
+// unflushed for the next one. Call it before the first NextEvent.
+func (f *Forwarded) BeforeRead(fn func()) {
+	f.beforeRead = fn
+}
+
+// NextEvent returns the next SSE event of a streaming response. The first
+// event must arrive within the first-byte timeout and each later one within
+// the idle timeout of the one before.
+//
+// It returns io.EOF when the body ended at an event boundary, and leaves to
+// the caller whether that end was complete. A body that ended inside an
+// event or failed to read is an *UpstreamError of kind ErrorStreamCut, an
+// expired deadline one of kind ErrorTimeout, and an oversized event one of
+// kind ErrorMalformed. When the caller's context ends, the error wraps
+// ctx.Err().
+func (f *Forwarded) NextEvent() (Event, error) {
+	cl := f.call
+	if f.events == nil {
+		var body io.Reader = cl.resp.Body
+		if f.beforeRead != nil {
+			body = &hookedReader{reader: body, before: f.beforeRead}
+		}
+		buffer, _ := cl.client.forwardReaders.Get().(*bufio.Reader)
+		if buffer == nil {
+			buffer = bufio.NewReaderSize(nil, forwardBufferSize)
+		}
+		buffer.Reset(body)
+		f.events = &SSEReader{reader: buffer, maxEventSize: DefaultMaxEventSize}
+	}
+
+	event, err := f.events.Next()
+	if err == nil {
+		f.streamed = true
+		cl.watchdog.arm(cl.client.opts.IdleTimeout, &timeoutError{limit: cl.client.opts.IdleTimeout, waitingFor: "the next stream event"})
+		return event, nil
+	}
+
+	if ctxErr := cl.ctx.Err(); ctxErr != nil {
+		return Event{}, cl.canceled(ctxErr)
+	}
+	if timeout := cl.timeout(f.streamed); timeout != nil {
+		return Event{}, timeout
+	}
+	switch {
+	case errors.Is(err, io.EOF):
+		return Event{}, io.EOF
+	case errors.Is(err, ErrEventTooLarge):
+		return Event{}, &UpstreamError{Kind: ErrorMalformed, Message: err.Error(), Streamed: f.streamed}
+	default:
+		return Event{}, &UpstreamError{Kind: ErrorStreamCut, Message: "stream ended inside an event: " + err.Error(), Streamed: f.streamed}
+	}
+}
+
+// hookedReader calls before ahead of every Read.
+type hookedReader struct {
+	reader io.Reader
+	before func()
+}
+
+func (r *hookedReader) Read(p []byte) (int, error) {
+	r.before()
+	return r.reader.Read(p)
+}
+
+// Drain reads the rest of the body for a short time after [DONE], so that
+// an HTTP/1.1 connection can go back to the idle pool.
+func (f *Forwarded) Drain() {
+	f.call.drainAfterDone()
+}
+
+// EncodeForwardBody encodes the fields of a client's chat completion request
+// for an upstream, with model replaced by the upstream model. For a
+// streaming request it sets stream_options.include_usage, so that the
+// upstream reports token usage in a last chunk. A stream_options value that
+// is not an object is left as it is, for the upstream to reject.
+//
+// The values of fields must be valid JSON, as json.Unmarshal produces them;
+// they are copied without being checked again. Keys are written in sorted
+// order.
+func EncodeForwardBody(fields map[string]json.RawMessage, model string, stream bool) ([]byte, error) {
+	modelJSON, err := json.Marshal(model)
+	if err != nil {
+		return nil, fmt.Errorf("encode model: %w", err)
+	}
+
+	var options json.RawMessage
+	if stream {
+		options, err = withIncludeUsage(fields["stream_options"])
+		if err != nil {
+			return nil, err
+		}
+	}
+
+	names := make([]string, 0, len(fields)+2)
+	size := len(modelJSON) + len(options) + 64
+	for name, value := range fields {
+		names = append(names, name)
+		size += len(name) + len(value) + 4
+	}
+	if _, ok := fields["model"]; !ok {
+		names = append(names, "model")
+	}
+	if _, ok := fields["stream_options"]; !ok && options != nil {
+		names = append(names, "stream_options")
+	}
+	slices.Sort(names)
+
+	body := make([]byte, 0, size)
+	body = append(body, '{')
+	for i, name := range names {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		key, err := json.Marshal(name)
+		if err != nil {
+			return nil, fmt.Errorf("encode field name %q: %w", name, err)
+		}
+		body = append(body, key...)
+		body = append(body, ':')
+
+		switch {
+		case name == "model":
+			body = append(body, modelJSON...)
+		case name == "stream_options" && options != nil:
+			body = append(body, options...)
+		default:
+			body = append(body, fields[name]...)
+		}
+	}
+	return append(body, '}'), nil
+}
+
+// withIncludeUsage returns the stream_options object raw with include_usage
+// set to true, or raw itself when it is present but not an object.
+func withIncludeUsage(raw json.RawMessage) (json.RawMessage, error) {
+	trimmed := bytes.TrimSpace(raw)
+	if len(trimmed) == 0 || string(trimmed) == "null" {
+		return json.RawMessage(`{"include_usage":true}`), nil
+	}
+	if trimmed[0] != '{' {
+		return raw, nil
+	}
+
+	var options map[string]json.RawMessage
+	if err := json.Unmarshal(trimmed, &options); err != nil {
+		return raw, nil
+	}
+	options["include_usage"] = json.RawMessage("true")
+	encoded, err := json.Marshal(options)
+	if err != nil {
+		return nil, fmt.Errorf("encode stream_options: %w", err)
+	}
+	return encoded, nil
+}
+
+// ChunkInfo is what a proxy needs to know about one chat.completion.chunk.
+type ChunkInfo struct {
+	// Finished is set when a choice carries a finish_reason.
+	Finished bool
+	// Usage is the chunk's usage object, or nil.
+	Usage *Usage
+	// UsageOnly is set for the chunk that include_usage adds: a usage
+	// object and no choices.
+	UsageOnly bool
+	// Error is set when the chunk is an error object instead of a chunk.
+	Error bool
+}
+
+// InspectChunk reads the parts of a chunk's JSON data that a proxy needs.
+// It decodes data only when a usage object or an error member is present,
+// so that plain content chunks cost a few substring searches.
+func InspectChunk(data string) ChunkInfo {
+	var info ChunkInfo
+	info.Finished = memberStartsWith(data, `"finish_reason"`, '"')
+
+	hasUsage := memberStartsWith(data, `"usage"`, '{')
+	hasError := strings.Contains(data, `"error"`)
+	if !hasUsage && !hasError {
+		return info
+	}
+
+	var chunk struct {
+		Choices []json.RawMessage `json:"choices"`
+		Usage   *Usage            `json:"usage"`
+		Error   json.RawMessage   `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(data), &chunk); err != nil {
+		return info
+	}
+	info.Usage = chunk.Usage
+	info.UsageOnly = chunk.Usage != nil && len(chunk.Choices) == 0
+	info.Error = len(chunk.Error) > 0 && string(chunk.Error) != "null"
+	return info
+}
+
+// memberStartsWith reports whether data contains the quoted member name
+// followed by a colon and a value that starts with first. A member name
+// inside a JSON string cannot match, because its quotes would be escaped.
+func memberStartsWith(data, name string, first byte) bool {
+	for offset := 0; ; {
+		i := strings.Index(data[offset:], name)
+		if i < 0 {
+			return false
+		}
+		rest := strings.TrimLeft(data[offset+i+len(name):], " \t\r\n")
+		if rest, ok := strings.CutPrefix(rest, ":"); ok {
+			rest = strings.TrimLeft(rest, " \t\r\n")
+			if rest != "" && rest[0] == first {
+				return true
+			}
+		}
+		offset += i + len(name)
+	}
+}
