@@ -90,6 +90,7 @@ func testModels() []providers.LogicalModel {
 		model("keyed", candidate("keyed", "keyed-model", 0)),
 		model("bad-request", candidate("main", "fault-400", 0)),
 		model("cut-after-first", candidate("main", "fault-cut", 0)),
+		model("all-cut", candidate("cut", "fault-cut-before-first", 0)),
 		model("all-429", candidate("rate-limited", "fault-429", 0)),
 		model("all-500", candidate("broken", "fault-500", 0)),
 		model("failover",

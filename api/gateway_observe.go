@@ -40,6 +40,9 @@ type gatewayCall struct {
 	// errorCode overrides the code read from an error response body, and
 	// is the only code for failures after a 2xx status was sent.
 	errorCode string
+	// streamOpen is set once the headers of a streaming response were sent,
+	// after which every outcome must be written as stream events.
+	streamOpen bool
 }
 
 // gatewayCallOf returns the request's gateway state. Outside observeGateway

@@ -128,6 +128,12 @@ func (s *Server) attemptChat(c *gin.Context, call *gatewayCall, pick router.Pick
 	if stream && forwarded.IsEventStream() {
 		return s.relayStream(c, call, pick, forwarded, started, clientUsage)
 	}
+	if call.streamOpen {
+		// The stream's headers are out, so a JSON answer cannot be relayed.
+		call.addUpstream(started)
+		failure := &providers.UpstreamError{Kind: providers.ErrorMalformed, StatusCode: forwarded.StatusCode, Message: "a streaming request got a response that is not an event stream"}
+		return s.failedAttempt(c, call, pick, failure)
+	}
 	// NOTE: an upstream that returns one JSON body for a streaming request
 	// gets that body relayed as it is, which streaming clients cannot read.
 	return s.relayBody(c, call, pick, forwarded, started)
@@ -150,6 +156,10 @@ func (s *Server) failedAttempt(c *gin.Context, call *gatewayCall, pick router.Pi
 		status := forwardErr.StatusCode
 		if forwardErr.Kind == providers.ErrorBadRequest && status >= 400 && status < 500 {
 			call.errorCode = string(forwardErr.Kind)
+			if call.streamOpen {
+				streamError(c, call.errorCode, fmt.Sprintf("the upstream rejected the request with HTTP %d: %s", status, forwardErr.Message))
+				return nil
+			}
 			contentType := forwardErr.Header.Get("Content-Type")
 			if contentType == "" {
 				contentType = "application/json"
@@ -208,10 +218,27 @@ func (s *Server) relayBody(c *gin.Context, call *gatewayCall, pick router.Pick, 
 func (s *Server) relayStream(c *gin.Context, call *gatewayCall, pick router.Pick, forwarded *providers.Forwarded,
 	started time.Time, clientUsage bool,
 ) *attemptFailure {
+	call.addUpstream(started)
+
+	// The headers go out before the first event arrives, so that the client
+	// has them when the first event does. Failover is still possible until
+	// the first event: a 200 with an event stream is what every candidate
+	// answers.
+	if !call.streamOpen {
+		header := c.Writer.Header()
+		header.Set("Content-Type", "text/event-stream")
+		header.Set("Cache-Control", "no-cache")
+		header.Set("X-Accel-Buffering", "no")
+		c.Status(http.StatusOK)
+		c.Writer.Flush()
+		call.streamOpen = true
+	}
+
 	relay := &sseRelay{writer: c.Writer, clientUsage: clientUsage, buf: make([]byte, 0, 1024)}
 	forwarded.BeforeRead(relay.flush)
+	waitStarted := time.Now()
 	first, err := forwarded.NextEvent()
-	call.addUpstream(started)
+	call.addUpstream(waitStarted)
 	if errors.Is(err, io.EOF) || err == nil && first.Data == doneData {
 		err = &providers.UpstreamError{Kind: providers.ErrorStreamCut, Message: "stream ended before its first chunk"}
 	}
@@ -223,12 +250,6 @@ func (s *Server) relayStream(c *gin.Context, call *gatewayCall, pick router.Pick
 		failure := &providers.UpstreamError{Kind: providers.ErrorServer, Message: "first stream event is an error", Body: []byte(first.Data)}
 		return s.failedAttempt(c, call, pick, failure)
 	}
-
-	header := c.Writer.Header()
-	header.Set("Content-Type", "text/event-stream")
-	header.Set("Cache-Control", "no-cache")
-	header.Set("X-Accel-Buffering", "no")
-	c.Status(http.StatusOK)
 
 	streamErr := relay.forward(first, info, call)
 	if streamErr == nil {
@@ -292,6 +313,15 @@ func (s *Server) noCandidates(c *gin.Context, model string) {
 // allAttemptsFailed responds to a request whose candidates all failed, with
 // 429 when the last failure was a rate limit or a cooldown and 502 otherwise.
 func (s *Server) allAttemptsFailed(c *gin.Context, call *gatewayCall, model string, candidates int, last *attemptFailure) {
+	if call.streamOpen {
+		call.errorCode = codeUpstreamError
+		if last.rateLimited {
+			call.errorCode = codeUpstreamRateLimited
+		}
+		streamError(c, call.errorCode, fmt.Sprintf("all %d upstream candidates of model %q failed; the last: %s. The request ID is in the X-Request-Id header",
+			candidates, model, last.describe()))
+		return
+	}
 	if last.rateLimited {
 		rateLimited(c, call, last.retryAfter,
 			fmt.Sprintf("the upstreams of model %q are rate limited (%d candidates tried, the last: %s)", model, candidates, last.describe()))
@@ -317,7 +347,23 @@ func rateLimited(c *gin.Context, call *gatewayCall, retryAfter time.Duration, me
 // reaches the request log.
 func clientClosed(c *gin.Context, call *gatewayCall) {
 	call.errorCode = codeClientClosed
+	if call.streamOpen {
+		c.Abort()
+		return
+	}
 	abortError(c, statusClientClosed, codeClientClosed, "the client closed the request")
+}
+
+// streamError ends a stream whose headers are out with an OpenAI-shape
+// error event and [DONE]. A failed write is ignored, because the stream ends
+// either way.
+func streamError(c *gin.Context, code, message string) {
+	body, _ := json.Marshal(errorBody{Error: errorDetail{Message: message, Type: "server_error", Code: code}})
+	relay := &sseRelay{writer: c.Writer}
+	_ = relay.write("message", string(body))
+	_ = relay.write("message", doneData)
+	relay.flush()
+	c.Abort()
 }
 
 // cooldownOf reports whether an error in err's chain reports a cooldown

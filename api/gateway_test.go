@@ -22,7 +22,7 @@ import (
 
 func TestGatewayModelsList(t *testing.T) {
 	env := newGatewayEnv(t)
-	all := []string{"all-429", "all-500", "bad-request", "cooldown", "cut-after-first", "failover", "fixed-16", "image-only", "keyed", "mock-gpt", "mock-gpt-mini", "paced", "unavailable"}
+	all := []string{"all-429", "all-500", "all-cut", "bad-request", "cooldown", "cut-after-first", "failover", "fixed-16", "image-only", "keyed", "mock-gpt", "mock-gpt-mini", "paced", "unavailable"}
 
 	tests := []struct {
 		name          string
@@ -455,6 +455,41 @@ func TestGatewayStreamCutAfterFirstChunk(t *testing.T) {
 	row := env.requestLogRow("req-cut")
 	if row.StatusCode != 200 || row.ErrorCode != "stream_cut" || !row.Stream {
 		t.Errorf("log row status/error/stream = %d/%q/%v, want 200/stream_cut/true", row.StatusCode, row.ErrorCode, row.Stream)
+	}
+}
+
+func TestGatewayStreamAllCandidatesCut(t *testing.T) {
+	env := newGatewayEnv(t)
+	client := env.client(env.newKey(nil))
+
+	// The stream's headers leave before the first event, so a stream that
+	// every candidate cuts before its first event ends with an error event.
+	s := client.Chat.Completions.NewStreaming(context.Background(), chatParams("all-cut", "nothing comes"), option.WithHeader("X-Request-Id", "req-all-cut"))
+	chunks := 0
+	for s.Next() {
+		chunks++
+	}
+	err := s.Err()
+	if err == nil {
+		t.Fatal("stream ended without an error, want the error event")
+	}
+	if !strings.Contains(err.Error(), "upstream_error") {
+		t.Errorf("stream error = %v, want it to name upstream_error", err)
+	}
+	if chunks != 0 {
+		t.Errorf("got %d chunks, want none", chunks)
+	}
+
+	row := env.requestLogRow("req-all-cut")
+	if row.StatusCode != 200 || row.ErrorCode != "upstream_error" {
+		t.Errorf("log row status/error = %d/%q, want 200/upstream_error", row.StatusCode, row.ErrorCode)
+	}
+
+	// Without a stream the same failure is a 502.
+	_, err = client.Chat.Completions.New(context.Background(), chatParams("all-cut", "nothing comes"))
+	var apiErr *openai.Error
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusBadGateway {
+		t.Errorf("non-streaming error = %v, want HTTP 502", err)
 	}
 }
 
