@@ -52,6 +52,7 @@ type settings struct {
 	writePath  string
 	cpuProfile string
 	check      bool
+	rateLimit  bool
 }
 
 func parseSettings(args []string) (settings, error) {
@@ -70,6 +71,7 @@ func parseSettings(args []string) (settings, error) {
 	flags.BoolVar(&s.embeddedRedis, "embedded-redis", false, "use an embedded Redis-protocol server instead of -redis-url")
 	flags.StringVar(&s.writePath, "write", "", "also write the report as the gateway section of this markdown file, replacing only that section; a relative path starts at the repository root")
 	flags.StringVar(&s.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured rounds to this file")
+	flags.BoolVar(&s.rateLimit, "rate-limit", true, "check the per-key rate limit in Redis on every gateway request, as `aihigress serve` does; the limit is too high to reject any request")
 	flags.BoolVar(&s.check, "check", false, fmt.Sprintf("exit with status %d when a target is missed", exitTargetMissed))
 	if err := flags.Parse(args); err != nil {
 		return s, err

@@ -265,7 +265,7 @@ func (r *results) section() string {
 	b.WriteString("\n### Method\n\n")
 	notes := []string{
 		"The mock upstream, the bare proxy, the gateway and the load generator run in one process and talk over loopback, so they share the Go runtime, its garbage collector and the machine's cores. The proxy is `httputil.ReverseProxy` with `FlushInterval: -1` and a transport with the same idle pool sizes as the gateway's upstream client.",
-		"The gateway is `api.Server` as `aihigress serve` builds it: API key authentication against the database, the Prometheus middleware, the router, the upstream client and the batched request log writer. Temporal is not started, because the synchronous path does not use it.",
+		"The gateway is `api.Server` as `aihigress serve` builds it: API key authentication with its in-process and Redis cache, " + rateLimitNote(s.rateLimit) + ", the Prometheus middleware, the router with its cooldown mirror, the upstream client and the batched request log writer. Temporal is not started, because the synchronous path does not use it.",
 		fmt.Sprintf("Each window sends requests at a fixed arrival rate of %d per second, each in its own goroutine, whether or not earlier responses have ended (an open loop). A request's latency runs from the client sending it to reading the end of the body, or for streams to reading the first `data:` line and the `data: [DONE]` line. Every target gets the same body; the direct and proxy requests carry `X-Mock-Tokens`, and the gateway's provider sends the same header.", s.rate),
 		"The added latency is the gateway's (or proxy's) percentile minus the direct percentile over all rounds, so it compares distributions, not individual requests. Rounds rotate the order of the three targets. A warmup window per target and request kind runs before the rounds and is not counted.",
 		"The gateway sends a stream's response headers only after the upstream's first event has arrived, because it may still fail over until then. The streaming request does not request usage, so the gateway adds `stream_options.include_usage` upstream and drops the extra usage chunk.",
@@ -294,4 +294,11 @@ func kernelRelease() string {
 		return "Linux"
 	}
 	return "Linux " + strings.TrimSpace(string(raw))
+}
+
+func rateLimitNote(enabled bool) string {
+	if enabled {
+		return "the per-key rate limit check (one Redis round trip, with a limit no request reaches)"
+	}
+	return "no rate limit check (`-rate-limit=false`)"
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/aihigress/aihigress/internal/events"
 	"github.com/aihigress/aihigress/internal/mockupstream"
 	"github.com/aihigress/aihigress/internal/providers"
+	"github.com/aihigress/aihigress/internal/ratelimit"
 	"github.com/aihigress/aihigress/internal/requestlog"
 	"github.com/aihigress/aihigress/internal/router"
 	"github.com/aihigress/aihigress/internal/store"
@@ -207,6 +208,14 @@ func (s *stack) startGateway(ctx context.Context) error {
 		Logger:     s.logger,
 		Metrics:    api.NewMetrics(),
 		RequestLog: s.requestLog,
+	}
+
+	if s.settings.rateLimit {
+		rule, err := ratelimit.New(rdb, ratelimit.Options{Prefix: prefix}).NewRule("api_key", 1_000_000_000, time.Minute)
+		if err != nil {
+			return err
+		}
+		server.Guards.RateLimits.APIKey = rule
 	}
 
 	gateway, err := serve(server.Handler(), s.logger)
