@@ -251,7 +251,10 @@ func (s *Server) relayStream(c *gin.Context, call *gatewayCall, pick router.Pick
 		return s.failedAttempt(c, call, pick, failure)
 	}
 
+	// The first chunk leaves at once, even when later events were read with
+	// it: time to first token is what streaming clients wait for.
 	streamErr := relay.forward(first, info, call)
+	relay.flush()
 	if streamErr == nil {
 		streamErr = relay.copyRest(forwarded, call)
 	}
