@@ -412,7 +412,7 @@ func TestAPIKeyOwnership(t *testing.T) {
 
 	// The management routes need an access token: an API key cannot
 	// create or list keys.
-	checkAPIError(t, k.do("GET", "/v1/api-keys", key.Key, nil, nil), http.StatusUnauthorized, "invalid_token", "")
+	checkAPIError(t, k.do("GET", "/v1/api-keys", key.Key, nil, nil), http.StatusUnauthorized, "access_token_required", "")
 	checkAPIError(t, k.do("POST", "/v1/api-keys", "", map[string]any{"name": "x"}, http.Header{"X-Api-Key": {key.Key}}), http.StatusUnauthorized, "missing_token", "")
 }
 

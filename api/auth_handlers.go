@@ -10,6 +10,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/aihigress/aihigress/internal/apikeys"
 	"github.com/aihigress/aihigress/internal/auth"
 	"github.com/aihigress/aihigress/internal/store"
 	"github.com/aihigress/aihigress/internal/tokens"
@@ -196,6 +197,12 @@ func (s *Server) requireUser(c *gin.Context) {
 		return
 	}
 
+	if strings.HasPrefix(strings.TrimSpace(token), apikeys.SecretPrefix) {
+		c.Header("WWW-Authenticate", "Bearer")
+		abortError(c, http.StatusUnauthorized, "access_token_required",
+			"this route needs a user's access token from POST /auth/login; API keys work on /v1/chat/completions, /v1/models and /v1/runs")
+		return
+	}
 	claims, err := s.Issuer.Verify(strings.TrimSpace(token), auth.AccessToken)
 	if err != nil {
 		abortVerifyError(c, err, auth.AccessToken)
