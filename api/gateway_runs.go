@@ -72,9 +72,9 @@ func (s *Server) startBackgroundChat(c *gin.Context, key *apikeys.Principal, bod
 	s.Logger.Info("background chat completion accepted", "run_id", run.ID, "workflow_id", run.WorkflowID,
 		"user_id", run.UserID, "api_key_id", key.KeyID, "model", logicalModel, "replayed", existing)
 
-	// TODO: write the request log entry (status 202, logical model, API key
-	// and user) here once internal/requestlog exists. The run's upstream
-	// attempts are not in the request log either.
+	// observeGateway logs this request with status 202.
+	// TODO: the run's upstream attempts and tokens reach the run row, not
+	// the request log.
 	c.Header("Location", "/v1/runs/"+run.ID)
 	c.JSON(http.StatusAccepted, gin.H{
 		"id":     run.ID,
