@@ -188,7 +188,8 @@ type call struct {
 }
 
 // send posts body to the provider's chat completions endpoint and returns the
-// call once a 2xx response has arrived.
+// call once a 2xx response has arrived. A non-2xx status returns a
+// *ForwardError with its body read and capped.
 func (c *Client) send(ctx context.Context, p Provider, body []byte, stream bool) (*call, error) {
 	endpoint, err := chatCompletionsURL(p.BaseURL)
 	if err != nil {
@@ -222,8 +223,13 @@ func (c *Client) send(ctx context.Context, p Provider, body []byte, stream bool)
 	cl.resp = resp
 
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		header := resp.Header
 		failure := cl.statusFailure()
 		cl.close()
+		var upstream *UpstreamError
+		if errors.As(failure, &upstream) {
+			return nil, &ForwardError{UpstreamError: upstream, Header: header}
+		}
 		return nil, failure
 	}
 

@@ -86,51 +86,11 @@ type Forwarded struct {
 // its body read and capped. When ctx ends, the error wraps ctx.Err(). Every
 // other failure is an *UpstreamError.
 func (c *Client) Forward(ctx context.Context, p Provider, body []byte, stream bool) (*Forwarded, error) {
-	endpoint, err := chatCompletionsURL(p.BaseURL)
+	cl, err := c.send(ctx, p, body, stream)
 	if err != nil {
-		return nil, fmt.Errorf("provider %q: %w", p.ID, err)
+		return nil, err
 	}
-
-	cl := &call{client: c, provider: p, ctx: ctx, cancelCall: func() {}}
-	callCtx := ctx
-	if p.TimeoutSeconds > 0 {
-		limit := time.Duration(p.TimeoutSeconds) * time.Second
-		cause := &timeoutError{limit: limit, waitingFor: "the provider call to finish (timeout_seconds)"}
-		callCtx, cl.cancelCall = context.WithTimeoutCause(ctx, limit, cause)
-	}
-	cl.reqCtx, cl.cancel = context.WithCancelCause(callCtx)
-	cl.watchdog = &watchdog{cancel: cl.cancel}
-	cl.watchdog.arm(c.opts.FirstByteTimeout, &timeoutError{limit: c.opts.FirstByteTimeout, waitingFor: "response headers"})
-
-	httpReq, err := http.NewRequestWithContext(cl.reqCtx, http.MethodPost, endpoint, bytes.NewReader(body))
-	if err != nil {
-		cl.close()
-		return nil, fmt.Errorf("provider %q: build request: %w", p.ID, err)
-	}
-	setHeaders(httpReq, p, stream)
-
-	resp, err := c.http.Do(httpReq)
-	if err != nil {
-		failure := cl.transportFailure(err)
-		cl.close()
-		return nil, failure
-	}
-	cl.resp = resp
-
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		failure := cl.statusFailure()
-		cl.close()
-		var upstream *UpstreamError
-		if errors.As(failure, &upstream) {
-			return nil, &ForwardError{UpstreamError: upstream, Header: resp.Header}
-		}
-		return nil, failure
-	}
-
-	if stream {
-		cl.watchdog.setCause(&timeoutError{limit: c.opts.FirstByteTimeout, waitingFor: "the first stream event"})
-	}
-	return &Forwarded{StatusCode: resp.StatusCode, Header: resp.Header, call: cl}, nil
+	return &Forwarded{StatusCode: cl.resp.StatusCode, Header: cl.resp.Header, call: cl}, nil
 }
 
 // Close ends the call and releases its connection. The Forwarded must not
