@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/aihigress/aihigress/api"
 	"github.com/aihigress/aihigress/internal/auth"
 	"github.com/aihigress/aihigress/internal/catalog"
@@ -69,13 +67,7 @@ func newAdminEnv(t *testing.T) *adminEnv {
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
-	redisURL, prefix := testenv.Redis(t)
-	opts, err := redis.ParseURL(redisURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { _ = rdb.Close() })
+	rdb, prefix := testenv.RedisClient(t)
 
 	cipher, err := secrets.NewCipher(catalogMasterKey, secrets.PurposeProviderKeys)
 	if err != nil {

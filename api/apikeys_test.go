@@ -41,18 +41,12 @@ type keyTestServer struct {
 func newKeyTestServer(t testing.TB, opts apikeys.Options) *keyTestServer {
 	t.Helper()
 	st := testenv.Store(t)
-	redisURL, prefix := testenv.Redis(t)
-	redisOpts, err := redis.ParseURL(redisURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(redisOpts)
-	t.Cleanup(func() { _ = rdb.Close() })
+	rdb, prefix := testenv.RedisClient(t)
 
 	catalog := providers.NewCatalog()
 	chat := []providers.Capability{providers.CapabilityChat}
 	candidate := []providers.Candidate{{ProviderID: "mock", Model: "mock-gpt", Weight: 1}}
-	err = catalog.AddProvider(providers.Provider{ID: "mock", Name: "Mock", Kind: "openai", BaseURL: "http://127.0.0.1:9/v1"},
+	err := catalog.AddProvider(providers.Provider{ID: "mock", Name: "Mock", Kind: "openai", BaseURL: "http://127.0.0.1:9/v1"},
 		providers.LogicalModel{Name: "mock-gpt", Capabilities: chat, Candidates: candidate},
 		providers.LogicalModel{Name: "mock-gpt-mini", Capabilities: chat, Candidates: candidate},
 	)

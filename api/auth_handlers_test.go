@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/aihigress/aihigress/internal/apikeys"
 	"github.com/aihigress/aihigress/internal/auth"
@@ -68,13 +67,7 @@ type authEnv struct {
 func newAuthEnv(t *testing.T) *authEnv {
 	t.Helper()
 	st := testenv.Store(t)
-	redisURL, prefix := testenv.Redis(t)
-	opts, err := redis.ParseURL(redisURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { _ = rdb.Close() })
+	rdb, prefix := testenv.RedisClient(t)
 
 	clock := &testClock{now: time.Now()}
 	issuer := auth.NewIssuer(testSecret, testAccessTTL, testRefreshTTL, clock.Now)

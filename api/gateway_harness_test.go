@@ -11,7 +11,6 @@ import (
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/aihigress/aihigress/api"
 	"github.com/aihigress/aihigress/internal/apikeys"
@@ -150,13 +149,7 @@ func newGatewayEnv(t testing.TB) *gatewayEnv {
 		t.Fatal(err)
 	}
 
-	redisURL, prefix := testenv.Redis(t)
-	redisOpts, err := redis.ParseURL(redisURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(redisOpts)
-	t.Cleanup(func() { _ = rdb.Close() })
+	rdb, prefix := testenv.RedisClient(t)
 
 	keys, err := apikeys.NewService(st, gatewayMasterKey, apikeys.Options{Redis: rdb, RedisPrefix: prefix, Logger: logger})
 	if err != nil {

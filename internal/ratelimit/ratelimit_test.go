@@ -46,13 +46,7 @@ func windowStart(window time.Duration) time.Time {
 
 func newLimiter(t testing.TB) (*ratelimit.Limiter, *clock, *redis.Client) {
 	t.Helper()
-	url, prefix := testenv.Redis(t)
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { _ = rdb.Close() })
+	rdb, prefix := testenv.RedisClient(t)
 	clk := &clock{now: time.Now()}
 	return ratelimit.New(rdb, ratelimit.Options{Prefix: prefix, Now: clk.Now, Timeout: 2 * time.Second}), clk, rdb
 }
@@ -409,13 +403,7 @@ func TestRuleRandomTraffic(t *testing.T) {
 }
 
 func TestRuleExpiresIdleClients(t *testing.T) {
-	url, prefix := testenv.Redis(t)
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { _ = rdb.Close() })
+	rdb, prefix := testenv.RedisClient(t)
 	limiter := ratelimit.New(rdb, ratelimit.Options{Prefix: prefix})
 	rule := mustRule(t, limiter, "ttl", 5, 10*time.Second)
 	allow(t, rule, "client")

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/aihigress/aihigress/internal/providers"
 	"github.com/aihigress/aihigress/internal/router"
 	"github.com/aihigress/aihigress/internal/testenv"
@@ -32,13 +30,7 @@ func BenchmarkPlanAcquire(b *testing.B) {
 	}
 	for _, tt := range tests {
 		b.Run(tt.name, func(b *testing.B) {
-			url, prefix := testenv.Redis(b)
-			opts, err := redis.ParseURL(url)
-			if err != nil {
-				b.Fatal(err)
-			}
-			rdb := redis.NewClient(opts)
-			b.Cleanup(func() { _ = rdb.Close() })
+			rdb, prefix := testenv.RedisClient(b)
 			counter := &commandCounter{}
 			rdb.AddHook(counter)
 

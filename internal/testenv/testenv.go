@@ -171,3 +171,17 @@ func RepoRoot() (string, error) {
 func UsingPostgres() bool {
 	return strings.HasPrefix(os.Getenv("TEST_DATABASE_URL"), "postgres")
 }
+
+// RedisClient returns a client of a Redis from Redis and the test's key
+// prefix. The client is closed at cleanup.
+func RedisClient(t testing.TB) (*redis.Client, string) {
+	t.Helper()
+	redisURL, prefix := Redis(t)
+	opts, err := redis.ParseURL(redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() { _ = rdb.Close() })
+	return rdb, prefix
+}

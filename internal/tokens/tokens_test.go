@@ -37,13 +37,7 @@ const testGrace = 5 * time.Second
 
 func newTestStore(t *testing.T) (*Store, *redis.Client, *fakeClock) {
 	t.Helper()
-	url, prefix := testenv.Redis(t)
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { _ = rdb.Close() })
+	rdb, prefix := testenv.RedisClient(t)
 	clock := &fakeClock{now: time.Now()}
 	return New(rdb, Options{Prefix: prefix, ReuseGrace: testGrace, Now: clock.Now}), rdb, clock
 }
