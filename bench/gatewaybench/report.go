@@ -298,7 +298,7 @@ func kernelRelease() string {
 
 func rateLimitNote(enabled bool) string {
 	if enabled {
-		return "the per-key rate limit check (one Redis round trip, with a limit no request reaches)"
+		return "the per-key rate limit check (a Redis round trip that reserves up to 60 slots for the next requests, with a limit no request reaches)"
 	}
 	return "no rate limit check (`-rate-limit=false`)"
 }

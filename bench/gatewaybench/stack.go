@@ -215,6 +215,9 @@ func (s *stack) startGateway(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		// As internal/app does for the API key rule, whose default limit
+		// of 6000 per minute gives batches of up to 60.
+		rule.EnableLeases(60, time.Second)
 		server.Guards.RateLimits.APIKey = rule
 	}
 

@@ -311,10 +311,19 @@ func (a *App) rateLimits() (api.RateLimits, error) {
 		if err != nil {
 			return api.RateLimits{}, err
 		}
+		if r.dst == &limits.APIKey {
+			// The gateway checks this rule on every request, so a busy key
+			// reserves up to 1% of its limit per Redis round trip.
+			rule.EnableLeases(r.config.Requests/100, apiKeyLeaseTTL)
+		}
 		*r.dst = rule
 	}
 	return limits, nil
 }
+
+// apiKeyLeaseTTL is how long an API process keeps rate limit slots that it
+// reserved for a key and has not used.
+const apiKeyLeaseTTL = time.Second
 
 // ChatWorker builds the chat task queue worker.
 func (a *App) ChatWorker() sdkworker.Worker {

@@ -30,6 +30,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -114,6 +115,9 @@ type Rule struct {
 	// The script arguments that do not change between checks, boxed once.
 	windowArg any
 	limitArg  any
+
+	// leases is nil unless EnableLeases was called.
+	leases *leases
 }
 
 // NewRule returns a rule that allows limit requests per sliding window for
@@ -176,21 +180,129 @@ func (r Result) RetryAfter() time.Duration {
 // whether to let the request through.
 func (r *Rule) Allow(ctx context.Context, id string) (Result, error) {
 	l := r.limiter
+	now := l.now()
+	wanted := 1
+	if r.leases != nil {
+		result, batch, ok := r.leases.take(id, now, r.limit)
+		if ok {
+			return result, nil
+		}
+		wanted = batch
+	}
+
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
 
 	keys := []string{r.keyPrefix + id}
-	reply, err := l.script.Run(ctx, l.rdb, keys, l.now().UnixMilli(), r.windowArg, r.limitArg).Int64Slice()
+	reply, err := l.script.Run(ctx, l.rdb, keys, now.UnixMilli(), r.windowArg, r.limitArg, wanted).Int64Slice()
 	if err != nil {
 		return Result{}, fmt.Errorf("rate limit %q: %w", r.name, err)
 	}
-	if len(reply) != 3 {
-		return Result{}, fmt.Errorf("rate limit %q: script returned %d values, want 3", r.name, len(reply))
+	if len(reply) != 4 {
+		return Result{}, fmt.Errorf("rate limit %q: script returned %d values, want 4", r.name, len(reply))
 	}
-	return Result{
+	result := Result{
 		Allowed:   reply[0] == 1,
 		Limit:     r.limit,
 		Remaining: int(reply[1]),
 		Reset:     time.Duration(reply[2]) * time.Millisecond,
-	}, nil
+	}
+	if r.leases != nil && result.Allowed {
+		r.leases.store(id, int(reply[3])-1, result, now)
+	}
+	return result, nil
+}
+
+// maxLeaseEntries bounds the clients that a Rule keeps leases for. Past it,
+// expired entries are dropped.
+const maxLeaseEntries = 10000
+
+// EnableLeases lets each check reserve up to maxBatch slots for the client
+// in one Redis round trip, and decides the client's next requests in
+// process until those slots are used or ttl has passed. A client starts at
+// one slot per check; the batch doubles when a lease runs out before ttl and
+// halves when slots expire unused, so a slow client stays exact.
+//
+// Reserved slots count in Redis at once, so leases only make the limit
+// stricter: each process can hold at most maxBatch-1 unused slots per client
+// until ttl ends, and Remaining in the results served from a lease is an
+// estimate. Call it before the Rule is used.
+func (r *Rule) EnableLeases(maxBatch int, ttl time.Duration) {
+	if maxBatch < 2 || ttl <= 0 {
+		return
+	}
+	r.leases = &leases{maxBatch: maxBatch, ttl: ttl, byID: make(map[string]*lease)}
+}
+
+// leases holds the slots that Redis reserved for clients of one Rule.
+type leases struct {
+	maxBatch int
+	ttl      time.Duration
+
+	mu   sync.Mutex
+	byID map[string]*lease
+}
+
+type lease struct {
+	// left is the number of reserved slots not used yet.
+	left int
+	// until is when the unused slots are given up.
+	until time.Time
+	// batch is how many slots the next Redis check asks for.
+	batch int
+	// remaining and reset are reported for requests served from the lease.
+	remaining int
+	reset     time.Duration
+}
+
+// take serves a request from the client's lease. When it cannot, it
+// returns the number of slots that the Redis check should ask for.
+func (l *leases) take(id string, now time.Time, limit int) (Result, int, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+
+	e := l.byID[id]
+	if e == nil {
+		return Result{}, 1, false
+	}
+	live := now.Before(e.until)
+	if e.left > 0 && live {
+		e.left--
+		e.remaining = max(e.remaining-1, 0)
+		return Result{Allowed: true, Limit: limit, Remaining: e.remaining, Reset: e.reset}, 0, true
+	}
+
+	switch {
+	case e.left > 0:
+		e.batch = max(1, e.batch/2)
+	case live:
+		e.batch = min(l.maxBatch, e.batch*2)
+	}
+	e.left = 0
+	return Result{}, e.batch, false
+}
+
+// store records the unused slots of an allowed check.
+func (l *leases) store(id string, unused int, result Result, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+
+	e := l.byID[id]
+	if e == nil {
+		if len(l.byID) >= maxLeaseEntries {
+			for key, old := range l.byID {
+				if !now.Before(old.until) {
+					delete(l.byID, key)
+				}
+			}
+		}
+		e = &lease{batch: 1}
+		l.byID[id] = e
+	}
+	e.left += max(unused, 0)
+	e.until = now.Add(l.ttl)
+	// Redis counted the unused slots as used, but the client can still
+	// send that many requests.
+	e.remaining = result.Remaining + e.left
+	e.reset = result.Reset
 }

@@ -6,8 +6,12 @@
 -- ARGV[1]  now, in Unix milliseconds, from the caller's clock
 -- ARGV[2]  window length in milliseconds, at least 1
 -- ARGV[3]  limit: requests allowed per window, at least 1
+-- ARGV[4]  slots wanted: the request itself and the rest reserved for the
+--          caller's next requests; absent means 1
 --
--- Returns {allowed (1 or 0), remaining, reset_ms}. reset_ms is the time until
+-- Returns {allowed (1 or 0), remaining, reset_ms, granted}. granted is how
+-- many of the wanted slots were counted: at least 1 when allowed, fewer than
+-- wanted when the window has less room. reset_ms is the time until
 -- one more request fits than remaining says, assuming no other request is
 -- counted meanwhile. On a rejection that is the time until a retry succeeds.
 --
@@ -20,6 +24,7 @@
 local now = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
+local wanted = tonumber(ARGV[4]) or 1
 
 local index = math.floor(now / window)
 local state = redis.call('HMGET', KEYS[1], 'w', 'c', 'p')
@@ -62,9 +67,12 @@ local function wait_until(level)
 end
 
 local allowed = 0
-if used_scaled() + window <= limit * window then
+local granted = 0
+local room = math.floor((limit * window - used_scaled()) / window)
+if room >= 1 then
   allowed = 1
-  cur = cur + 1
+  granted = math.min(wanted, room)
+  cur = cur + granted
   redis.call('HSET', KEYS[1], 'w', index, 'c', cur, 'p', prev)
   -- The counts matter until the end of the next window, at most two windows
   -- from now.
@@ -75,4 +83,4 @@ local remaining = math.floor((limit * window - used_scaled()) / window)
 if remaining < 0 then
   remaining = 0
 end
-return {allowed, remaining, wait_until(limit - remaining - 1)}
+return {allowed, remaining, wait_until(limit - remaining - 1), granted}
