@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -176,7 +175,7 @@ func run(ctx context.Context, s settings, logger *slog.Logger) ([]string, error)
 		logger.Warn("Temporal request counts will be missing from the report", "error", err)
 	}
 
-	r := &results{settings: s, command: commandLine(), revision: gitRevision(ctx, repoRoot), started: started, backends: st.backends}
+	r := &results{settings: s, command: commandLine(), revision: benchdoc.GitRevision(ctx, repoRoot), started: started, backends: st.backends}
 	if err := runPhases(ctx, s, st, api, conversations, base, metricsURL, r, logger); err != nil {
 		return nil, err
 	}
@@ -368,24 +367,6 @@ func temporalCLIPath(flagValue, repoRoot string) (string, error) {
 		return "", fmt.Errorf("no Temporal CLI at %s; run `make bin/temporal`, or set -temporal-cli or TEMPORAL_CLI_PATH: %w", abs, err)
 	}
 	return abs, nil
-}
-
-// gitRevision describes the checked-out commit, noting uncommitted changes
-// outside bench/ and docs/, which do not change what is measured.
-func gitRevision(ctx context.Context, repoRoot string) string {
-	head, err := exec.CommandContext(ctx, "git", "-C", repoRoot, "rev-parse", "--short", "HEAD").Output()
-	if err != nil {
-		return "unknown (git rev-parse failed)"
-	}
-	revision := strings.TrimSpace(string(head))
-	status, err := exec.CommandContext(ctx, "git", "-C", repoRoot, "status", "--porcelain", "--", ".", ":!bench", ":!docs").Output()
-	if err != nil {
-		return revision
-	}
-	if len(strings.TrimSpace(string(status))) > 0 {
-		revision += " with uncommitted changes"
-	}
-	return revision
 }
 
 // commandLine is the command as a user would type it from the repository.

@@ -4,11 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"runtime"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/aihigress/aihigress/internal/benchdoc"
 )
 
 // Targets of the benchmark.
@@ -343,7 +344,7 @@ func (r *results) document() string {
 	b.WriteString("## Machine\n\n")
 	fmt.Fprintf(&b, "- Date: %s\n", r.started.UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(&b, "- Commit: %s\n", r.revision)
-	fmt.Fprintf(&b, "- CPU: %d cores (%s), %s\n", runtime.NumCPU(), cpuModel(), kernelRelease())
+	fmt.Fprintf(&b, "- CPU: %d cores (%s), %s\n", runtime.NumCPU(), benchdoc.CPUModel(), benchdoc.KernelRelease())
 	fmt.Fprintf(&b, "- Go: %s, %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	for _, backend := range r.backends {
 		fmt.Fprintf(&b, "- Backend: %s\n", backend)
@@ -396,25 +397,4 @@ func tokensPerSecondText(tps float64) string {
 		return "tokens sent without pacing"
 	}
 	return fmt.Sprintf("%g tokens per second", tps)
-}
-
-func cpuModel() string {
-	raw, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return "model unknown"
-	}
-	for line := range strings.SplitSeq(string(raw), "\n") {
-		if name, value, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(name) == "model name" {
-			return strings.TrimSpace(value)
-		}
-	}
-	return "model unknown"
-}
-
-func kernelRelease() string {
-	raw, err := os.ReadFile("/proc/sys/kernel/osrelease")
-	if err != nil {
-		return "Linux"
-	}
-	return "Linux " + strings.TrimSpace(string(raw))
 }

@@ -20,7 +20,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
@@ -145,7 +144,7 @@ func run(ctx context.Context, s settings, logger *slog.Logger) ([]string, error)
 		{name: "gateway", url: st.gatewayURL + "/v1/chat/completions", header: http.Header{"Authorization": {"Bearer " + st.apiKey}}},
 	}
 
-	r := &results{settings: s, command: commandLine(), revision: gitRevision(ctx, repoRoot), started: started,
+	r := &results{settings: s, command: commandLine(), revision: benchdoc.GitRevision(ctx, repoRoot), started: started,
 		backends: st.backends, loadAverage: loadAverage()}
 
 	if s.cpuProfile != "" {
@@ -219,19 +218,6 @@ func startCPUProfile(path string) (func(), error) {
 		pprof.StopCPUProfile()
 		file.Close()
 	}, nil
-}
-
-func gitRevision(ctx context.Context, repoRoot string) string {
-	head, err := exec.CommandContext(ctx, "git", "-C", repoRoot, "rev-parse", "--short", "HEAD").Output()
-	if err != nil {
-		return "unknown (git rev-parse failed)"
-	}
-	revision := strings.TrimSpace(string(head))
-	status, err := exec.CommandContext(ctx, "git", "-C", repoRoot, "status", "--porcelain", "--", ".", ":!bench", ":!docs").Output()
-	if err == nil && len(strings.TrimSpace(string(status))) > 0 {
-		revision += " with uncommitted changes"
-	}
-	return revision
 }
 
 // commandLine is the command as a user would type it from the repository.

@@ -3,11 +3,12 @@ package main
 import (
 	"fmt"
 	"math"
-	"os"
 	"runtime"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/aihigress/aihigress/internal/benchdoc"
 )
 
 // Targets, checked on the p50 rows.
@@ -249,7 +250,7 @@ func (r *results) section() string {
 	b.WriteString("### Machine\n\n")
 	fmt.Fprintf(&b, "- Date: %s\n", r.started.UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(&b, "- Commit: %s\n", r.revision)
-	fmt.Fprintf(&b, "- CPU: %d cores (%s), %s\n", runtime.NumCPU(), cpuModel(), kernelRelease())
+	fmt.Fprintf(&b, "- CPU: %d cores (%s), %s\n", runtime.NumCPU(), benchdoc.CPUModel(), benchdoc.KernelRelease())
 	fmt.Fprintf(&b, "- Load average before the run (1, 5, 15 min): %s. Other processes shared the cores during the run.\n", r.loadAverage)
 	fmt.Fprintf(&b, "- Go: %s, %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	for _, backend := range r.backends {
@@ -273,27 +274,6 @@ func (r *results) section() string {
 	}
 	b.WriteString("- " + strings.Join(notes, "\n- ") + "\n")
 	return b.String()
-}
-
-func cpuModel() string {
-	raw, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return "model unknown"
-	}
-	for line := range strings.SplitSeq(string(raw), "\n") {
-		if name, value, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(name) == "model name" {
-			return strings.TrimSpace(value)
-		}
-	}
-	return "model unknown"
-}
-
-func kernelRelease() string {
-	raw, err := os.ReadFile("/proc/sys/kernel/osrelease")
-	if err != nil {
-		return "Linux"
-	}
-	return "Linux " + strings.TrimSpace(string(raw))
 }
 
 func rateLimitNote(enabled bool) string {
