@@ -11,20 +11,7 @@ import (
 // first for users that CreateUser gave a UUIDv7, and the cursor of the next
 // page ("" on the last page).
 func (s *Store) ListUsers(ctx context.Context, page Page) ([]models.User, string, error) {
-	after, err := page.idCursor()
-	if err != nil {
-		return nil, "", err
-	}
-	q := s.DB.WithContext(ctx)
-	if after != "" {
-		q = q.Where("id < ?", after)
-	}
-	var items []models.User
-	if err := q.Order("id DESC").Limit(page.limit() + 1).Find(&items).Error; err != nil {
-		return nil, "", fmt.Errorf("list users: %w", err)
-	}
-	items, next := trimPage(items, page.limit(), func(u models.User) string { return u.ID })
-	return items, next, nil
+	return pageByID(s.DB.WithContext(ctx), page, func(u models.User) string { return u.ID }, "users")
 }
 
 // UserFlags are the account flags that an administrator can change. A nil

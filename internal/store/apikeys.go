@@ -72,20 +72,8 @@ func (s *Store) APIKey(ctx context.Context, userID, id string) (*models.APIKey, 
 // ListAPIKeys returns one page of the user's keys, newest first, and the
 // cursor of the next page ("" on the last page).
 func (s *Store) ListAPIKeys(ctx context.Context, userID string, page Page) ([]models.APIKey, string, error) {
-	after, err := page.idCursor()
-	if err != nil {
-		return nil, "", err
-	}
 	q := s.DB.WithContext(ctx).Where("user_id = ?", userID)
-	if after != "" {
-		q = q.Where("id < ?", after)
-	}
-	var items []models.APIKey
-	if err := q.Order("id DESC").Limit(page.limit() + 1).Find(&items).Error; err != nil {
-		return nil, "", fmt.Errorf("list API keys: %w", err)
-	}
-	items, next := trimPage(items, page.limit(), func(k models.APIKey) string { return k.ID })
-	return items, next, nil
+	return pageByID(q, page, func(k models.APIKey) string { return k.ID }, "API keys")
 }
 
 // UpdateAPIKey writes the columns in changes (column name to value) to the

@@ -27,20 +27,8 @@ func (s *Store) CreateAssistant(ctx context.Context, a *models.Assistant) error 
 // ListAssistants returns one page of the user's assistants, newest first,
 // and the cursor of the next page ("" on the last page).
 func (s *Store) ListAssistants(ctx context.Context, userID string, page Page) ([]models.Assistant, string, error) {
-	after, err := page.idCursor()
-	if err != nil {
-		return nil, "", err
-	}
 	q := s.DB.WithContext(ctx).Where("user_id = ?", userID)
-	if after != "" {
-		q = q.Where("id < ?", after)
-	}
-	var items []models.Assistant
-	if err := q.Order("id DESC").Limit(page.limit() + 1).Find(&items).Error; err != nil {
-		return nil, "", fmt.Errorf("list assistants: %w", err)
-	}
-	items, next := trimPage(items, page.limit(), func(a models.Assistant) string { return a.ID })
-	return items, next, nil
+	return pageByID(q, page, func(a models.Assistant) string { return a.ID }, "assistants")
 }
 
 // Assistant returns the user's assistant id.

@@ -2,7 +2,10 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
+
+	"gorm.io/gorm"
 )
 
 // ErrBadCursor is returned when a pagination cursor cannot be decoded.
@@ -50,4 +53,23 @@ func (p Page) seqCursor() (int64, error) {
 		return 0, ErrBadCursor
 	}
 	return n, nil
+}
+
+// pageByID runs q for one page of rows newest first, by descending UUIDv7
+// ID, and returns them with the cursor of the next page ("" on the last
+// page). what names the rows in errors.
+func pageByID[T any](q *gorm.DB, page Page, idOf func(T) string, what string) ([]T, string, error) {
+	after, err := page.idCursor()
+	if err != nil {
+		return nil, "", err
+	}
+	if after != "" {
+		q = q.Where("id < ?", after)
+	}
+	var items []T
+	if err := q.Order("id DESC").Limit(page.limit() + 1).Find(&items).Error; err != nil {
+		return nil, "", fmt.Errorf("list %s: %w", what, err)
+	}
+	items, next := trimPage(items, page.limit(), idOf)
+	return items, next, nil
 }
