@@ -41,8 +41,8 @@ const visiblePrefixLength = len(SecretPrefix) + 8
 // are 47 characters long.
 const maxSecretLength = 128
 
-// Authentication failures. The messages are safe to show to clients: none
-// tells whether a key exists.
+// Authentication failures. The messages are safe to show to clients,
+// because none reveals whether a key exists.
 var (
 	ErrInvalidKey   = errors.New("invalid API key")
 	ErrExpired      = errors.New("API key has expired")

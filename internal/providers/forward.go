@@ -313,7 +313,7 @@ func withIncludeUsage(raw json.RawMessage) (json.RawMessage, error) {
 	return encoded, nil
 }
 
-// ChunkInfo is what a proxy needs to know about one chat.completion.chunk.
+// ChunkInfo is the part of one chat.completion.chunk that a proxy acts on.
 type ChunkInfo struct {
 	// Finished is set when a choice carries a finish_reason.
 	Finished bool

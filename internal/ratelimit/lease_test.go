@@ -106,8 +106,8 @@ func TestLeasesSlowClientStaysExact(t *testing.T) {
 	allow(t, rule, "warm-up")
 	counter.calls.Store(0)
 
-	// Requests 2 s apart outlive every 1 s lease, so each asks Redis for
-	// one slot and no slot is reserved in vain.
+	// Requests 2 s apart outlive every 1 s lease, so each requests one slot
+	// from Redis and no slot is reserved in vain.
 	const requests = 10
 	for range requests {
 		allow(t, rule, "slow")

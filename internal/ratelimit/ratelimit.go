@@ -220,7 +220,7 @@ const maxLeaseEntries = 10000
 // EnableLeases lets each check reserve up to maxBatch slots for the client
 // in one Redis round trip, and decides the client's next requests in
 // process until those slots are used or ttl has passed. A client starts at
-// one slot per check; the batch doubles when a lease runs out before ttl and
+// one slot per check. The batch doubles when a lease runs out before ttl and
 // halves when slots expire unused, so a slow client stays exact.
 //
 // Reserved slots count in Redis at once, so leases only make the limit
@@ -248,7 +248,7 @@ type lease struct {
 	left int
 	// until is when the unused slots are given up.
 	until time.Time
-	// batch is how many slots the next Redis check asks for.
+	// batch is the number of slots that the next Redis check requests.
 	batch int
 	// remaining and reset are reported for requests served from the lease.
 	remaining int

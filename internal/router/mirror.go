@@ -12,7 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-var errNoPong = errors.New("Redis did not answer PING on the subscription")
+var errNoPong = errors.New("no response from Redis to PING on the subscription")
 
 // Run keeps the local mirror of the cooldowns current until ctx ends, and
 // reconnects after Redis failures. While it runs with a confirmed
