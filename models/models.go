@@ -16,7 +16,8 @@ const (
 
 // Run kinds.
 const (
-	RunKindChat = "chat"
+	RunKindChat  = "chat"
+	RunKindImage = "image"
 )
 
 // Message roles.
@@ -118,8 +119,11 @@ type ChatRun struct {
 	FinishReason string
 	// OutputToolCalls is the JSON array of tool calls in the reply, or null.
 	OutputToolCalls JSON
-	CreatedAt       time.Time
-	UpdatedAt       time.Time
+	// OutputImages is the JSON array of an image run's stored images, as
+	// []StoredImage, or null.
+	OutputImages JSON
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
 }
 
 // ChatRunEvent is one stored event of a run; (RunID, Seq) is unique.
@@ -139,6 +143,6 @@ func (ChatRunEvent) TableName() string { return "chat_run_events" }
 func All() []any {
 	return []any{
 		&User{}, &Assistant{}, &Conversation{}, &Message{}, &ChatRun{}, &ChatRunEvent{},
-		&APIKey{}, &ProviderRow{}, &ProviderKey{}, &LogicalModelRow{}, &LogicalModelCandidate{}, &RequestLog{},
+		&APIKey{}, &ProviderRow{}, &ProviderKey{}, &LogicalModelRow{}, &LogicalModelCandidate{}, &RequestLog{}, &MediaObject{},
 	}
 }

@@ -77,6 +77,9 @@ type Config struct {
 	// HSTSMaxAge, when above zero, adds Strict-Transport-Security.
 	HSTSMaxAge time.Duration
 
+	// Images.
+	Images Images
+
 	// GeneratedSecrets lists the names of secrets that Load generated because
 	// they were unset. They are fine for development but change on restart.
 	GeneratedSecrets []string
@@ -128,6 +131,7 @@ func Load(getenv func(string) string) (Config, error) {
 		TrustedProxies:     env.list("TRUSTED_PROXIES"),
 		HSTSMaxAge:         env.duration("HSTS_MAX_AGE", 0),
 	}
+	cfg.Images = loadImages(&env)
 	if len(env.errs) > 0 {
 		return Config{}, fmt.Errorf("invalid configuration: %s", strings.Join(env.errs, "; "))
 	}
@@ -153,6 +157,9 @@ func Load(getenv func(string) string) (Config, error) {
 		return Config{}, fmt.Errorf("invalid configuration: UPSTREAM_MAX_ATTEMPTS must be at least 1, got %d", cfg.UpstreamMaxAttempts)
 	}
 	if err := validateGuards(cfg); err != nil {
+		return Config{}, err
+	}
+	if err := cfg.Images.validate(); err != nil {
 		return Config{}, err
 	}
 	return cfg, nil
