@@ -36,7 +36,7 @@ func BenchmarkMediaVersusServeFile(b *testing.B) {
 	// 512×512 random RGBA pixels barely compress, so the PNG is a little
 	// over 1 MiB.
 	data := testPNG(b, 512, 512, 40)
-	put(b, local, key, data)
+	putObject(b, local, key, data)
 	path := filepath.Join(dir, filepath.FromSlash(key))
 
 	mediaServer := httptest.NewServer(NewHandler(local, signer, nil))

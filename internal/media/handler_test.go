@@ -59,7 +59,7 @@ func newHandlerFixture(t *testing.T) *handlerFixture {
 	signer := newTestSigner(t, time.Hour)
 	key := "aihigress/images/2026/12/05/0b6f1c8e.png"
 	data := testPNG(t, 64, 64, 20)
-	info := put(t, local, key, data)
+	info := putObject(t, local, key, data)
 
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -72,8 +72,8 @@ func newHandlerFixture(t *testing.T) *handlerFixture {
 	return &handlerFixture{server: server, signer: signer, local: local, dir: dir, key: key, data: data, info: info, logs: logs, baseURL: baseURL}
 }
 
-// response is what rawRequest read back.
-type response struct {
+// rawResponse is what rawRequest read back.
+type rawResponse struct {
 	status int
 	header http.Header
 	body   []byte
@@ -81,7 +81,7 @@ type response struct {
 
 // rawRequest sends target exactly as given on the request line, so that no
 // client normalizes the encodings that the tests are about.
-func (f *handlerFixture) rawRequest(t *testing.T, method, target string, header http.Header) response {
+func (f *handlerFixture) rawRequest(t *testing.T, method, target string, header http.Header) rawResponse {
 	t.Helper()
 	conn, err := net.Dial("tcp", f.baseURL.Host)
 	if err != nil {
@@ -106,10 +106,10 @@ func (f *handlerFixture) rawRequest(t *testing.T, method, target string, header 
 	if err != nil {
 		t.Fatalf("%s %s: read body: %v", method, target, err)
 	}
-	return response{status: resp.StatusCode, header: resp.Header, body: body}
+	return rawResponse{status: resp.StatusCode, header: resp.Header, body: body}
 }
 
-func (f *handlerFixture) get(t *testing.T, target string, header http.Header) response {
+func (f *handlerFixture) get(t *testing.T, target string, header http.Header) rawResponse {
 	t.Helper()
 	return f.rawRequest(t, http.MethodGet, target, header)
 }
@@ -128,7 +128,7 @@ func linkWithPath(t *testing.T, link, escapedPath string) string {
 // objectHeaders are headers that tell something about a stored object.
 var objectHeaders = []string{"ETag", "Last-Modified", "Content-Range", "Accept-Ranges", "Content-Disposition"}
 
-func checkInvalidLink(t *testing.T, resp response) {
+func checkInvalidLink(t *testing.T, resp rawResponse) {
 	t.Helper()
 	if resp.status != http.StatusForbidden {
 		t.Errorf("status = %d, want 403; body %s", resp.status, resp.body)
@@ -157,7 +157,7 @@ func TestHandlerRejectsInvalidLinks(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(filepath.Dir(f.dir), "secret.png"), secret, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	put(t, f.local, "other/images/x.png", secret)
+	putObject(t, f.local, "other/images/x.png", secret)
 
 	// signed makes a link whose signature matches the given decoded key and
 	// sends it with escapedPath, so only the key checks can reject it.
@@ -258,7 +258,7 @@ func TestHandlerServesNonImageAsOctetStream(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			put(t, f.local, tc.key, tc.data)
+			putObject(t, f.local, tc.key, tc.data)
 			resp := f.get(t, f.signer.Path(tc.key, time.Now()), nil)
 			if resp.status != http.StatusOK {
 				t.Fatalf("status = %d, want 200", resp.status)

@@ -69,7 +69,7 @@ func newTestLocal(t testing.TB) (*Local, string) {
 	return local, dir
 }
 
-func put(t testing.TB, storage Storage, key string, data []byte) ObjectInfo {
+func putObject(t testing.TB, storage Storage, key string, data []byte) ObjectInfo {
 	t.Helper()
 	info, err := storage.Put(context.Background(), key, bytes.NewReader(data), int64(len(data)), "image/png")
 	if err != nil {
@@ -78,7 +78,7 @@ func put(t testing.TB, storage Storage, key string, data []byte) ObjectInfo {
 	return info
 }
 
-func readAll(t testing.TB, body io.ReadCloser) []byte {
+func readBody(t testing.TB, body io.ReadCloser) []byte {
 	t.Helper()
 	defer body.Close()
 	data, err := io.ReadAll(body)
@@ -142,7 +142,7 @@ func TestLocalPutGetHead(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			key := "aihigress/images/2026/12/05/" + tc.name + ".bin"
-			info := put(t, local, key, tc.data)
+			info := putObject(t, local, key, tc.data)
 			if info.Key != key || info.Size != int64(len(tc.data)) || info.ContentType != tc.wantContentType {
 				t.Errorf("Put info = %+v, want key %q, size %d, type %q", info, key, len(tc.data), tc.wantContentType)
 			}
@@ -168,7 +168,7 @@ func TestLocalPutGetHead(t *testing.T) {
 			if _, ok := body.(*os.File); !ok {
 				t.Errorf("Get with length -1 returned %T, want *os.File for sendfile", body)
 			}
-			if got := readAll(t, body); !bytes.Equal(got, tc.data) {
+			if got := readBody(t, body); !bytes.Equal(got, tc.data) {
 				t.Errorf("Get returned %d bytes that differ from the %d stored", len(got), len(tc.data))
 			}
 			if getInfo != info {
@@ -188,7 +188,7 @@ func TestLocalGetRange(t *testing.T) {
 	data := testPNG(t, 16, 16, 2)
 	size := int64(len(data))
 	key := "aihigress/images/range.png"
-	put(t, local, key, data)
+	putObject(t, local, key, data)
 
 	cases := []struct {
 		name           string
@@ -218,7 +218,7 @@ func TestLocalGetRange(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Get(%d, %d): %v", tc.offset, tc.length, err)
 			}
-			if got := readAll(t, body); !bytes.Equal(got, tc.want) {
+			if got := readBody(t, body); !bytes.Equal(got, tc.want) {
 				t.Errorf("Get(%d, %d) returned %d bytes, want %d", tc.offset, tc.length, len(got), len(tc.want))
 			}
 		})
@@ -230,7 +230,7 @@ func TestLocalOverwriteIsAtomic(t *testing.T) {
 	key := "aihigress/images/overwrite.png"
 	first := testPNG(t, 64, 64, 3)
 	second := testPNG(t, 80, 80, 4)
-	put(t, local, key, first)
+	putObject(t, local, key, first)
 
 	// Readers run while a writer replaces the object back and forth. Every
 	// read must see one version whole.
@@ -252,7 +252,7 @@ func TestLocalOverwriteIsAtomic(t *testing.T) {
 					t.Errorf("Get during overwrite: %v", err)
 					return
 				}
-				got := readAll(t, body)
+				got := readBody(t, body)
 				mu.Lock()
 				reads++
 				if !bytes.Equal(got, first) && !bytes.Equal(got, second) {
@@ -267,7 +267,7 @@ func TestLocalOverwriteIsAtomic(t *testing.T) {
 		if i%2 == 0 {
 			data = second
 		}
-		put(t, local, key, data)
+		putObject(t, local, key, data)
 	}
 	close(stop)
 	readers.Wait()
@@ -279,7 +279,7 @@ func TestLocalOverwriteIsAtomic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := readAll(t, body); !bytes.Equal(got, first) {
+	if got := readBody(t, body); !bytes.Equal(got, first) {
 		t.Error("the last Put did not win")
 	}
 	if leftovers := tempFiles(t, dir); len(leftovers) > 0 {
@@ -290,7 +290,7 @@ func TestLocalOverwriteIsAtomic(t *testing.T) {
 func TestLocalETagStableAcrossInstances(t *testing.T) {
 	local, dir := newTestLocal(t)
 	key := "aihigress/images/etag.png"
-	info := put(t, local, key, testPNG(t, 8, 8, 5))
+	info := putObject(t, local, key, testPNG(t, 8, 8, 5))
 
 	reopened, err := NewLocal(dir)
 	if err != nil {
@@ -308,7 +308,7 @@ func TestLocalETagStableAcrossInstances(t *testing.T) {
 		t.Errorf("LastModified after reopening = %s, want %s", head.LastModified, info.LastModified)
 	}
 
-	replaced := put(t, local, key, testPNG(t, 9, 9, 6))
+	replaced := putObject(t, local, key, testPNG(t, 9, 9, 6))
 	if replaced.ETag == info.ETag {
 		t.Errorf("ETag %s did not change when a larger object replaced the old one", info.ETag)
 	}
@@ -318,7 +318,7 @@ func TestLocalPutRejectsWrongSize(t *testing.T) {
 	local, dir := newTestLocal(t)
 	key := "aihigress/images/size.png"
 	original := testPNG(t, 8, 8, 7)
-	put(t, local, key, original)
+	putObject(t, local, key, original)
 
 	replacement := testPNG(t, 8, 8, 8)
 	cases := []struct {
@@ -338,7 +338,7 @@ func TestLocalPutRejectsWrongSize(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := readAll(t, body); !bytes.Equal(got, original) {
+			if got := readBody(t, body); !bytes.Equal(got, original) {
 				t.Error("a failed Put changed the stored object")
 			}
 			if leftovers := tempFiles(t, dir); len(leftovers) > 0 {
@@ -421,7 +421,7 @@ func TestLocalRejectsInvalidKeys(t *testing.T) {
 
 func TestLocalNotFound(t *testing.T) {
 	local, _ := newTestLocal(t)
-	put(t, local, "aihigress/images/file.png", testPNG(t, 4, 4, 12))
+	putObject(t, local, "aihigress/images/file.png", testPNG(t, 4, 4, 12))
 	ctx := context.Background()
 	keys := []struct{ name, key string }{
 		{"missing file", "aihigress/images/missing.png"},
@@ -445,7 +445,7 @@ func TestLocalDelete(t *testing.T) {
 	local, dir := newTestLocal(t)
 	ctx := context.Background()
 	key := "aihigress/images/delete.png"
-	put(t, local, key, testPNG(t, 4, 4, 13))
+	putObject(t, local, key, testPNG(t, 4, 4, 13))
 
 	steps := []struct {
 		name string
@@ -491,7 +491,7 @@ func TestLocalSymlinkOutsideIsNotServed(t *testing.T) {
 func TestLocalClosed(t *testing.T) {
 	local, _ := newTestLocal(t)
 	key := "aihigress/images/closed.png"
-	put(t, local, key, testPNG(t, 4, 4, 15))
+	putObject(t, local, key, testPNG(t, 4, 4, 15))
 	if err := local.Close(); err != nil {
 		t.Fatal(err)
 	}
