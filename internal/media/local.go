@@ -1,14 +1,17 @@
 package media
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"path"
+	"strings"
 	"syscall"
 )
 
@@ -19,11 +22,11 @@ const sniffLength = 512
 // key's relative path. It is safe for concurrent use.
 //
 // The content type is not stored. Head and Get detect it from the file's
-// first 512 bytes with DetectContentType, because every object is an image
-// and the bytes cannot disagree with a separate record of them. The
-// contentType passed to Put is therefore ignored. The ETag is the size and
-// modification time in nanoseconds, which stay the same across processes
-// and restarts and change when Put replaces the file.
+// first 512 bytes, or take it from the key's extension, which ObjectKey
+// chooses from the content type, when the bytes are of no known type. The contentType passed to Put is
+// therefore ignored. The ETag is the size and modification time in
+// nanoseconds, which stay the same across processes and restarts and change
+// when Put replaces the file with other bytes.
 type Local struct {
 	// root confines every file operation to dir, including through
 	// symbolic links, on top of the checks of checkObjectKey.
@@ -86,6 +89,11 @@ func (l *Local) Put(ctx context.Context, key string, body io.Reader, size int64,
 	if err != nil {
 		return ObjectInfo{}, err
 	}
+	// A retried activity writes the same bytes again. Keeping the file
+	// keeps its ETag, so clients' cached copies stay valid.
+	if existing, same := l.sameObject(key, file, info.Size); same {
+		return existing, nil
+	}
 	if err := l.root.Rename(tempName, key); err != nil {
 		return ObjectInfo{}, fmt.Errorf("put %q: rename temporary file: %w", key, err)
 	}
@@ -119,6 +127,33 @@ func (l *Local) writeFile(ctx context.Context, file *os.File, key string, body i
 	return describeFile(file, key)
 }
 
+// sameObject reports whether the object at key has the bytes of the size
+// bytes in written, and describes it when it does.
+func (l *Local) sameObject(key string, written *os.File, size int64) (ObjectInfo, bool) {
+	existing, err := l.root.Open(key)
+	if err != nil {
+		return ObjectInfo{}, false
+	}
+	defer existing.Close()
+	info, err := describeFile(existing, key)
+	if err != nil || info.Size != size {
+		return ObjectInfo{}, false
+	}
+	a, b := make([]byte, 64<<10), make([]byte, 64<<10)
+	for offset := int64(0); offset < size; {
+		n, errA := existing.ReadAt(a, offset)
+		m, errB := written.ReadAt(b[:n], offset)
+		if n == 0 || m != n || !bytes.Equal(a[:n], b[:m]) {
+			return ObjectInfo{}, false
+		}
+		offset += int64(n)
+		if (errA != nil && !errors.Is(errA, io.EOF)) || (errB != nil && !errors.Is(errB, io.EOF)) {
+			return ObjectInfo{}, false
+		}
+	}
+	return info, true
+}
+
 func (l *Local) syncDir(dir string) error {
 	handle, err := l.root.Open(dir)
 	if err != nil {
@@ -140,9 +175,9 @@ func (l *Local) Get(ctx context.Context, key string, offset, length int64) (io.R
 	if err != nil {
 		return nil, ObjectInfo{}, err
 	}
-	if offset < 0 || offset > info.Size {
+	if offset < 0 || (offset > 0 && offset >= info.Size) {
 		_ = file.Close()
-		return nil, ObjectInfo{}, fmt.Errorf("get %q: offset %d is outside the object of %d bytes", key, offset, info.Size)
+		return nil, ObjectInfo{}, fmt.Errorf("get %q: offset %d is outside the object of %d bytes: %w", key, offset, info.Size, ErrInvalidRange)
 	}
 	if offset > 0 {
 		if _, err := file.Seek(offset, io.SeekStart); err != nil {
@@ -237,10 +272,37 @@ func describeFile(file *os.File, key string) (ObjectInfo, error) {
 	return ObjectInfo{
 		Key:          key,
 		Size:         stat.Size(),
-		ContentType:  DetectContentType(head[:n]),
+		ContentType:  contentTypeOf(key, head[:n]),
 		ETag:         fmt.Sprintf(`"%x-%x"`, stat.Size(), stat.ModTime().UnixNano()),
 		LastModified: stat.ModTime(),
 	}, nil
+}
+
+// contentTypeOf returns the image type detected from head. When head is
+// binary of no known type, it returns the type that the key's extension
+// names, as ObjectKey derives it. Text, such as HTML, is never passed off
+// as an image.
+func contentTypeOf(key string, head []byte) string {
+	if detected := DetectContentType(head); detected != "application/octet-stream" || isText(head) {
+		return detected
+	}
+	switch path.Ext(key) {
+	case ".png":
+		return "image/png"
+	case ".jpg":
+		return "image/jpeg"
+	case ".gif":
+		return "image/gif"
+	case ".webp":
+		return "image/webp"
+	default:
+		return "application/octet-stream"
+	}
+}
+
+// isText reports whether net/http's sniffer sees text in head.
+func isText(head []byte) bool {
+	return strings.HasPrefix(http.DetectContentType(head), "text/")
 }
 
 // isNotExist reports whether err means that the key names no file,

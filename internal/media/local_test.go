@@ -201,7 +201,7 @@ func TestLocalGetRange(t *testing.T) {
 		{"bounded", 10, 20, data[10:30], false},
 		{"length past end", size - 5, 100, data[size-5:], false},
 		{"zero length", 10, 0, []byte{}, false},
-		{"offset at end", size, -1, []byte{}, false},
+		{"offset at end", size, -1, nil, true},
 		{"offset past end", size + 1, -1, nil, true},
 		{"negative offset", -1, 10, nil, true},
 	}
