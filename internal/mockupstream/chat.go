@@ -63,32 +63,39 @@ type completionPlan struct {
 
 func decodeChatRequest(w http.ResponseWriter, r *http.Request) (chatRequest, error) {
 	var req chatRequest
+	if err := decodeJSONBody(w, r, &req); err != nil {
+		return req, err
+	}
+	return req, validateChatRequest(req)
+}
 
+// decodeJSONBody reads at most maxRequestBodyBytes of the request body and
+// decodes it into v. Errors are *apiError values with status 400 or 413.
+func decodeJSONBody(w http.ResponseWriter, r *http.Request, v any) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBodyBytes))
 	if err != nil {
 		if maxBytesErr, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return req, &apiError{
+			return &apiError{
 				status:  http.StatusRequestEntityTooLarge,
 				errType: "invalid_request_error",
 				message: fmt.Sprintf("Request body is larger than %d bytes.", maxBytesErr.Limit),
 			}
 		}
-		return req, &apiError{
+		return &apiError{
 			status:  http.StatusBadRequest,
 			errType: "invalid_request_error",
 			message: fmt.Sprintf("Failed to read request body: %v.", err),
 		}
 	}
 
-	if err := json.Unmarshal(body, &req); err != nil {
-		return req, &apiError{
+	if err := json.Unmarshal(body, v); err != nil {
+		return &apiError{
 			status:  http.StatusBadRequest,
 			errType: "invalid_request_error",
 			message: fmt.Sprintf("Invalid JSON in request body: %v.", err),
 		}
 	}
-
-	return req, validateChatRequest(req)
+	return nil
 }
 
 func validateChatRequest(req chatRequest) error {

@@ -36,6 +36,9 @@ func (h *Handler) serveDecodedCompletion(ctx context.Context, w http.ResponseWri
 	if err != nil {
 		return err
 	}
+	if choice.fault.isDownloadFault() {
+		return misplacedDownloadFault(choice.fault)
+	}
 
 	overrides, err := h.parseOverrides(r.Header)
 	if err != nil {

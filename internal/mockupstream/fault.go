@@ -22,6 +22,18 @@ const (
 	faultCutBeforeFirst fault = "cut-before-first"
 	faultMalformed      fault = "malformed"
 	faultStall          fault = "stall"
+
+	// faultSafety and faultPromptBlocked make the Gemini route return 200
+	// without an image. Other routes return a 400 content_policy_violation
+	// error.
+	faultSafety        fault = "safety"
+	faultPromptBlocked fault = "prompt-blocked"
+
+	// The url- faults apply to the download of an image that
+	// /v1/images/generations returned as a URL.
+	faultURLNotFound  fault = "url-404"
+	faultURLOversized fault = "url-oversized"
+	faultURLStall     fault = "url-stall"
 )
 
 const (
@@ -32,14 +44,22 @@ const (
 func parseFault(name string) (fault, bool) {
 	switch f := fault(name); f {
 	case faultRateLimit, faultServerError, faultUnauthorized, faultForbidden, faultBadRequest,
-		faultSlowStart, faultCut, faultCutBeforeFirst, faultMalformed, faultStall:
+		faultSlowStart, faultCut, faultCutBeforeFirst, faultMalformed, faultStall,
+		faultSafety, faultPromptBlocked, faultURLNotFound, faultURLOversized, faultURLStall:
 		return f, true
 	default:
 		return faultNone, false
 	}
 }
 
-const faultNames = "429, 500, 401, 403, 400, slow-start, cut, cut-before-first, malformed, stall"
+const faultNames = "429, 500, 401, 403, 400, slow-start, cut, cut-before-first, malformed, stall, " +
+	"safety, prompt-blocked, url-404, url-oversized, url-stall"
+
+// isDownloadFault reports whether f acts on the download of an image URL
+// instead of on the response that carries the URL.
+func (f fault) isDownloadFault() bool {
+	return f == faultURLNotFound || f == faultURLOversized || f == faultURLStall
+}
 
 // faultChoice is the fault that a request selects. A non-empty onceKey
 // limits the fault to the first request with that key.
@@ -91,7 +111,7 @@ func chooseFault(header http.Header, model string) (faultChoice, error) {
 }
 
 // statusFaultError returns the error response of a fault that replaces the
-// whole response, or nil for the other faults.
+// whole response in OpenAI's format, or nil for the other faults.
 func statusFaultError(f fault) *apiError {
 	switch f {
 	case faultRateLimit:
@@ -126,6 +146,13 @@ func statusFaultError(f fault) *apiError {
 			status:  http.StatusBadRequest,
 			errType: "invalid_request_error",
 			message: "Invalid request (injected by the mock upstream).",
+		}
+	case faultSafety, faultPromptBlocked:
+		return &apiError{
+			status:  http.StatusBadRequest,
+			errType: "invalid_request_error",
+			code:    "content_policy_violation",
+			message: "Your request was rejected by the safety system (injected by the mock upstream).",
 		}
 	default:
 		return nil

@@ -13,8 +13,9 @@ import (
 )
 
 const (
-	modelsPath          = "/v1/models"
-	chatCompletionsPath = "/v1/chat/completions"
+	modelsPath           = "/v1/models"
+	chatCompletionsPath  = "/v1/chat/completions"
+	imageGenerationsPath = "/v1/images/generations"
 
 	// modelCreated is the fixed "created" timestamp of listed models, so the
 	// /v1/models body is the same on every run.
@@ -39,8 +40,15 @@ type Options struct {
 	Models []string
 
 	// APIKey, when not empty, is the key that every request must send as
-	// "Authorization: Bearer <key>". Other requests get a 401 error.
+	// "Authorization: Bearer <key>", or in the x-goog-api-key header on the
+	// Gemini route. Other requests get a 401 error. Image downloads from
+	// /v1/mock-files/ need no key.
 	APIKey string
+
+	// ImageBytes is the length in bytes of each generated PNG. Zero or a
+	// negative value generates a small image whose longer side is 64
+	// pixels. The X-Mock-Image-Bytes header overrides it per request.
+	ImageBytes int
 
 	// Logger receives debug records per request and errors. Nil discards them.
 	Logger *slog.Logger
@@ -54,6 +62,13 @@ type Stats struct {
 	// ChatCompletions is the number of requests to /v1/chat/completions.
 	ChatCompletions int64
 
+	// Images is the number of requests to /v1/images/generations and to
+	// the Gemini route /v1beta/models/{model}:generateContent.
+	Images int64
+
+	// ImageFiles is the number of image downloads from /v1/mock-files/.
+	ImageFiles int64
+
 	// Other is the number of requests to any other path.
 	Other int64
 
@@ -63,7 +78,7 @@ type Stats struct {
 
 // Total returns the number of requests received on all paths.
 func (s Stats) Total() int64 {
-	return s.Models + s.ChatCompletions + s.Other
+	return s.Models + s.ChatCompletions + s.Images + s.ImageFiles + s.Other
 }
 
 // Handler serves the mock OpenAI API. It is safe for concurrent use.
@@ -71,6 +86,7 @@ type Handler struct {
 	tokensPerSecond  float64
 	timeToFirstToken time.Duration
 	apiKey           string
+	imageBytes       int
 	logger           *slog.Logger
 	modelsBody       []byte
 
@@ -80,6 +96,8 @@ type Handler struct {
 
 	modelsRequests atomic.Int64
 	chatRequests   atomic.Int64
+	imageRequests  atomic.Int64
+	fileRequests   atomic.Int64
 	otherRequests  atomic.Int64
 	activeRequests atomic.Int64
 
@@ -97,6 +115,7 @@ func NewHandler(opts Options) *Handler {
 		tokensPerSecond:  max(opts.TokensPerSecond, 0),
 		timeToFirstToken: max(opts.TimeToFirstToken, 0),
 		apiKey:           opts.APIKey,
+		imageBytes:       min(max(opts.ImageBytes, 0), maxImageBytes),
 		logger:           logger,
 		modelsBody:       encodeModelList(opts.Models),
 		idPrefix:         strings.ToLower(rand.Text()[:8]),
@@ -111,6 +130,8 @@ func (h *Handler) Stats() Stats {
 	return Stats{
 		Models:          h.modelsRequests.Load(),
 		ChatCompletions: h.chatRequests.Load(),
+		Images:          h.imageRequests.Load(),
+		ImageFiles:      h.fileRequests.Load(),
 		Other:           h.otherRequests.Load(),
 		Active:          h.activeRequests.Load(),
 	}
@@ -121,13 +142,33 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.activeRequests.Add(1)
 	defer h.activeRequests.Add(-1)
 
-	switch r.URL.Path {
-	case modelsPath:
+	geminiModel, isGemini := geminiGenerateContentModel(r.URL.Path)
+	isFile := strings.HasPrefix(r.URL.Path, mockFilesPrefix)
+
+	switch {
+	case r.URL.Path == modelsPath:
 		h.modelsRequests.Add(1)
-	case chatCompletionsPath:
+	case r.URL.Path == chatCompletionsPath:
 		h.chatRequests.Add(1)
+	case r.URL.Path == imageGenerationsPath || isGemini:
+		h.imageRequests.Add(1)
+	case isFile:
+		h.fileRequests.Add(1)
 	default:
 		h.otherRequests.Add(1)
+	}
+
+	// Image URLs work without a key, like the signed storage URLs that
+	// image APIs return, so a client must not need to send one.
+	if isFile {
+		h.serveMockFile(w, r)
+		return
+	}
+	// The Gemini route takes its key from x-goog-api-key and writes errors
+	// in Google's format, so it checks the key itself.
+	if isGemini {
+		h.serveGenerateContent(w, r, geminiModel)
+		return
 	}
 
 	if apiErr := h.checkAPIKey(r); apiErr != nil {
@@ -150,6 +191,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		h.serveChatCompletion(w, r)
 
+	case imageGenerationsPath:
+		if r.Method != http.MethodPost {
+			writeAPIError(w, methodNotAllowed(r, http.MethodPost))
+			return
+		}
+		h.serveImageGenerations(w, r)
+
 	default:
 		writeAPIError(w, &apiError{
 			status:  http.StatusNotFound,
@@ -169,25 +217,31 @@ const (
 func (h *Handler) checkAPIKey(r *http.Request) *apiError {
 	authorization := r.Header.Get("Authorization")
 	key, bearer := strings.CutPrefix(authorization, "Bearer ")
+	return h.checkKey(key, bearer, authorization != "", `the Authorization header as "Bearer <key>"`)
+}
 
+// checkKey checks key, which the request sent when sent is true and in the
+// expected form when wellFormed is true. where names the header for the
+// error message.
+func (h *Handler) checkKey(key string, wellFormed, sent bool, where string) *apiError {
 	switch {
-	case bearer && strings.HasPrefix(key, unauthorizedKeyPrefix):
+	case wellFormed && strings.HasPrefix(key, unauthorizedKeyPrefix):
 		return statusFaultError(faultUnauthorized)
-	case bearer && strings.HasPrefix(key, forbiddenKeyPrefix):
+	case wellFormed && strings.HasPrefix(key, forbiddenKeyPrefix):
 		return statusFaultError(faultForbidden)
 	case h.apiKey == "":
 		return nil
 	}
 
-	if authorization == "" {
+	if !sent {
 		return &apiError{
 			status:  http.StatusUnauthorized,
 			errType: "invalid_request_error",
-			message: "Missing API key: send it in the Authorization header as \"Bearer <key>\".",
+			message: "Missing API key: send it in " + where + ".",
 		}
 	}
 
-	if !bearer || subtle.ConstantTimeCompare([]byte(key), []byte(h.apiKey)) != 1 {
+	if !wellFormed || subtle.ConstantTimeCompare([]byte(key), []byte(h.apiKey)) != 1 {
 		return &apiError{
 			status:  http.StatusUnauthorized,
 			errType: "invalid_request_error",

@@ -24,6 +24,14 @@ const (
 	DefaultFirstByteTimeout = 60 * time.Second
 	DefaultIdleTimeout      = 60 * time.Second
 	DefaultMaxErrorBody     = 64 << 10
+
+	// Image generation upstreams send the response headers only once every
+	// image is done, which can take minutes, so their first-byte timeout is
+	// longer than the one of chat.
+	DefaultImageFirstByteTimeout = 3 * time.Minute
+	DefaultImageMaxResponseBytes = 64 << 20
+	DefaultImageDownloadMaxBytes = 32 << 20
+	DefaultImageDownloadTimeout  = 30 * time.Second
 )
 
 const (
@@ -58,6 +66,18 @@ type ClientOptions struct {
 	// MaxErrorBody is the max number of bytes of an error response that
 	// UpstreamError.Body keeps.
 	MaxErrorBody int64
+
+	// ImageFirstByteTimeout replaces FirstByteTimeout for GenerateImages.
+	ImageFirstByteTimeout time.Duration
+	// ImageMaxResponseBytes caps the body of an image generation response,
+	// which carries the images in base64.
+	ImageMaxResponseBytes int64
+	// ImageDownloadMaxBytes caps each image that GenerateImages downloads
+	// from a URL that the upstream returned.
+	ImageDownloadMaxBytes int64
+	// ImageDownloadTimeout bounds each such download, from sending the
+	// request to the end of the body.
+	ImageDownloadTimeout time.Duration
 }
 
 func (o ClientOptions) withDefaults() ClientOptions {
@@ -72,6 +92,18 @@ func (o ClientOptions) withDefaults() ClientOptions {
 	}
 	if o.MaxErrorBody <= 0 {
 		o.MaxErrorBody = DefaultMaxErrorBody
+	}
+	if o.ImageFirstByteTimeout == 0 {
+		o.ImageFirstByteTimeout = DefaultImageFirstByteTimeout
+	}
+	if o.ImageMaxResponseBytes <= 0 {
+		o.ImageMaxResponseBytes = DefaultImageMaxResponseBytes
+	}
+	if o.ImageDownloadMaxBytes <= 0 {
+		o.ImageDownloadMaxBytes = DefaultImageDownloadMaxBytes
+	}
+	if o.ImageDownloadTimeout == 0 {
+		o.ImageDownloadTimeout = DefaultImageDownloadTimeout
 	}
 	return o
 }
@@ -177,6 +209,8 @@ func (c *Client) Chat(ctx context.Context, p Provider, req ChatRequest) (*ChatRe
 type call struct {
 	client   *Client
 	provider Provider
+	// operation names the call in errors, such as "chat completion".
+	operation string
 	// ctx is the caller's context. reqCtx derives from it and also ends on
 	// the provider's timeout_seconds and on the watchdog's timeouts.
 	ctx        context.Context
@@ -196,7 +230,38 @@ func (c *Client) send(ctx context.Context, p Provider, body []byte, stream bool)
 		return nil, fmt.Errorf("provider %q: %w", p.ID, err)
 	}
 
-	cl := &call{client: c, provider: p, ctx: ctx, cancelCall: func() {}}
+	cl, err := c.post(ctx, p, postSpec{
+		operation:        "chat completion",
+		endpoint:         endpoint,
+		body:             body,
+		setHeaders:       func(req *http.Request) { setHeaders(req, p, stream) },
+		firstByteTimeout: c.opts.FirstByteTimeout,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	if stream {
+		// The first-byte deadline keeps running until the first SSE event.
+		cl.watchdog.setCause(&timeoutError{limit: c.opts.FirstByteTimeout, waitingFor: "the first stream event"})
+	}
+	return cl, nil
+}
+
+// postSpec describes one POST to an upstream.
+type postSpec struct {
+	operation        string
+	endpoint         string
+	body             []byte
+	setHeaders       func(*http.Request)
+	firstByteTimeout time.Duration
+}
+
+// post sends spec with the provider's timeout_seconds and returns the call
+// once a 2xx response has arrived. A non-2xx status returns a *ForwardError
+// with its body read and capped.
+func (c *Client) post(ctx context.Context, p Provider, spec postSpec) (*call, error) {
+	cl := &call{client: c, provider: p, operation: spec.operation, ctx: ctx, cancelCall: func() {}}
 	callCtx := ctx
 	if p.TimeoutSeconds > 0 {
 		limit := time.Duration(p.TimeoutSeconds) * time.Second
@@ -205,14 +270,14 @@ func (c *Client) send(ctx context.Context, p Provider, body []byte, stream bool)
 	}
 	cl.reqCtx, cl.cancel = context.WithCancelCause(callCtx)
 	cl.watchdog = &watchdog{cancel: cl.cancel}
-	cl.watchdog.arm(c.opts.FirstByteTimeout, &timeoutError{limit: c.opts.FirstByteTimeout, waitingFor: "response headers"})
+	cl.watchdog.arm(spec.firstByteTimeout, &timeoutError{limit: spec.firstByteTimeout, waitingFor: "response headers"})
 
-	httpReq, err := http.NewRequestWithContext(cl.reqCtx, http.MethodPost, endpoint, bytes.NewReader(body))
+	httpReq, err := http.NewRequestWithContext(cl.reqCtx, http.MethodPost, spec.endpoint, bytes.NewReader(spec.body))
 	if err != nil {
 		cl.close()
 		return nil, fmt.Errorf("provider %q: build request: %w", p.ID, err)
 	}
-	setHeaders(httpReq, p, stream)
+	spec.setHeaders(httpReq)
 
 	resp, err := c.http.Do(httpReq)
 	if err != nil {
@@ -232,11 +297,6 @@ func (c *Client) send(ctx context.Context, p Provider, body []byte, stream bool)
 		}
 		return nil, failure
 	}
-
-	if stream {
-		// The first-byte deadline keeps running until the first SSE event.
-		cl.watchdog.setCause(&timeoutError{limit: c.opts.FirstByteTimeout, waitingFor: "the first stream event"})
-	}
 	return cl, nil
 }
 
@@ -250,6 +310,12 @@ func (cl *call) close() {
 }
 
 func chatCompletionsURL(baseURL string) (string, error) {
+	return endpointURL(baseURL, "chat/completions")
+}
+
+// endpointURL checks that baseURL is an http or https URL with a host and
+// appends path to it.
+func endpointURL(baseURL, path string) (string, error) {
 	base, err := url.Parse(baseURL)
 	if err != nil {
 		return "", fmt.Errorf("invalid base_url: %w", err)
@@ -257,7 +323,7 @@ func chatCompletionsURL(baseURL string) (string, error) {
 	if base.Scheme != "http" && base.Scheme != "https" || base.Host == "" {
 		return "", fmt.Errorf("invalid base_url %q: want an http or https URL with a host", base.Redacted())
 	}
-	return base.JoinPath("chat/completions").String(), nil
+	return base.JoinPath(path).String(), nil
 }
 
 // setHeaders sets the request headers. Provider headers come last, so they
@@ -742,7 +808,7 @@ func (cl *call) timeout(streamed bool) error {
 }
 
 func (cl *call) canceled(ctxErr error) error {
-	return fmt.Errorf("chat completion on provider %q: %w", cl.provider.ID, ctxErr)
+	return fmt.Errorf("%s on provider %q: %w", cl.operation, cl.provider.ID, ctxErr)
 }
 
 func (cl *call) malformed(message, body string, streamed bool) error {

@@ -1258,6 +1258,11 @@ func TestNewClientDefaults(t *testing.T) {
 		FirstByteTimeout: DefaultFirstByteTimeout,
 		IdleTimeout:      DefaultIdleTimeout,
 		MaxErrorBody:     DefaultMaxErrorBody,
+
+		ImageFirstByteTimeout: DefaultImageFirstByteTimeout,
+		ImageMaxResponseBytes: DefaultImageMaxResponseBytes,
+		ImageDownloadMaxBytes: DefaultImageDownloadMaxBytes,
+		ImageDownloadTimeout:  DefaultImageDownloadTimeout,
 	}
 	if client.opts != want {
 		t.Errorf("options = %+v, want %+v", client.opts, want)

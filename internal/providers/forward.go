@@ -113,12 +113,17 @@ func (f *Forwarded) IsEventStream() bool {
 // ReadBody reads the whole response body. The idle timeout applies between
 // reads. Errors are as for Client.Chat.
 func (f *Forwarded) ReadBody() ([]byte, error) {
-	cl := f.call
+	return f.call.readBody(maxResponseBody)
+}
+
+// readBody reads the whole response body, or fails with ErrorMalformed once
+// it exceeds limit bytes. The idle timeout applies between reads.
+func (cl *call) readBody(limit int64) ([]byte, error) {
 	idleCause := &timeoutError{limit: cl.client.opts.IdleTimeout, waitingFor: "more of the response body"}
 	cl.watchdog.arm(cl.client.opts.IdleTimeout, idleCause)
 	body := &watchedReader{reader: cl.resp.Body, watchdog: cl.watchdog, limit: cl.client.opts.IdleTimeout, cause: idleCause}
 
-	data, err := readCapped(body, cl.resp.ContentLength)
+	data, err := readCapped(body, cl.resp.ContentLength, limit)
 	if err != nil {
 		if ctxErr := cl.ctx.Err(); ctxErr != nil {
 			return nil, cl.canceled(ctxErr)
@@ -128,18 +133,18 @@ func (f *Forwarded) ReadBody() ([]byte, error) {
 		}
 		return nil, &UpstreamError{Kind: ErrorStreamCut, Message: "read response body: " + err.Error()}
 	}
-	if len(data) > maxResponseBody {
-		return nil, cl.malformed(fmt.Sprintf("response body exceeds %d bytes", maxResponseBody), "", false)
+	if int64(len(data)) > limit {
+		return nil, cl.malformed(fmt.Sprintf("response body exceeds %d bytes", limit), "", false)
 	}
 	cl.watchdog.stop()
 	return data, nil
 }
 
-// readCapped reads r to its end, or to one byte past maxResponseBody. A known
+// readCapped reads r to its end, or to one byte past limit. A known
 // contentLength sizes the buffer at once.
-func readCapped(r io.Reader, contentLength int64) ([]byte, error) {
-	if contentLength <= 0 || contentLength > maxResponseBody {
-		return io.ReadAll(io.LimitReader(r, maxResponseBody+1))
+func readCapped(r io.Reader, contentLength, limit int64) ([]byte, error) {
+	if contentLength <= 0 || contentLength > limit {
+		return io.ReadAll(io.LimitReader(r, limit+1))
 	}
 
 	buf := make([]byte, contentLength)

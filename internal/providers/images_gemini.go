@@ -1,0 +1,267 @@
+package providers
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"path"
+	"slices"
+	"strings"
+	"unicode/utf8"
+)
+
+// geminiResponse is the part of a GenerateContentResponse that the lane
+// reads. Data is a []byte, so encoding/json decodes the base64 text straight
+// into the image bytes.
+type geminiResponse struct {
+	Candidates []struct {
+		Content *struct {
+			Parts []struct {
+				Text string `json:"text"`
+				// Thought marks an interim part of a thinking model, such
+				// as a draft image, which is not a result.
+				Thought    bool `json:"thought"`
+				InlineData *struct {
+					MimeType string `json:"mimeType"`
+					Data     []byte `json:"data"`
+				} `json:"inlineData"`
+			} `json:"parts"`
+		} `json:"content"`
+		FinishReason  string `json:"finishReason"`
+		FinishMessage string `json:"finishMessage"`
+	} `json:"candidates"`
+	PromptFeedback *struct {
+		BlockReason        string `json:"blockReason"`
+		BlockReasonMessage string `json:"blockReasonMessage"`
+	} `json:"promptFeedback"`
+	UsageMetadata *struct {
+		PromptTokenCount     int `json:"promptTokenCount"`
+		CandidatesTokenCount int `json:"candidatesTokenCount"`
+		TotalTokenCount      int `json:"totalTokenCount"`
+	} `json:"usageMetadata"`
+}
+
+func (c *Client) generateGeminiImages(ctx context.Context, p Provider, req ImageRequest) (*ImageResult, error) {
+	endpoint, err := geminiEndpoint(p.BaseURL, req.Model)
+	if err != nil {
+		return nil, fmt.Errorf("provider %q: %w", p.ID, err)
+	}
+	body, err := encodeGeminiBody(req)
+	if err != nil {
+		return nil, fmt.Errorf("provider %q: %w", p.ID, err)
+	}
+
+	// The key goes in a header, never in the URL, where proxies and
+	// error messages could record it.
+	setHeaders := func(httpReq *http.Request) {
+		setImageHeaders(httpReq, p, "X-Goog-Api-Key", p.APIKey)
+	}
+	cl, data, err := c.postImageRequest(ctx, p, endpoint, body, setHeaders)
+	if err != nil {
+		return nil, classifyGeminiKeyError(err)
+	}
+
+	// Memory at peak: data holds the body, about 4/3 of the image bytes in
+	// base64, while Unmarshal allocates each image once at its decoded size.
+	var response geminiResponse
+	if err := json.Unmarshal(data, &response); err != nil {
+		excerpt := data[:min(int64(len(data)), cl.client.opts.MaxErrorBody)]
+		return nil, cl.malformed(fmt.Sprintf("invalid JSON in generateContent response: %v", err), string(excerpt), false)
+	}
+
+	result := &ImageResult{}
+	if usage := response.UsageMetadata; usage != nil {
+		result.Usage = &ImageUsage{
+			InputTokens:  usage.PromptTokenCount,
+			OutputTokens: usage.CandidatesTokenCount,
+			TotalTokens:  usage.TotalTokenCount,
+		}
+	}
+
+	for _, candidate := range response.Candidates {
+		if candidate.Content == nil {
+			continue
+		}
+		for _, part := range candidate.Content.Parts {
+			inline := part.InlineData
+			if part.Thought || inline == nil || len(inline.Data) == 0 {
+				continue
+			}
+			if inline.MimeType != "" && !strings.HasPrefix(inline.MimeType, "image/") {
+				continue
+			}
+			result.Images = append(result.Images, GeneratedImage{Data: inline.Data, ContentType: inline.MimeType})
+		}
+	}
+
+	if len(result.Images) == 0 {
+		return nil, cl.noImage(geminiNoImageReason(response), data)
+	}
+	return result, nil
+}
+
+// geminiEndpoint returns the generateContent URL of model. baseURL is the
+// API root, such as https://generativelanguage.googleapis.com. A base URL
+// that already ends in an API version (v1, v1beta or v1alpha) keeps it
+// instead of getting /v1beta.
+func geminiEndpoint(baseURL, model string) (string, error) {
+	model = strings.TrimPrefix(model, "models/")
+	if model == "" || model == "." || model == ".." || strings.ContainsAny(model, "/?#") {
+		return "", fmt.Errorf("invalid Gemini model %q: want a model id such as gemini-2.5-flash-image", model)
+	}
+
+	method := "models/" + model + ":generateContent"
+	if base, err := url.Parse(baseURL); err == nil {
+		switch path.Base(base.Path) {
+		case "v1", "v1beta", "v1alpha":
+			return endpointURL(baseURL, method)
+		}
+	}
+	return endpointURL(baseURL, "v1beta/"+method)
+}
+
+// encodeGeminiBody builds the generateContent body from Prompt, N and
+// ExtraGoogle, as ImageRequest.ExtraGoogle describes.
+func encodeGeminiBody(req ImageRequest) ([]byte, error) {
+	fields := make(map[string]json.RawMessage, len(req.ExtraGoogle)+2)
+	for name, value := range req.ExtraGoogle {
+		fields[name] = value
+	}
+
+	// The snake_case spelling is merged first, so camelCase keys win.
+	config := map[string]json.RawMessage{}
+	for _, name := range []string{"generation_config", "generationConfig"} {
+		raw, ok := fields[name]
+		if !ok {
+			continue
+		}
+		delete(fields, name)
+		if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+			continue
+		}
+
+		var extra map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &extra); err != nil || extra == nil {
+			return nil, fmt.Errorf("extra Google field %s must be a JSON object", name)
+		}
+		for key, value := range extra {
+			config[key] = value
+		}
+	}
+
+	// Gemini image models return only text unless the response modalities
+	// include IMAGE.
+	if !hasAnyKey(config, "responseModalities", "response_modalities") {
+		config["responseModalities"] = json.RawMessage(`["TEXT","IMAGE"]`)
+	}
+	if req.N > 1 {
+		delete(config, "candidate_count")
+		config["candidateCount"] = json.RawMessage(fmt.Sprint(req.N))
+	}
+
+	encodedConfig, err := json.Marshal(config)
+	if err != nil {
+		return nil, fmt.Errorf("encode generationConfig: %w", err)
+	}
+	fields["generationConfig"] = encodedConfig
+
+	type part struct {
+		Text string `json:"text"`
+	}
+	type content struct {
+		Role  string `json:"role"`
+		Parts []part `json:"parts"`
+	}
+	delete(fields, "contents")
+	if fields["contents"], err = json.Marshal([]content{{Role: "user", Parts: []part{{Text: req.Prompt}}}}); err != nil {
+		return nil, fmt.Errorf("encode contents: %w", err)
+	}
+
+	body, err := json.Marshal(fields)
+	if err != nil {
+		return nil, fmt.Errorf("encode generateContent request: %w", err)
+	}
+	return body, nil
+}
+
+func hasAnyKey(fields map[string]json.RawMessage, names ...string) bool {
+	for _, name := range names {
+		if _, ok := fields[name]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// geminiNoImageReason describes why a response has no image, from the
+// prompt's blockReason or the candidates' finishReason values.
+func geminiNoImageReason(response geminiResponse) string {
+	if feedback := response.PromptFeedback; feedback != nil && feedback.BlockReason != "" {
+		reason := "no image: the prompt was blocked with blockReason " + feedback.BlockReason
+		if feedback.BlockReasonMessage != "" {
+			reason += ": " + feedback.BlockReasonMessage
+		}
+		return reason
+	}
+	if len(response.Candidates) == 0 {
+		return "no image: the generateContent response has no candidates"
+	}
+
+	var reasons []string
+	var finishMessage, text string
+	for _, candidate := range response.Candidates {
+		reason := candidate.FinishReason
+		if reason == "" {
+			reason = "unspecified"
+		}
+		if !slices.Contains(reasons, reason) {
+			reasons = append(reasons, reason)
+		}
+		if finishMessage == "" {
+			finishMessage = candidate.FinishMessage
+		}
+		if text == "" && candidate.Content != nil {
+			for _, part := range candidate.Content.Parts {
+				if !part.Thought && part.Text != "" {
+					text = part.Text
+					break
+				}
+			}
+		}
+	}
+
+	message := "no image: no candidate contains an image, finishReason " + strings.Join(reasons, ", ")
+	if finishMessage != "" {
+		message += ": " + finishMessage
+	}
+	if text != "" {
+		message += fmt.Sprintf("; the model answered with text only: %q", truncateText(text, 200))
+	}
+	return message
+}
+
+func truncateText(text string, maxBytes int) string {
+	if len(text) <= maxBytes {
+		return text
+	}
+	cut := maxBytes
+	for cut > 0 && !utf8.RuneStart(text[cut]) {
+		cut--
+	}
+	return text[:cut] + "..."
+}
+
+// classifyGeminiKeyError turns Gemini's response to an invalid key, which is
+// HTTP 400 with reason API_KEY_INVALID in the error details, into
+// ErrorAuth, so that the key is not blamed on the request.
+func classifyGeminiKeyError(err error) error {
+	var upstream *UpstreamError
+	if errors.As(err, &upstream) && upstream.Kind == ErrorBadRequest && bytes.Contains(upstream.Body, []byte("API_KEY_INVALID")) {
+		upstream.Kind = ErrorAuth
+	}
+	return err
+}

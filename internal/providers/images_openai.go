@@ -1,0 +1,187 @@
+package providers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+)
+
+// openAIImagesResponse is the part of an OpenAI images response that the
+// lane reads. B64JSON is a []byte, so encoding/json decodes the base64 text
+// straight into the image bytes, without an intermediate string.
+type openAIImagesResponse struct {
+	Data []struct {
+		B64JSON       []byte `json:"b64_json"`
+		URL           string `json:"url"`
+		RevisedPrompt string `json:"revised_prompt"`
+	} `json:"data"`
+	OutputFormat string `json:"output_format"`
+	Usage        *struct {
+		InputTokens  int `json:"input_tokens"`
+		OutputTokens int `json:"output_tokens"`
+		TotalTokens  int `json:"total_tokens"`
+	} `json:"usage"`
+	Error json.RawMessage `json:"error"`
+}
+
+func (c *Client) generateOpenAIImages(ctx context.Context, p Provider, req ImageRequest) (*ImageResult, error) {
+	endpoint, err := endpointURL(p.BaseURL, "images/generations")
+	if err != nil {
+		return nil, fmt.Errorf("provider %q: %w", p.ID, err)
+	}
+	body, err := encodeOpenAIImageBody(req)
+	if err != nil {
+		return nil, fmt.Errorf("provider %q: %w", p.ID, err)
+	}
+
+	setHeaders := func(httpReq *http.Request) {
+		setImageHeaders(httpReq, p, "Authorization", "Bearer "+p.APIKey)
+	}
+	cl, data, err := c.postImageRequest(ctx, p, endpoint, body, setHeaders)
+	if err != nil {
+		return nil, err
+	}
+
+	// Memory at peak, for n images of b bytes: data holds the body, about
+	// 4/3 n*b of base64 text, while Unmarshal allocates each image once at
+	// its decoded size. The body becomes garbage when decodeOpenAIImages
+	// returns, before any URL download starts.
+	result, urls, err := decodeOpenAIImages(cl, data)
+	if err != nil {
+		return nil, err
+	}
+
+	for _, pending := range urls {
+		image, err := c.downloadImage(ctx, p, pending.index, pending.url)
+		if err != nil {
+			return nil, err
+		}
+		if image.ContentType == "" {
+			image.ContentType = pending.contentType
+		}
+		image.RevisedPrompt = pending.revisedPrompt
+		result.Images[pending.index] = image
+	}
+	return result, nil
+}
+
+// encodeOpenAIImageBody builds the request body. Fields of ExtraOpenAI are
+// copied first, so the fields that req sets replace them.
+func encodeOpenAIImageBody(req ImageRequest) ([]byte, error) {
+	fields := make(map[string]json.RawMessage, len(req.ExtraOpenAI)+12)
+	for name, value := range req.ExtraOpenAI {
+		fields[name] = value
+	}
+
+	set := func(name string, value any) error {
+		encoded, err := json.Marshal(value)
+		if err != nil {
+			return fmt.Errorf("encode %s: %w", name, err)
+		}
+		fields[name] = encoded
+		return nil
+	}
+	setString := func(name, value string) error {
+		if value == "" {
+			return nil
+		}
+		return set(name, value)
+	}
+
+	if err := set("model", req.Model); err != nil {
+		return nil, err
+	}
+	if err := set("prompt", req.Prompt); err != nil {
+		return nil, err
+	}
+	if req.N > 0 {
+		if err := set("n", req.N); err != nil {
+			return nil, err
+		}
+	}
+	if req.OutputCompression != nil {
+		if err := set("output_compression", *req.OutputCompression); err != nil {
+			return nil, err
+		}
+	}
+
+	optional := []struct{ name, value string }{
+		{"size", req.Size},
+		{"quality", req.Quality},
+		{"style", req.Style},
+		{"response_format", req.ResponseFormat},
+		{"background", req.Background},
+		{"output_format", req.OutputFormat},
+		{"user", req.User},
+	}
+	for _, field := range optional {
+		if err := setString(field.name, field.value); err != nil {
+			return nil, err
+		}
+	}
+
+	body, err := json.Marshal(fields)
+	if err != nil {
+		return nil, fmt.Errorf("encode image request: %w", err)
+	}
+	return body, nil
+}
+
+// pendingDownload is an image that the upstream returned as a URL.
+type pendingDownload struct {
+	index         int
+	url           string
+	contentType   string
+	revisedPrompt string
+}
+
+// decodeOpenAIImages decodes data and returns the base64 images in place
+// and the URL images as pending downloads, whose slots stay empty.
+func decodeOpenAIImages(cl *call, data []byte) (*ImageResult, []pendingDownload, error) {
+	var response openAIImagesResponse
+	if err := json.Unmarshal(data, &response); err != nil {
+		// Slicing first keeps a large body from being copied into a string.
+		excerpt := data[:min(int64(len(data)), cl.client.opts.MaxErrorBody)]
+		return nil, nil, cl.malformed(fmt.Sprintf("invalid JSON in images response: %v", err), string(excerpt), false)
+	}
+	if message, ok := errorMessage(response.Error); ok {
+		return nil, nil, &UpstreamError{Kind: ErrorServer, StatusCode: cl.resp.StatusCode, Message: cl.redact(message), Body: cl.capBody(data)}
+	}
+	if len(response.Data) == 0 {
+		return nil, nil, cl.noImage("the images response has an empty data array", data)
+	}
+
+	contentType := imageMediaType(response.OutputFormat)
+	result := &ImageResult{Images: make([]GeneratedImage, len(response.Data))}
+	if usage := response.Usage; usage != nil {
+		result.Usage = &ImageUsage{InputTokens: usage.InputTokens, OutputTokens: usage.OutputTokens, TotalTokens: usage.TotalTokens}
+	}
+
+	var downloads []pendingDownload
+	for i, entry := range response.Data {
+		switch {
+		case len(entry.B64JSON) > 0:
+			result.Images[i] = GeneratedImage{Data: entry.B64JSON, ContentType: contentType, RevisedPrompt: entry.RevisedPrompt}
+		case entry.URL != "":
+			downloads = append(downloads, pendingDownload{index: i, url: entry.URL, contentType: contentType, revisedPrompt: entry.RevisedPrompt})
+		default:
+			return nil, nil, cl.malformed(fmt.Sprintf("images response entry data[%d] has neither b64_json nor url", i), "", false)
+		}
+	}
+	return result, downloads, nil
+}
+
+// imageMediaType maps OpenAI's output_format to a media type.
+func imageMediaType(outputFormat string) string {
+	switch outputFormat {
+	case "png":
+		return "image/png"
+	case "jpeg", "jpg":
+		return "image/jpeg"
+	case "webp":
+		return "image/webp"
+	default:
+		return ""
+	}
+}
