@@ -39,6 +39,9 @@ type Chat struct {
 	Client  *providers.Client
 	Limits  ChatLimits
 	Logger  *slog.Logger
+	// ImageURL signs the image links in the terminal event of an image
+	// run; nil leaves them empty, and clients read them from the message.
+	ImageURL func(objectKey string) string
 }
 
 // StartRun marks the run running and resolves its logical model into the
@@ -52,10 +55,11 @@ func (a *Chat) StartRun(ctx context.Context, runID string) (workflows.StartRunRe
 		return workflows.StartRunResult{}, err
 	}
 
-	candidates, err := a.planCandidates(ctx, run.RequestedLogicalModel)
+	capability := capabilityOf(run)
+	candidates, err := planCandidates(ctx, a.Router, a.Catalog, run.RequestedLogicalModel, capability)
 	if err != nil {
 		return workflows.StartRunResult{}, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("logical model %q cannot serve chat: %v", run.RequestedLogicalModel, err), workflows.ErrorUnknownModel, nil)
+			fmt.Sprintf("logical model %q cannot serve %s: %v", run.RequestedLogicalModel, capability, err), workflows.ErrorUnknownModel, nil)
 	}
 	if len(candidates) == 0 {
 		return workflows.StartRunResult{}, temporal.NewNonRetryableApplicationError(
@@ -92,7 +96,7 @@ func (a *Chat) StreamChat(ctx context.Context, in workflows.StreamChatInput) (wo
 	}
 	logger = logger.With("user_id", run.UserID)
 
-	pick, err := a.chooseUpstream(ctx, run, in)
+	pick, err := chooseUpstream(ctx, a.Router, run, in)
 	if err != nil {
 		logger.Warn("no usable upstream for the attempt", "provider", in.Candidate.ProviderID, "model", in.Candidate.Model, "error", err)
 		// The run records the attempt anyway, so that its attempt number
@@ -142,7 +146,7 @@ func (a *Chat) StreamChat(ctx context.Context, in workflows.StreamChatInput) (wo
 	result, err := a.Client.StreamChat(ctx, provider, request, writer.Delta)
 	a.Router.Report(ctx, pick, err)
 	if err != nil {
-		return workflows.StreamChatResult{}, a.attemptError(ctx, err, in.Candidate, logger)
+		return workflows.StreamChatResult{}, attemptError(ctx, err, in.Candidate, logger)
 	}
 	if err := writer.Flush(ctx); err != nil {
 		return workflows.StreamChatResult{}, fmt.Errorf("store events: %w", err)
@@ -197,11 +201,17 @@ func (a *Chat) openWriter(ctx context.Context, runID string, attempt int, logger
 	return writer, nil
 }
 
-// heartbeat records heartbeats until the returned function is called. The
-// worker's heartbeat throttle decides how often they reach the server, and
-// cancellation arrives with the server's reply.
+// heartbeat records heartbeats with the writer's last event number until
+// the returned function is called.
 func (a *Chat) heartbeat(ctx context.Context, writer *events.Writer) (stop func()) {
-	interval := a.Limits.HeartbeatInterval
+	return startHeartbeat(ctx, a.Limits.HeartbeatInterval, func() any { return writer.LastSeq() })
+}
+
+// startHeartbeat records heartbeats with details() every interval (200 ms
+// when interval is 0) until the returned function is called. The worker's
+// heartbeat throttle decides how often they reach the server, and
+// cancellation arrives with the server's reply.
+func startHeartbeat(ctx context.Context, interval time.Duration, details func() any) (stop func()) {
 	if interval <= 0 {
 		interval = 200 * time.Millisecond
 	}
@@ -219,7 +229,7 @@ func (a *Chat) heartbeat(ctx context.Context, writer *events.Writer) (stop func(
 				return
 			case <-ticker.C:
 			}
-			activity.RecordHeartbeat(ctx, writer.LastSeq())
+			activity.RecordHeartbeat(ctx, details())
 		}
 	}()
 	return func() { close(done) }
@@ -232,7 +242,7 @@ func (a *Chat) heartbeat(ctx context.Context, writer *events.Writer) (stop func(
 // been taken out of use by the router, so it becomes the retryable
 // upstream_key_rejected, and the next attempt tries another key or
 // candidate.
-func (a *Chat) attemptError(ctx context.Context, err error, used workflows.Candidate, logger *slog.Logger) error {
+func attemptError(ctx context.Context, err error, used workflows.Candidate, logger *slog.Logger) error {
 	if ctx.Err() != nil {
 		logger.Info("upstream attempt canceled")
 		return ctx.Err()
@@ -360,7 +370,7 @@ func trimHistory(turns []providers.Message, maxChars int) []providers.Message {
 func (a *Chat) FinalizeRun(ctx context.Context, in workflows.FinalizeInput) (workflows.FinalizeResult, error) {
 	logger := a.Logger.With("run_id", in.RunID, "workflow_id", activity.GetInfo(ctx).WorkflowExecution.ID)
 
-	outcome := store.Outcome{Status: in.Status, ErrorCode: in.ErrorCode, ErrorMessage: in.ErrorMessage}
+	outcome := store.Outcome{Status: in.Status, ErrorCode: in.ErrorCode, ErrorMessage: in.ErrorMessage, ImageURL: a.ImageURL}
 	run, terminal, changed, err := a.Store.FinalizeRun(ctx, in.RunID, outcome)
 	if errors.Is(err, store.ErrNotFound) {
 		// The conversation was deleted while the run was active.

@@ -19,12 +19,20 @@ import (
 // every candidate is cooling down, the run still gets all of them in plan
 // order, because its attempts come later, after backoff, and StreamChat
 // checks the cooldowns again.
-func (a *Chat) planCandidates(ctx context.Context, logicalModel string) ([]providers.Candidate, error) {
-	candidates, err := a.Router.Plan(ctx, logicalModel, providers.CapabilityChat)
+func planCandidates(ctx context.Context, rt *router.Router, catalog *providers.Catalog, logicalModel string, capability providers.Capability) ([]providers.Candidate, error) {
+	candidates, err := rt.Plan(ctx, logicalModel, capability)
 	if errors.Is(err, router.ErrAllCoolingDown) {
-		return a.Catalog.Candidates(logicalModel, providers.CapabilityChat)
+		return catalog.Candidates(logicalModel, capability)
 	}
 	return candidates, err
+}
+
+// capabilityOf returns what a run of this kind needs from its logical model.
+func capabilityOf(run *models.ChatRun) providers.Capability {
+	if run.Kind == models.RunKindImage {
+		return providers.CapabilityImageGeneration
+	}
+	return providers.CapabilityChat
 }
 
 // chooseUpstream acquires a key for the attempt. It tries the workflow's
@@ -34,24 +42,24 @@ func (a *Chat) planCandidates(ctx context.Context, logicalModel string) ([]provi
 // error is the retryable upstream_cooling_down with the wait as
 // NextRetryDelay, or the non-retryable no_candidate when nothing usable is
 // configured.
-func (a *Chat) chooseUpstream(ctx context.Context, run *models.ChatRun, in workflows.StreamChatInput) (router.Pick, error) {
+func chooseUpstream(ctx context.Context, rt *router.Router, run *models.ChatRun, in workflows.AttemptInput) (router.Pick, error) {
 	requested := providers.Candidate{ProviderID: in.Candidate.ProviderID, Model: in.Candidate.Model}
 	var failures acquireFailures
 
 	// The plan is made only when the workflow's candidate cannot be used,
 	// so the common attempt costs no extra lookup.
 	if !wasTried(in.Tried, requested) {
-		pick, err := a.Router.Acquire(ctx, requested)
+		pick, err := rt.Acquire(ctx, requested)
 		if err == nil {
 			return pick, nil
 		}
 		failures.add(err)
 	}
 
-	plan, err := a.Router.Plan(ctx, run.RequestedLogicalModel, providers.CapabilityChat)
+	plan, err := rt.Plan(ctx, run.RequestedLogicalModel, capabilityOf(run))
 	failures.addCooldown(err)
 	for _, candidate := range fallbackOrder(plan, requested, in.Tried) {
-		pick, err := a.Router.Acquire(ctx, candidate)
+		pick, err := rt.Acquire(ctx, candidate)
 		if err == nil {
 			return pick, nil
 		}

@@ -143,9 +143,15 @@ func (s *Server) regenerate(c *gin.Context) {
 // workflow. When Temporal cannot be reached the run is failed, so that it
 // does not stay queued forever, and the client gets a 503.
 func (s *Server) startRun(c *gin.Context, run *models.ChatRun, prompt string) bool {
+	taskQueue, workflowName := workflows.ChatTaskQueue, workflows.ChatRunWorkflowName
+	var input any = workflows.ChatRunInput{RunID: run.ID, MaxAttempts: s.Limits.UpstreamMaxAttempts}
+	if run.Kind == models.RunKindImage {
+		taskQueue, workflowName = workflows.ImageTaskQueue, workflows.ImageGenerationWorkflowName
+		input = workflows.ImageRunInput{RunID: run.ID, MaxAttempts: s.Images.MaxAttempts}
+	}
 	opts := client.StartWorkflowOptions{
 		ID:                       run.WorkflowID,
-		TaskQueue:                workflows.ChatTaskQueue,
+		TaskQueue:                taskQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		StaticSummary:            runSummary(run.Kind, run.RequestedLogicalModel, prompt),
@@ -155,9 +161,7 @@ func (s *Server) startRun(c *gin.Context, run *models.ChatRun, prompt string) bo
 	// committed run would be failed below although Temporal may have it.
 	startCtx, cancelStart := context.WithTimeout(context.WithoutCancel(c.Request.Context()), 15*time.Second)
 	defer cancelStart()
-	_, err := s.Temporal.ExecuteWorkflow(startCtx, opts, workflows.ChatRunWorkflowName, workflows.ChatRunInput{
-		RunID: run.ID, MaxAttempts: s.Limits.UpstreamMaxAttempts,
-	})
+	_, err := s.Temporal.ExecuteWorkflow(startCtx, opts, workflowName, input)
 	var alreadyStarted *serviceErrorAlreadyStarted
 	if err == nil || errors.As(err, &alreadyStarted) {
 		if s.Metrics != nil {
@@ -230,11 +234,24 @@ func (s *Server) writeTurn(c *gin.Context, status int, turn *store.Turn) {
 	if s.lookupError(c, "run", err) {
 		return
 	}
-	c.JSON(status, gin.H{
+	response := gin.H{
 		"user_message_id":      turn.UserMessage.ID,
 		"assistant_message_id": turn.AssistantMessage.ID,
 		"run":                  detail,
-	})
+	}
+	if turn.Run.Kind == models.RunKindImage {
+		// The image links are in the assistant message, which the run
+		// detail does not carry.
+		message, err := s.Store.Message(c, turn.AssistantMessage.ID)
+		if s.lookupError(c, "message", err) {
+			return
+		}
+		view := viewMessage(message)
+		view.Content = s.signedContent(c, message)
+		view.Run = detail
+		response["assistant_message"] = view
+	}
+	c.JSON(status, response)
 }
 
 func wantsEventStream(c *gin.Context) bool {
@@ -275,6 +292,7 @@ func (s *Server) listMessages(c *gin.Context) {
 	views := make([]messageView, len(items))
 	for i := range items {
 		views[i] = viewMessage(&items[i])
+		views[i].Content = s.signedContent(c, &items[i])
 		if items[i].Role != models.RoleAssistant || items[i].RunID == nil {
 			continue
 		}

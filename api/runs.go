@@ -143,7 +143,8 @@ type completionUsage struct {
 	TotalTokens      int `json:"total_tokens"`
 }
 
-// getRunResult returns the chat completion of a succeeded run. A run that
+// getRunResult returns the chat completion of a succeeded chat run, or the
+// images response of a succeeded image run. A run that
 // has not ended, or ended without success, gets a 409 whose "status" field
 // is the run's status.
 func (s *Server) getRunResult(c *gin.Context) {
@@ -152,10 +153,12 @@ func (s *Server) getRunResult(c *gin.Context) {
 		return
 	}
 
-	switch run.Status {
-	case models.RunSucceeded:
+	switch {
+	case run.Status == models.RunSucceeded && run.Kind == models.RunKindImage:
+		s.writeImagesResponse(c, run)
+	case run.Status == models.RunSucceeded:
 		c.JSON(http.StatusOK, completionOf(run))
-	case models.RunFailed, models.RunCanceled:
+	case run.Status == models.RunFailed || run.Status == models.RunCanceled:
 		code, message := run.ErrorCode, run.ErrorMessage
 		if code == "" {
 			code = "run_" + run.Status

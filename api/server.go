@@ -56,6 +56,9 @@ type Server struct {
 
 	// RequestLog receives a row per gateway request; nil discards them.
 	RequestLog *requestlog.Writer
+
+	// Images configures image generation and the media links.
+	Images ImageOptions
 }
 
 // Handler returns the HTTP handler with every route.
@@ -97,6 +100,7 @@ func (s *Server) Handler() http.Handler {
 	// can list models and follow runs.
 	gateway := r.Group("/v1", s.observeGateway, s.requireAPIKey, guards.limitAPIKey)
 	gateway.POST("/chat/completions", s.chatCompletions)
+	gateway.POST("/images/generations", s.imageGenerations)
 	either := r.Group("/v1", s.requireUserOrAPIKey, guards.limitCaller)
 	either.GET("/models", s.listModels)
 	either.GET("/runs/:id", s.getRun)
@@ -123,6 +127,14 @@ func (s *Server) Handler() http.Handler {
 	v1.GET("/conversations/:id/messages", s.listMessages)
 	v1.DELETE("/conversations/:id/messages", s.clearMessages)
 	v1.POST("/messages/:id/regenerate", s.regenerate)
+	v1.POST("/conversations/:id/image-generations", s.postImageGeneration)
+
+	// The signature in the query is the credential of a media link.
+	if s.Images.MediaHandler != nil {
+		media := gin.WrapH(s.Images.MediaHandler)
+		r.GET("/media/images/*object_key", media)
+		r.HEAD("/media/images/*object_key", media)
+	}
 
 	return guards.wrap(r)
 }

@@ -55,3 +55,37 @@ func RegisterChat(r interface {
 	r.RegisterActivityWithOptions(chat.StreamChat, activity.RegisterOptions{Name: workflows.StreamChatActivity})
 	r.RegisterActivityWithOptions(chat.FinalizeRun, activity.RegisterOptions{Name: workflows.FinalizeRunActivity})
 }
+
+// NewImageWorker returns a worker for the image task queue. Image runs share
+// the StartRun and FinalizeRun activities of chat, so chat provides them.
+func NewImageWorker(c client.Client, chat *activities.Chat, images *activities.Images, opts Options) sdkworker.Worker {
+	if opts.MaxConcurrentActivities <= 0 {
+		opts.MaxConcurrentActivities = 100
+	}
+	if opts.HeartbeatThrottle <= 0 {
+		opts.HeartbeatThrottle = 800 * time.Millisecond
+	}
+	w := sdkworker.New(c, workflows.ImageTaskQueue, sdkworker.Options{
+		MaxConcurrentActivityExecutionSize:      opts.MaxConcurrentActivities,
+		MaxConcurrentLocalActivityExecutionSize: opts.MaxConcurrentActivities,
+		MaxHeartbeatThrottleInterval:            opts.HeartbeatThrottle,
+		DefaultHeartbeatThrottleInterval:        opts.HeartbeatThrottle,
+	})
+	RegisterImages(w, chat, images)
+	return w
+}
+
+// RegisterImages registers the image workflow and its activities under
+// their recorded names. Tests use it with a test environment or a replayer.
+func RegisterImages(r interface {
+	RegisterWorkflowWithOptions(any, workflow.RegisterOptions)
+	RegisterActivityWithOptions(any, activity.RegisterOptions)
+}, chat *activities.Chat, images *activities.Images) {
+	r.RegisterWorkflowWithOptions(workflows.ImageGenerationWorkflow, workflow.RegisterOptions{Name: workflows.ImageGenerationWorkflowName})
+	if chat == nil || images == nil {
+		return
+	}
+	r.RegisterActivityWithOptions(chat.StartRun, activity.RegisterOptions{Name: workflows.StartRunActivity})
+	r.RegisterActivityWithOptions(chat.FinalizeRun, activity.RegisterOptions{Name: workflows.FinalizeRunActivity})
+	r.RegisterActivityWithOptions(images.GenerateImages, activity.RegisterOptions{Name: workflows.GenerateImagesActivity})
+}

@@ -39,10 +39,31 @@ func ChatRunWorkflow(ctx workflow.Context, in ChatRunInput) (FinalizeResult, err
 		return FinalizeResult{}, fmt.Errorf("register %s query: %w", RunStateQuery, err)
 	}
 
-	outcome := runUpstream(ctx, in, &state)
+	outcome := runUpstream(ctx, in.RunID, in.MaxAttempts, streamChatAttempt, &state)
+	return finalize(ctx, outcome, &state)
+}
 
-	// Finalization must happen even when the run was canceled, so it runs in
-	// a context that the cancellation does not reach.
+// streamChatAttempt runs one StreamChat activity and returns the candidate
+// that it used and the run's last event number.
+func streamChatAttempt(ctx workflow.Context, in AttemptInput) (Candidate, int64, error) {
+	attemptCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 15 * time.Minute,
+		// A worker that dies mid-stream stops heartbeating; the attempt
+		// then times out here and the loop starts the next one.
+		HeartbeatTimeout:    10 * time.Second,
+		WaitForCancellation: true,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
+		Summary:             fmt.Sprintf("upstream %s/%s attempt %d", in.Candidate.ProviderID, in.Candidate.Model, in.Attempt),
+	})
+	var result StreamChatResult
+	err := workflow.ExecuteActivity(attemptCtx, StreamChatActivity, in).Get(attemptCtx, &result)
+	return usedCandidate(in.Candidate, result.Candidate, err), result.LastSeq, err
+}
+
+// finalize ends the run with outcome and returns the final state.
+// Finalization must happen even when the run was canceled, so it runs in a
+// context that the cancellation does not reach.
+func finalize(ctx workflow.Context, outcome FinalizeInput, state *RunState) (FinalizeResult, error) {
 	finalCtx, _ := workflow.NewDisconnectedContext(ctx)
 	finalCtx = workflow.WithActivityOptions(finalCtx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
@@ -51,7 +72,7 @@ func ChatRunWorkflow(ctx workflow.Context, in ChatRunInput) (FinalizeResult, err
 	})
 	var result FinalizeResult
 	if err := workflow.ExecuteActivity(finalCtx, FinalizeRunActivity, outcome).Get(finalCtx, &result); err != nil {
-		return FinalizeResult{}, fmt.Errorf("finalize run %s: %w", in.RunID, err)
+		return FinalizeResult{}, fmt.Errorf("finalize run %s: %w", outcome.RunID, err)
 	}
 	state.Status = result.Status
 	state.LastSeq = result.LastSeq
@@ -59,26 +80,30 @@ func ChatRunWorkflow(ctx workflow.Context, in ChatRunInput) (FinalizeResult, err
 	return result, nil
 }
 
+// attemptFunc makes one upstream attempt of a run. It returns the candidate
+// that the attempt used, which the activity may have switched, and the
+// run's last event number after a success.
+type attemptFunc func(ctx workflow.Context, in AttemptInput) (used Candidate, lastSeq int64, err error)
+
 // runUpstream marks the run running and makes upstream attempts until one
 // succeeds, the policy gives up or the workflow is canceled. It returns the
 // outcome to finalize.
-func runUpstream(ctx workflow.Context, in ChatRunInput, state *RunState) FinalizeInput {
+func runUpstream(ctx workflow.Context, runID string, maxAttempts int, attemptOnce attemptFunc, state *RunState) FinalizeInput {
 	logger := workflow.GetLogger(ctx)
-	outcome := FinalizeInput{RunID: in.RunID}
+	outcome := FinalizeInput{RunID: runID}
 
 	startCtx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout: 10 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5, NonRetryableErrorTypes: UpstreamRetryPolicy.NonRetryableErrorTypes},
 	})
 	var started StartRunResult
-	if err := workflow.ExecuteLocalActivity(startCtx, StartRunActivity, in.RunID).Get(startCtx, &started); err != nil {
+	if err := workflow.ExecuteLocalActivity(startCtx, StartRunActivity, runID).Get(startCtx, &started); err != nil {
 		return failure(ctx, outcome, err)
 	}
 	state.Status = "running"
 	state.LastSeq = started.LastSeq
 	setStatus(ctx, "running")
 
-	maxAttempts := in.MaxAttempts
 	if maxAttempts <= 0 {
 		maxAttempts = DefaultMaxAttempts
 	}
@@ -89,27 +114,15 @@ func runUpstream(ctx workflow.Context, in ChatRunInput, state *RunState) Finaliz
 		state.Attempt, state.Provider, state.Model = attempt, candidate.ProviderID, candidate.Model
 		workflow.SetCurrentDetails(ctx, fmt.Sprintf("attempt %d on %s/%s", attempt, candidate.ProviderID, candidate.Model))
 
-		attemptCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-			StartToCloseTimeout: 15 * time.Minute,
-			// A worker that dies mid-stream stops heartbeating; the attempt
-			// then times out here and the loop starts the next one.
-			HeartbeatTimeout:    10 * time.Second,
-			WaitForCancellation: true,
-			RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
-			Summary:             fmt.Sprintf("upstream %s/%s attempt %d", candidate.ProviderID, candidate.Model, attempt),
+		used, lastSeq, err := attemptOnce(ctx, AttemptInput{
+			RunID: runID, Attempt: attempt, Candidate: candidate, Tried: slices.Clone(tried),
 		})
-		var result StreamChatResult
-		err := workflow.ExecuteActivity(attemptCtx, StreamChatActivity, StreamChatInput{
-			RunID: in.RunID, Attempt: attempt, Candidate: candidate, Tried: slices.Clone(tried),
-		}).Get(attemptCtx, &result)
-
-		used := usedCandidate(candidate, result, err)
 		state.Provider, state.Model = used.ProviderID, used.Model
 		if !slices.Contains(tried, used) {
 			tried = append(tried, used)
 		}
 		if err == nil {
-			state.LastSeq = result.LastSeq
+			state.LastSeq = lastSeq
 			outcome.Status = "succeeded"
 			return outcome
 		}
@@ -122,7 +135,7 @@ func runUpstream(ctx workflow.Context, in ChatRunInput, state *RunState) Finaliz
 			outcome.Status, outcome.ErrorCode, outcome.ErrorMessage = "failed", code, message
 			return outcome
 		}
-		logger.Warn("upstream attempt failed, retrying", "run_id", in.RunID, "attempt", attempt,
+		logger.Warn("upstream attempt failed, retrying", "run_id", runID, "attempt", attempt,
 			"provider", used.ProviderID, "error_code", code)
 
 		if err := workflow.Sleep(ctx, retryDelay(attempt, err)); err != nil {
@@ -146,10 +159,10 @@ func nextCandidate(candidates, tried []Candidate, attempt int) Candidate {
 // the activity reports when it switched away from the planned one. Results
 // and errors recorded before it reported this carry nothing, and the
 // planned candidate is returned.
-func usedCandidate(planned Candidate, result StreamChatResult, err error) Candidate {
+func usedCandidate(planned, reported Candidate, err error) Candidate {
 	if err == nil {
-		if result.Candidate.ProviderID != "" {
-			return result.Candidate
+		if reported.ProviderID != "" {
+			return reported
 		}
 		return planned
 	}

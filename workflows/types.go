@@ -10,6 +10,9 @@ import (
 // Task queues.
 const (
 	ChatTaskQueue = "aihigress-chat"
+	// ImageTaskQueue is separate from chat, so that slow image generations
+	// cannot hold the chat workers' slots.
+	ImageTaskQueue = "aihigress-image"
 )
 
 // Names registered with the worker. They are part of recorded histories, so
@@ -20,6 +23,9 @@ const (
 	StreamChatActivity  = "StreamChat"
 	FinalizeRunActivity = "FinalizeRun"
 	RunStateQuery       = "run_state"
+
+	ImageGenerationWorkflowName = "ImageGenerationWorkflow"
+	GenerateImagesActivity      = "GenerateImages"
 )
 
 // Search attributes, registered on the dev server by `aihigress dev` and on
@@ -46,6 +52,31 @@ type ChatRunInput struct {
 	MaxAttempts int
 }
 
+// ImageRunInput starts ImageGenerationWorkflow. The prompt and parameters
+// are in the run's stored request, not in the input.
+type ImageRunInput struct {
+	RunID string
+	// MaxAttempts caps upstream attempts across all candidates; 0 means
+	// DefaultMaxAttempts.
+	MaxAttempts int
+}
+
+// ImageRef is one stored image: its object key in the media storage, its
+// size in bytes and its content type.
+type ImageRef struct {
+	ObjectKey   string
+	Size        int64
+	ContentType string
+}
+
+// GenerateImagesResult is the outcome of a successful GenerateImages
+// attempt.
+type GenerateImagesResult struct {
+	Images    []ImageRef
+	Candidate Candidate
+	LastSeq   int64
+}
+
 // Candidate is one upstream choice: a provider ID and its model name. It
 // contains no credentials.
 type Candidate struct {
@@ -59,9 +90,9 @@ type StartRunResult struct {
 	LastSeq    int64
 }
 
-// StreamChatInput is one upstream attempt. The activity may use another
-// candidate than Candidate when that one is cooling down.
-type StreamChatInput struct {
+// AttemptInput is one upstream attempt of a chat or image run. The activity
+// may use another candidate than Candidate when that one is cooling down.
+type AttemptInput struct {
 	RunID     string
 	Attempt   int
 	Candidate Candidate
@@ -70,6 +101,9 @@ type StreamChatInput struct {
 	// before the field existed lack it.
 	Tried []Candidate `json:",omitempty"`
 }
+
+// StreamChatInput is the input of StreamChat.
+type StreamChatInput = AttemptInput
 
 // StreamChatResult is the small summary of a successful attempt; the text
 // itself is stored by the activity.

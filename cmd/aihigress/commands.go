@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -84,6 +85,7 @@ func runDev(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if err := useDevSecrets(&cfg, logger); err != nil {
 		return err
 	}
+	cfg.Images.UseLocalDir(filepath.Join("data", "media"))
 
 	if cfg.RedisURL == "" {
 		redisServer, url, err := devenv.StartRedis()
@@ -134,7 +136,7 @@ func runDev(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		}
 		defer mock.Close()
 		mockURL = mock.URL() + "/v1"
-		if fallback, err = mockCatalog(mockURL); err != nil {
+		if fallback, err = mockCatalog(mock.URL()); err != nil {
 			return err
 		}
 	}
@@ -158,16 +160,26 @@ func runDev(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	return group.Wait()
 }
 
-// mockCatalog registers the mock upstream at baseURL as provider "mock" with
-// the logical models mock-gpt and mock-gpt-mini.
-func mockCatalog(baseURL string) (*providers.Catalog, error) {
+// mockCatalog registers the mock upstream at rootURL as provider "mock",
+// OpenAI-compatible, with the logical models mock-gpt, mock-gpt-mini and
+// mock-image, and as provider "mock-gemini", Gemini-compatible, with the
+// logical model mock-gemini-image.
+func mockCatalog(rootURL string) (*providers.Catalog, error) {
 	catalog := providers.NewCatalog()
-	err := catalog.AddProvider(providers.Provider{ID: "mock", Name: "Mock upstream", Kind: "openai", BaseURL: baseURL},
+	images := []providers.Capability{providers.CapabilityImageGeneration}
+	err := catalog.AddProvider(providers.Provider{ID: "mock", Name: "Mock upstream", Kind: "openai", BaseURL: rootURL + "/v1"},
 		providers.LogicalModel{Name: "mock-gpt", Candidates: []providers.Candidate{{ProviderID: "mock", Model: "mock-gpt"}}},
 		providers.LogicalModel{Name: "mock-gpt-mini", Candidates: []providers.Candidate{{ProviderID: "mock", Model: "mock-gpt-mini"}}},
+		providers.LogicalModel{Name: "mock-image", Capabilities: images, Candidates: []providers.Candidate{{ProviderID: "mock", Model: "mock-image"}}},
 	)
 	if err != nil {
 		return nil, fmt.Errorf("register the mock upstream: %w", err)
+	}
+	err = catalog.AddProvider(providers.Provider{ID: "mock-gemini", Name: "Mock upstream (Gemini API)", Kind: "gemini", BaseURL: rootURL},
+		providers.LogicalModel{Name: "mock-gemini-image", Capabilities: images, Candidates: []providers.Candidate{{ProviderID: "mock-gemini", Model: "mock-gemini-image"}}},
+	)
+	if err != nil {
+		return nil, fmt.Errorf("register the mock Gemini upstream: %w", err)
 	}
 	return catalog, nil
 }

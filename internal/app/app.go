@@ -23,6 +23,7 @@ import (
 	"github.com/aihigress/aihigress/internal/catalog"
 	"github.com/aihigress/aihigress/internal/config"
 	"github.com/aihigress/aihigress/internal/events"
+	"github.com/aihigress/aihigress/internal/media"
 	"github.com/aihigress/aihigress/internal/providers"
 	"github.com/aihigress/aihigress/internal/ratelimit"
 	"github.com/aihigress/aihigress/internal/requestlog"
@@ -32,6 +33,7 @@ import (
 	"github.com/aihigress/aihigress/internal/tokens"
 	"github.com/aihigress/aihigress/models"
 	"github.com/aihigress/aihigress/worker"
+	"github.com/aihigress/aihigress/workflows"
 )
 
 // App holds the connected dependencies.
@@ -48,6 +50,9 @@ type App struct {
 	Bus      *events.Bus
 	Upstream *providers.Client
 	Router   *router.Router
+	// Media stores generated images; MediaLinks signs their links.
+	Media      media.Storage
+	MediaLinks *media.Signer
 
 	// providerKeys encrypts provider keys at rest.
 	providerKeys *secrets.Cipher
@@ -141,9 +146,31 @@ func ConnectWithFallback(ctx context.Context, cfg config.Config, seed, fallback 
 		return nil, fmt.Errorf("connect to Temporal at %s: %w", cfg.TemporalAddress, err)
 	}
 
-	a.Upstream = providers.NewClient(providers.ClientOptions{})
+	a.Upstream = providers.NewClient(providers.ClientOptions{
+		ImageDownloadMaxBytes: cfg.Images.DownloadMaxBytes,
+		ImageDownloadTimeout:  cfg.Images.DownloadTimeout,
+	})
+	if err := a.openMedia(ctx); err != nil {
+		a.Close()
+		return nil, err
+	}
 	a.startRouter()
 	return a, nil
+}
+
+// openMedia opens the image storage that the configuration selects and the
+// signer of media links.
+func (a *App) openMedia(ctx context.Context) error {
+	storage, err := media.Open(ctx, a.Config.Images, a.Store.DB, a.Logger)
+	if err != nil {
+		return fmt.Errorf("open image storage: %w", err)
+	}
+	signer, err := media.NewSigner(a.Config.MasterKey, a.Config.Images.Prefix, a.Config.Images.LinkTTL)
+	if err != nil {
+		return fmt.Errorf("media link signer: %w", err)
+	}
+	a.Media, a.MediaLinks = storage, signer
+	return nil
 }
 
 // startCatalog seeds the catalog tables, loads a.Catalog from them and
@@ -277,6 +304,15 @@ func (a *App) APIServer(hub *events.Hub) (*api.Server, error) {
 			TrustedProxies:      cfg.TrustedProxies,
 			HSTSMaxAge:          cfg.HSTSMaxAge,
 		},
+		Images: api.ImageOptions{
+			MaxPromptChars:  cfg.Images.MaxPromptChars,
+			SyncWaitTimeout: cfg.Images.SyncWaitTimeout,
+			MaxAttempts:     cfg.Images.MaxAttempts,
+			PublicBaseURL:   cfg.Images.PublicBaseURL,
+			Storage:         a.Media,
+			Signer:          a.MediaLinks,
+			MediaHandler:    media.NewHandler(a.Media, a.MediaLinks, a.Logger.With("component", "media")),
+		},
 		Logger:       a.Logger,
 		Metrics:      api.NewMetrics(),
 		MetricsToken: cfg.MetricsToken,
@@ -327,7 +363,26 @@ const apiKeyLeaseTTL = time.Second
 
 // ChatWorker builds the chat task queue worker.
 func (a *App) ChatWorker() sdkworker.Worker {
-	chat := &activities.Chat{
+	return worker.NewChatWorker(a.Temporal, a.chatActivities(), worker.Options{})
+}
+
+// ImageWorker builds the image task queue worker.
+func (a *App) ImageWorker() sdkworker.Worker {
+	images := &activities.Images{
+		Store:            a.Store,
+		Bus:              a.Bus,
+		Router:           a.Router,
+		Client:           a.Upstream,
+		Storage:          a.Media,
+		KeyPrefix:        a.Config.Images.Prefix,
+		DeltaMergeWindow: a.Config.DeltaMergeWindow,
+		Logger:           a.Logger,
+	}
+	return worker.NewImageWorker(a.Temporal, a.chatActivities(), images, worker.Options{})
+}
+
+func (a *App) chatActivities() *activities.Chat {
+	return &activities.Chat{
 		Store:   a.Store,
 		Bus:     a.Bus,
 		Catalog: a.Catalog,
@@ -339,8 +394,12 @@ func (a *App) ChatWorker() sdkworker.Worker {
 			DeltaMergeWindow:   a.Config.DeltaMergeWindow,
 		},
 		Logger: a.Logger,
+		// Terminal events carry links relative to the API's origin when no
+		// public base URL is configured; message reads sign absolute ones.
+		ImageURL: func(objectKey string) string {
+			return a.MediaLinks.URL(a.Config.Images.PublicBaseURL, objectKey, time.Now())
+		},
 	}
-	return worker.NewChatWorker(a.Temporal, chat, worker.Options{})
 }
 
 // Serve runs the HTTP API on cfg.HTTPAddr until ctx ends, then shuts down
@@ -408,16 +467,22 @@ func (a *App) closeRequestLog(requestLog *requestlog.Writer) {
 	a.Logger.Info("request log flushed", "rows_written", requestLog.Written(), "rows_dropped", requestLog.Dropped())
 }
 
-// RunWorker runs the chat worker until ctx ends.
+// RunWorker runs the chat and image workers until ctx ends.
 func (a *App) RunWorker(ctx context.Context) error {
-	w := a.ChatWorker()
-	if err := w.Start(); err != nil {
+	chat := a.ChatWorker()
+	if err := chat.Start(); err != nil {
 		return fmt.Errorf("start chat worker: %w", err)
 	}
-	a.Logger.Info("chat worker started", "task_queue", "aihigress-chat")
+	images := a.ImageWorker()
+	if err := images.Start(); err != nil {
+		chat.Stop()
+		return fmt.Errorf("start image worker: %w", err)
+	}
+	a.Logger.Info("workers started", "task_queues", []string{workflows.ChatTaskQueue, workflows.ImageTaskQueue}, "image_storage", a.Media.Name())
 	<-ctx.Done()
-	w.Stop()
-	a.Logger.Info("chat worker stopped")
+	images.Stop()
+	chat.Stop()
+	a.Logger.Info("workers stopped")
 	return nil
 }
 

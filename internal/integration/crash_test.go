@@ -50,6 +50,7 @@ func startWorkerProcess(t *testing.T, binary string, s *stack, logPath string) *
 		"JWT_SECRET="+s.cfg.JWTSecret,
 		"MASTER_KEY="+s.cfg.MasterKey,
 		"DELTA_MERGE_WINDOW=20ms",
+		"IMAGE_LOCAL_DIR="+s.cfg.Images.LocalDir,
 		"OPENAI_BASE_URL="+s.mock.URL()+"/v1",
 		"OPENAI_API_KEY=test-key",
 		"OPENAI_MODELS=mock-gpt",

@@ -15,10 +15,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	sdkworker "go.temporal.io/sdk/worker"
 
 	"github.com/aihigress/aihigress/internal/app"
 	"github.com/aihigress/aihigress/internal/config"
@@ -96,6 +99,7 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 		"RATE_LIMIT_LOGIN":    "100000/1m",
 		"RATE_LIMIT_REGISTER": "100000/1m",
 		"RATE_LIMIT_USER":     "100000/1m",
+		"IMAGE_LOCAL_DIR":     filepath.Join(t.TempDir(), "media"),
 	}
 	if opts.syncWait > 0 {
 		env["SYNC_WAIT_TIMEOUT"] = opts.syncWait.String()
@@ -124,11 +128,12 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 
 	s := &stack{t: t, app: a, mock: mock, cfg: cfg}
 	if !opts.noWorker {
-		w := a.ChatWorker()
-		if err := w.Start(); err != nil {
-			t.Fatal(err)
+		for _, w := range []sdkworker.Worker{a.ChatWorker(), a.ImageWorker()} {
+			if err := w.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(w.Stop)
 		}
-		t.Cleanup(w.Stop)
 	}
 	s.baseURL, s.stopAPI = s.startAPI(ctx, true)
 	t.Cleanup(func() {
@@ -190,6 +195,30 @@ func testCatalog(t *testing.T, baseURL string) *providers.Catalog {
 	err = c.AddProvider(providers.Provider{ID: "mock-badkey", Name: "Mock with a rejected key", Kind: "openai", BaseURL: baseURL,
 		APIKey: "bad-integration-key"},
 		model("failover-401", providers.Candidate{ProviderID: "mock-badkey", Model: "mock-gpt", Priority: 2, Weight: 1}, candidate("mock-gpt", 1)),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Image models: the OpenAI lane on "mock", and the Gemini lane on
+	// "mock-gemini", whose base URL is the API root.
+	images := []providers.Capability{providers.CapabilityImageGeneration}
+	imageModel := func(name string, candidates ...providers.Candidate) providers.LogicalModel {
+		return providers.LogicalModel{Name: name, Capabilities: images, Candidates: candidates}
+	}
+	err = c.AddProvider(providers.Provider{ID: "mock-gemini", Name: "Mock Gemini", Kind: "gemini", BaseURL: strings.TrimSuffix(baseURL, "/v1")},
+		imageModel("image-gemini", providers.Candidate{ProviderID: "mock-gemini", Model: "gemini-image", Weight: 1}),
+		imageModel("image-gemini-blocked", providers.Candidate{ProviderID: "mock-gemini", Model: "fault-safety", Weight: 1}),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.AddProvider(providers.Provider{ID: "mock-images", Name: "Mock images", Kind: "openai", BaseURL: baseURL},
+		imageModel("image-openai", providers.Candidate{ProviderID: "mock-images", Model: "gpt-image-mock", Weight: 1}),
+		imageModel("image-failover", providers.Candidate{ProviderID: "mock-images", Model: "fault-500", Priority: 2, Weight: 1},
+			providers.Candidate{ProviderID: "mock-images", Model: "gpt-image-mock", Priority: 1, Weight: 1}),
+		imageModel("image-bad-request", providers.Candidate{ProviderID: "mock-images", Model: "fault-400", Weight: 1}),
+		imageModel("image-slow", providers.Candidate{ProviderID: "mock-images", Model: "fault-slow-start", Weight: 1}),
 	)
 	if err != nil {
 		t.Fatal(err)

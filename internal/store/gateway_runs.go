@@ -21,6 +21,8 @@ type NewGatewayRun struct {
 	// fields that only steer the gateway ("background", "stream").
 	RequestBody    models.JSON
 	IdempotencyKey string
+	// Kind is models.RunKindChat when empty, or models.RunKindImage.
+	Kind string
 }
 
 // CreateGatewayRun writes a queued run and its first event (message.created,
@@ -43,6 +45,7 @@ func (s *Store) CreateGatewayRun(ctx context.Context, in NewGatewayRun) (run *mo
 	}
 
 	created := newRun(newID(), in.UserID, in.LogicalModel, nil, s.DB.NowFunc())
+	setKind(&created, in.Kind)
 	if in.APIKeyID != "" {
 		created.APIKeyID = &in.APIKeyID
 	}

@@ -23,6 +23,13 @@ type NewTurn struct {
 	LogicalModel   string
 	ModelPreset    models.JSON
 	IdempotencyKey string
+
+	// Kind is models.RunKindChat when empty, or models.RunKindImage, whose
+	// run reads its parameters from RequestBody and whose assistant message
+	// starts with AssistantContent.
+	Kind             string
+	RequestBody      models.JSON
+	AssistantContent models.JSON
 }
 
 // Turn is the result of CreateTurn. Existing is set when an earlier request
@@ -59,9 +66,13 @@ func (s *Store) CreateTurn(ctx context.Context, in NewTurn) (*Turn, error) {
 			Role: models.RoleUser, Content: models.NewTextContent(in.Content), RunID: &runID,
 			CreatedAt: now, UpdatedAt: now,
 		}
+		assistantContent := in.AssistantContent
+		if assistantContent == nil {
+			assistantContent = models.NewTextContent("")
+		}
 		turn.AssistantMessage = models.Message{
 			ID: newID(), ConversationID: in.ConversationID, UserID: in.UserID, Seq: seq + 1,
-			Role: models.RoleAssistant, Content: models.NewTextContent(""), RunID: &runID,
+			Role: models.RoleAssistant, Content: assistantContent, RunID: &runID,
 			CreatedAt: now, UpdatedAt: now,
 		}
 		if err := tx.Create([]*models.Message{&turn.UserMessage, &turn.AssistantMessage}).Error; err != nil {
@@ -69,6 +80,8 @@ func (s *Store) CreateTurn(ctx context.Context, in NewTurn) (*Turn, error) {
 		}
 
 		turn.Run = newRun(runID, in.UserID, in.LogicalModel, in.ModelPreset, now)
+		setKind(&turn.Run, in.Kind)
+		turn.Run.RequestBody = in.RequestBody
 		turn.Run.ConversationID = &in.ConversationID
 		turn.Run.UserMessageID = &turn.UserMessage.ID
 		turn.Run.AssistantMessageID = &turn.AssistantMessage.ID
@@ -282,6 +295,9 @@ type Outcome struct {
 	Status       string
 	ErrorCode    string
 	ErrorMessage string
+	// ImageURL, when set, signs the image links of an image run's terminal
+	// event. The stored message keeps object keys only.
+	ImageURL func(objectKey string) string
 }
 
 // FinalizeRun ends a run once: it sets the terminal status, copies the output
@@ -316,19 +332,23 @@ func (s *Store) FinalizeRun(ctx context.Context, runID string, outcome Outcome) 
 			return fmt.Errorf("finalize run: %w", err)
 		}
 
-		if run.Status == models.RunSucceeded && run.AssistantMessageID != nil {
-			if err := tx.Model(&models.Message{}).Where("id = ?", *run.AssistantMessageID).Updates(map[string]any{
-				"content": models.NewTextContent(run.OutputText), "updated_at": now,
-			}).Error; err != nil {
-				return fmt.Errorf("write assistant message: %w", err)
+		var imageContent *models.ImageGenerationContent
+		if run.Kind == models.RunKindImage {
+			content, err := finalImageContent(tx, run, outcome.ImageURL)
+			if err != nil {
+				return err
 			}
+			imageContent = &content
+		}
+		if err := writeAssistantMessage(tx, run, imageContent, now); err != nil {
+			return err
 		}
 
 		lastSeq, err := maxSeq(tx, runID)
 		if err != nil {
 			return err
 		}
-		events = terminalEvents(run, lastSeq+1)
+		events = terminalEvents(run, imageContent, lastSeq+1)
 		if len(events) > 0 {
 			if err := tx.Create(&events).Error; err != nil {
 				return fmt.Errorf("append terminal events: %w", err)
@@ -367,7 +387,7 @@ func (s *Store) Message(ctx context.Context, id string) (*models.Message, error)
 
 // terminalEvents builds the events that close a run, given the run as
 // finalized and the first free sequence number.
-func terminalEvents(run models.ChatRun, nextSeq int64) []models.ChatRunEvent {
+func terminalEvents(run models.ChatRun, imageContent *models.ImageGenerationContent, nextSeq int64) []models.ChatRunEvent {
 	detail := run.Detail(nextSeq, false)
 	now := time.Now().UTC()
 	event := func(seq int64, eventType string, payload any) models.ChatRunEvent {
@@ -376,9 +396,11 @@ func terminalEvents(run models.ChatRun, nextSeq int64) []models.ChatRunEvent {
 
 	switch run.Status {
 	case models.RunSucceeded:
-		return []models.ChatRunEvent{event(nextSeq, models.EventMessageCompleted, map[string]any{
-			"output_text": run.OutputText, "run": detail,
-		})}
+		payload := map[string]any{"output_text": run.OutputText, "run": detail}
+		if imageContent != nil {
+			payload["image_generation"] = imageContent
+		}
+		return []models.ChatRunEvent{event(nextSeq, models.EventMessageCompleted, payload)}
 	case models.RunCanceled:
 		detail.LastSeq = nextSeq + 1
 		return []models.ChatRunEvent{
@@ -388,8 +410,10 @@ func terminalEvents(run models.ChatRun, nextSeq int64) []models.ChatRunEvent {
 			}),
 		}
 	default:
-		return []models.ChatRunEvent{event(nextSeq, models.EventMessageFailed, map[string]any{
-			"error_code": run.ErrorCode, "error_message": run.ErrorMessage, "run": detail,
-		})}
+		payload := map[string]any{"error_code": run.ErrorCode, "error_message": run.ErrorMessage, "run": detail}
+		if imageContent != nil {
+			payload["image_generation"] = imageContent
+		}
+		return []models.ChatRunEvent{event(nextSeq, models.EventMessageFailed, payload)}
 	}
 }

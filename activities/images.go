@@ -1,0 +1,175 @@
+package activities
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/aihigress/aihigress/internal/events"
+	"github.com/aihigress/aihigress/internal/media"
+	"github.com/aihigress/aihigress/internal/providers"
+	"github.com/aihigress/aihigress/internal/router"
+	"github.com/aihigress/aihigress/internal/store"
+	"github.com/aihigress/aihigress/models"
+	"github.com/aihigress/aihigress/workflows"
+)
+
+// ImageKeyKind is the object key segment after the prefix for generated
+// images.
+const ImageKeyKind = "images"
+
+// ErrorStorage is the type of the retryable application error that a failed
+// media storage write raises.
+const ErrorStorage = "storage_error"
+
+// Images holds the dependencies of the GenerateImages activity. Image runs
+// share StartRun and FinalizeRun with chat runs.
+type Images struct {
+	Store   *store.Store
+	Bus     *events.Bus
+	Router  *router.Router
+	Client  *providers.Client
+	Storage media.Storage
+	// KeyPrefix is the first segment of every object key.
+	KeyPrefix         string
+	DeltaMergeWindow  time.Duration
+	HeartbeatInterval time.Duration
+	Logger            *slog.Logger
+}
+
+// GenerateImages makes one upstream attempt of an image run: it asks the
+// chosen upstream for the images, stores them under keys derived from the
+// run ID and the image index, and returns only the keys. A retried attempt
+// derives the same keys, so it overwrites instead of leaving orphans.
+func (a *Images) GenerateImages(ctx context.Context, in workflows.AttemptInput) (workflows.GenerateImagesResult, error) {
+	info := activity.GetInfo(ctx)
+	logger := a.Logger.With("run_id", in.RunID, "workflow_id", info.WorkflowExecution.ID, "attempt", in.Attempt)
+
+	run, err := a.Store.RunByID(ctx, in.RunID)
+	if errors.Is(err, store.ErrNotFound) {
+		return workflows.GenerateImagesResult{}, temporal.NewNonRetryableApplicationError("run "+in.RunID+" does not exist", workflows.ErrorRunNotFound, nil)
+	}
+	if err != nil {
+		return workflows.GenerateImagesResult{}, err
+	}
+	logger = logger.With("user_id", run.UserID)
+
+	var params models.ImageParams
+	if err := json.Unmarshal(run.RequestBody, &params); err != nil || params.Prompt == "" {
+		return workflows.GenerateImagesResult{}, temporal.NewNonRetryableApplicationError(
+			"run "+run.ID+" has no valid image request", workflows.ErrorInvalidInput, err)
+	}
+
+	pick, err := chooseUpstream(ctx, a.Router, run, in)
+	if err != nil {
+		logger.Warn("no usable upstream for the attempt", "provider", in.Candidate.ProviderID, "model", in.Candidate.Model, "error", err)
+		if recordErr := a.Store.RecordAttempt(ctx, run.ID, in.Attempt, in.Candidate.ProviderID, in.Candidate.Model); recordErr != nil {
+			return workflows.GenerateImagesResult{}, fmt.Errorf("record attempt: %w", recordErr)
+		}
+		return workflows.GenerateImagesResult{}, err
+	}
+	used := workflows.Candidate{ProviderID: pick.Candidate.ProviderID, Model: pick.Candidate.Model}
+	logger = logger.With("provider", used.ProviderID, "model", used.Model)
+	if err := a.Store.RecordAttempt(ctx, run.ID, in.Attempt, used.ProviderID, used.Model); err != nil {
+		return workflows.GenerateImagesResult{}, fmt.Errorf("record attempt: %w", err)
+	}
+
+	lastSeq, err := a.Store.LastSeq(ctx, run.ID)
+	if err != nil {
+		return workflows.GenerateImagesResult{}, err
+	}
+	writer := events.NewWriter(a.Store, a.Bus, run.ID, lastSeq, a.DeltaMergeWindow, logger)
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := writer.Close(closeCtx); err != nil {
+			logger.Warn("close event writer failed", "error", err)
+		}
+	}()
+	stopHeartbeat := startHeartbeat(ctx, a.HeartbeatInterval, func() any { return writer.LastSeq() })
+	defer stopHeartbeat()
+
+	_ = writer.Delta(fmt.Sprintf("Generating %d image(s) with %s/%s (attempt %d).\n", max(params.N, 1), used.ProviderID, used.Model, in.Attempt))
+	started := time.Now()
+	result, err := a.Client.GenerateImages(ctx, pick.Provider, imageRequest(params, used.Model))
+	a.Router.Report(ctx, pick, err)
+	if err != nil {
+		return workflows.GenerateImagesResult{}, attemptError(ctx, err, used, logger)
+	}
+
+	refs, stored, err := a.storeImages(ctx, run, result.Images)
+	if err != nil {
+		logger.Warn("store images failed", "error", err)
+		return workflows.GenerateImagesResult{}, temporal.NewApplicationErrorWithOptions(
+			"storing the generated images failed: "+err.Error(), ErrorStorage,
+			temporal.ApplicationErrorOptions{Details: []any{workflows.AttemptFailure{Candidate: used}}})
+	}
+	var usage models.Usage
+	if result.Usage != nil {
+		usage = models.Usage{PromptTokens: result.Usage.InputTokens, CompletionTokens: result.Usage.OutputTokens}
+	}
+	if err := a.Store.SaveImages(ctx, run.ID, stored, usage); err != nil {
+		return workflows.GenerateImagesResult{}, fmt.Errorf("save images: %w", err)
+	}
+
+	_ = writer.Delta(fmt.Sprintf("Stored %d image(s).\n", len(refs)))
+	if err := writer.Flush(ctx); err != nil {
+		return workflows.GenerateImagesResult{}, fmt.Errorf("store events: %w", err)
+	}
+	logger.Info("image attempt succeeded", "images", len(refs), "duration_ms", time.Since(started).Milliseconds(), "storage", a.Storage.Name())
+	return workflows.GenerateImagesResult{Images: refs, Candidate: used, LastSeq: writer.LastSeq()}, nil
+}
+
+// storeImages writes the images to the media storage. It drops each image's
+// bytes once they are stored, so that a run holds at most one copy of each.
+func (a *Images) storeImages(ctx context.Context, run *models.ChatRun, images []providers.GeneratedImage) ([]workflows.ImageRef, []models.StoredImage, error) {
+	if len(images) == 0 {
+		return nil, nil, errors.New("the upstream returned no image")
+	}
+	refs := make([]workflows.ImageRef, 0, len(images))
+	stored := make([]models.StoredImage, 0, len(images))
+	for i := range images {
+		data := images[i].Data
+		contentType := media.DetectContentType(data)
+		if contentType == "application/octet-stream" {
+			return nil, nil, fmt.Errorf("image %d is not a PNG, JPEG, GIF or WebP image", i)
+		}
+		key := media.ObjectKey(a.KeyPrefix, ImageKeyKind, run.CreatedAt, run.ID, i, contentType)
+		info, err := a.Storage.Put(ctx, key, bytes.NewReader(data), int64(len(data)), contentType)
+		if err != nil {
+			return nil, nil, fmt.Errorf("put %s: %w", key, err)
+		}
+		images[i].Data = nil
+
+		refs = append(refs, workflows.ImageRef{ObjectKey: key, Size: info.Size, ContentType: contentType})
+		stored = append(stored, models.StoredImage{ObjectKey: key, Size: info.Size, ContentType: contentType, RevisedPrompt: images[i].RevisedPrompt})
+	}
+	return refs, stored, nil
+}
+
+// imageRequest builds the upstream request of an image run for the
+// candidate's upstream model. The client's response_format steers only our
+// answer: the lanes accept both b64_json and url answers from the upstream.
+func imageRequest(params models.ImageParams, upstreamModel string) providers.ImageRequest {
+	return providers.ImageRequest{
+		Model:             upstreamModel,
+		Prompt:            params.Prompt,
+		N:                 max(params.N, 1),
+		Size:              params.Size,
+		Quality:           params.Quality,
+		Style:             params.Style,
+		Background:        params.Background,
+		OutputFormat:      params.OutputFormat,
+		OutputCompression: params.OutputCompression,
+		User:              params.User,
+		ExtraOpenAI:       params.ExtraOpenAI,
+		ExtraGoogle:       params.ExtraGoogle,
+	}
+}

@@ -1,0 +1,42 @@
+package workflows
+
+import (
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// ImageGenerationWorkflow carries one image run, from the gateway or from a
+// conversation. It marks the run running, asks an upstream for the images,
+// retrying on the next candidate when an attempt fails in a retryable way,
+// and finalizes the run. The GenerateImages activity stores the images and
+// returns only their object keys, so no image bytes enter the history.
+func ImageGenerationWorkflow(ctx workflow.Context, in ImageRunInput) (FinalizeResult, error) {
+	state := RunState{Status: "queued"}
+	if err := workflow.SetQueryHandler(ctx, RunStateQuery, func() (RunState, error) { return state, nil }); err != nil {
+		return FinalizeResult{}, fmt.Errorf("register %s query: %w", RunStateQuery, err)
+	}
+
+	outcome := runUpstream(ctx, in.RunID, in.MaxAttempts, generateImagesAttempt, &state)
+	return finalize(ctx, outcome, &state)
+}
+
+// generateImagesAttempt runs one GenerateImages activity.
+func generateImagesAttempt(ctx workflow.Context, in AttemptInput) (Candidate, int64, error) {
+	attemptCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		// Image models take minutes for large or many images.
+		StartToCloseTimeout: 10 * time.Minute,
+		// The activity heartbeats while it waits for the upstream, so a
+		// worker that dies is noticed within this timeout and the next
+		// attempt starts.
+		HeartbeatTimeout:    10 * time.Second,
+		WaitForCancellation: true,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
+		Summary:             fmt.Sprintf("images %s/%s attempt %d", in.Candidate.ProviderID, in.Candidate.Model, in.Attempt),
+	})
+	var result GenerateImagesResult
+	err := workflow.ExecuteActivity(attemptCtx, GenerateImagesActivity, in).Get(attemptCtx, &result)
+	return usedCandidate(in.Candidate, result.Candidate, err), result.LastSeq, err
+}

@@ -1,0 +1,134 @@
+package workflows_test
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/activity"
+	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/aihigress/aihigress/workflows"
+)
+
+// fakeImageActivities replaces the image run activities.
+type fakeImageActivities struct {
+	fakeActivities
+	generate func(in workflows.AttemptInput) (workflows.GenerateImagesResult, error)
+	seenImg  []workflows.AttemptInput
+}
+
+func (f *fakeImageActivities) GenerateImages(_ context.Context, in workflows.AttemptInput) (workflows.GenerateImagesResult, error) {
+	f.seenImg = append(f.seenImg, in)
+	return f.generate(in)
+}
+
+func newImageEnv(t *testing.T, f *fakeImageActivities) *testsuite.TestWorkflowEnvironment {
+	t.Helper()
+	var suite testsuite.WorkflowTestSuite
+	suite.SetLogger(tlog.NewStructuredLogger(slog.New(slog.DiscardHandler)))
+	env := suite.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(workflows.ImageGenerationWorkflow, workflow.RegisterOptions{Name: workflows.ImageGenerationWorkflowName})
+	env.RegisterActivityWithOptions(f.StartRun, activity.RegisterOptions{Name: workflows.StartRunActivity})
+	env.RegisterActivityWithOptions(f.GenerateImages, activity.RegisterOptions{Name: workflows.GenerateImagesActivity})
+	env.RegisterActivityWithOptions(f.FinalizeRun, activity.RegisterOptions{Name: workflows.FinalizeRunActivity})
+	env.OnUpsertTypedSearchAttributes(mock.Anything).Return(nil).Maybe()
+	return env
+}
+
+func TestImageRunOutcomes(t *testing.T) {
+	stored := workflows.GenerateImagesResult{Images: []workflows.ImageRef{{ObjectKey: "p/images/k.png", Size: 10, ContentType: "image/png"}}, LastSeq: 3}
+	tests := []struct {
+		name         string
+		generate     func(in workflows.AttemptInput) (workflows.GenerateImagesResult, error)
+		wantStatus   string
+		wantCode     string
+		wantAttempts []string
+	}{
+		{
+			name:         "first attempt stores images",
+			generate:     func(workflows.AttemptInput) (workflows.GenerateImagesResult, error) { return stored, nil },
+			wantStatus:   "succeeded",
+			wantAttempts: []string{"a"},
+		},
+		{
+			name: "server error fails over",
+			generate: func(in workflows.AttemptInput) (workflows.GenerateImagesResult, error) {
+				if in.Attempt == 1 {
+					return workflows.GenerateImagesResult{}, upstreamError("upstream_error", false)
+				}
+				return stored, nil
+			},
+			wantStatus:   "succeeded",
+			wantAttempts: []string{"a", "b"},
+		},
+		{
+			name: "storage failure is retried",
+			generate: func(in workflows.AttemptInput) (workflows.GenerateImagesResult, error) {
+				if in.Attempt == 1 {
+					return workflows.GenerateImagesResult{}, upstreamError("storage_error", false)
+				}
+				return stored, nil
+			},
+			wantStatus:   "succeeded",
+			wantAttempts: []string{"a", "b"},
+		},
+		{
+			name: "bad request is not retried",
+			generate: func(workflows.AttemptInput) (workflows.GenerateImagesResult, error) {
+				return workflows.GenerateImagesResult{}, upstreamError("upstream_bad_request", true)
+			},
+			wantStatus:   "failed",
+			wantCode:     "upstream_bad_request",
+			wantAttempts: []string{"a"},
+		},
+		{
+			name: "attempts stop at the limit",
+			generate: func(workflows.AttemptInput) (workflows.GenerateImagesResult, error) {
+				return workflows.GenerateImagesResult{}, upstreamError("rate_limited", false)
+			},
+			wantStatus:   "failed",
+			wantCode:     "rate_limited",
+			wantAttempts: []string{"a", "b", "a"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeImageActivities{fakeActivities: fakeActivities{candidates: twoCandidates()}, generate: tt.generate}
+			env := newImageEnv(t, f)
+			env.ExecuteWorkflow(workflows.ImageGenerationWorkflowName, workflows.ImageRunInput{RunID: "r1", MaxAttempts: 3})
+
+			if !env.IsWorkflowCompleted() {
+				t.Fatal("workflow did not complete")
+			}
+			if err := env.GetWorkflowError(); err != nil {
+				t.Fatalf("workflow error: %v", err)
+			}
+			var result workflows.FinalizeResult
+			if err := env.GetWorkflowResult(&result); err != nil {
+				t.Fatal(err)
+			}
+			if result.Status != tt.wantStatus {
+				t.Errorf("status = %q, want %q", result.Status, tt.wantStatus)
+			}
+			if len(f.finalized) != 1 || f.finalized[0].ErrorCode != tt.wantCode {
+				t.Errorf("finalized = %+v, want one with error code %q", f.finalized, tt.wantCode)
+			}
+			var providers []string
+			for _, in := range f.seenImg {
+				providers = append(providers, in.Candidate.ProviderID)
+			}
+			if len(providers) != len(tt.wantAttempts) {
+				t.Fatalf("attempts on %v, want %v", providers, tt.wantAttempts)
+			}
+			for i := range providers {
+				if providers[i] != tt.wantAttempts[i] {
+					t.Errorf("attempt %d on %q, want %q", i+1, providers[i], tt.wantAttempts[i])
+				}
+			}
+		})
+	}
+}
