@@ -65,11 +65,14 @@ func (s *Server) postImageGeneration(c *gin.Context) {
 		return
 	}
 
-	shown := models.MustJSON(map[string]any{"model": model, "n": params.N, "size": params.Size})
+	shown := map[string]any{"model": model, "n": params.N}
+	if params.Size != "" {
+		shown["size"] = params.Size
+	}
 	turn, err := s.Store.CreateTurn(c, store.NewTurn{
 		UserID: user.ID, ConversationID: conv.ID, Content: params.Prompt, LogicalModel: model,
 		IdempotencyKey: idempotencyKey, Kind: models.RunKindImage, RequestBody: models.MustJSON(params),
-		AssistantContent: models.PendingImageContent(params.Prompt, json.RawMessage(shown)),
+		AssistantContent: models.PendingImageContent(params.Prompt, json.RawMessage(models.MustJSON(shown))),
 	})
 	if errors.Is(err, store.ErrNotFound) {
 		abortError(c, http.StatusNotFound, "conversation_not_found", "conversation "+conv.ID+" not found")

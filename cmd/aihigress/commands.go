@@ -196,7 +196,7 @@ func logMockProvider(catalog *providers.Catalog, baseURL string, logger *slog.Lo
 		logger.Warn("provider \"mock\" in the database points elsewhere than the mock upstream of this run; update its base_url with PATCH /admin/providers/mock",
 			"stored_base_url", mock.BaseURL, "base_url", baseURL)
 	default:
-		logger.Info("provider \"mock\" is the mock upstream of this run, with models mock-gpt and mock-gpt-mini; it was registered because no provider was configured",
+		logger.Info("providers \"mock\" and \"mock-gemini\" are the mock upstream of this run, with the chat models mock-gpt and mock-gpt-mini and the image models mock-image and mock-gemini-image; they were registered because no provider was configured",
 			"base_url", baseURL)
 	}
 }
