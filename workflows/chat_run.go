@@ -76,7 +76,7 @@ func finalize(ctx workflow.Context, outcome FinalizeInput, state *RunState) (Fin
 	}
 	state.Status = result.Status
 	state.LastSeq = result.LastSeq
-	setStatus(finalCtx, result.Status)
+	setStatus(finalCtx, result.Status, state.Provider)
 	return result, nil
 }
 
@@ -102,7 +102,11 @@ func runUpstream(ctx workflow.Context, runID string, maxAttempts int, attemptOnc
 	}
 	state.Status = "running"
 	state.LastSeq = started.LastSeq
-	setStatus(ctx, "running")
+	firstProvider := ""
+	if len(started.Candidates) > 0 {
+		firstProvider = started.Candidates[0].ProviderID
+	}
+	setStatus(ctx, "running", firstProvider)
 
 	if maxAttempts <= 0 {
 		maxAttempts = DefaultMaxAttempts
@@ -241,13 +245,19 @@ func backoff(attempt int) time.Duration {
 	return d
 }
 
-// setStatus upserts AihRunStatus.
+// setStatus upserts AihRunStatus and, when provider is set, AihProvider in
+// one command. Replay compares only the command type, not the attributes,
+// so histories recorded before AihProvider existed still replay.
 // TODO: each upsert costs the cluster about five extra persistence reads per
 // run. That is most of the throughput gap to a bare workflow measured in
 // docs/benchmarks.md. GetVersion upserts a search attribute of its own, so
 // dropping the "running" upsert safely needs worker versioning instead.
-func setStatus(ctx workflow.Context, status string) {
-	if err := workflow.UpsertTypedSearchAttributes(ctx, AttrRunStatus.ValueSet(status)); err != nil {
+func setStatus(ctx workflow.Context, status, provider string) {
+	updates := []temporal.SearchAttributeUpdate{AttrRunStatus.ValueSet(status)}
+	if provider != "" {
+		updates = append(updates, AttrProvider.ValueSet(provider))
+	}
+	if err := workflow.UpsertTypedSearchAttributes(ctx, updates...); err != nil {
 		workflow.GetLogger(ctx).Warn("upsert AihRunStatus failed", "status", status, "error", err)
 	}
 }

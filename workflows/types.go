@@ -36,11 +36,12 @@ var (
 	AttrLogicalModel   = temporal.NewSearchAttributeKeyKeyword("AihLogicalModel")
 	AttrRunKind        = temporal.NewSearchAttributeKeyKeyword("AihRunKind")
 	AttrRunStatus      = temporal.NewSearchAttributeKeyKeyword("AihRunStatus")
+	AttrProvider       = temporal.NewSearchAttributeKeyKeyword("AihProvider")
 )
 
 // SearchAttributeNames lists the keyword search attributes that must exist
 // on the cluster, in a stable order.
-var SearchAttributeNames = []string{"AihUserId", "AihConversationId", "AihLogicalModel", "AihRunKind", "AihRunStatus"}
+var SearchAttributeNames = []string{"AihUserId", "AihConversationId", "AihLogicalModel", "AihRunKind", "AihRunStatus", "AihProvider"}
 
 // ChatRunInput starts ChatRunWorkflow. Prompts and outputs never travel in
 // workflow inputs or results: the activities read and write them in the

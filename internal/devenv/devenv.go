@@ -90,6 +90,7 @@ func SearchAttributes() temporal.SearchAttributes {
 		workflows.AttrLogicalModel.ValueSet(""),
 		workflows.AttrRunKind.ValueSet(""),
 		workflows.AttrRunStatus.ValueSet(""),
+		workflows.AttrProvider.ValueSet(""),
 	)
 }
 

@@ -456,6 +456,7 @@ func TestRunVisibleInTemporal(t *testing.T) {
 		"AihRunKind":        "chat",
 		"AihLogicalModel":   "mock-gpt",
 		"AihConversationId": convID,
+		"AihProvider":       "mock",
 	} {
 		got, ok := attrs.GetKeyword(temporalKeyword(key))
 		if !ok || got != want {
