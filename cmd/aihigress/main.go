@@ -9,6 +9,8 @@
 //	                         server and the mock upstream when unconfigured
 //	aihigress migrate        apply the database migrations
 //	aihigress mock-upstream  run the mock OpenAI-compatible upstream
+//	aihigress runs search    list runs through Temporal's visibility API
+//	aihigress replay         replay workflow histories against this binary
 package main
 
 import (
@@ -35,6 +37,10 @@ commands:
                  when REDIS_URL, TEMPORAL_ADDRESS and providers are unset
   migrate        apply the database migrations and exit
   mock-upstream  run the mock OpenAI-compatible upstream
+  runs search    list runs by status, kind, user, model or provider, with
+                 links to the Temporal Web UI
+  replay         replay workflow histories from the cluster or a file
+                 against this binary's workflow code
 
 Configuration comes from environment variables; see .env.example.
 `
@@ -67,6 +73,10 @@ func main() {
 		err = runMigrate(ctx, cfg, logger)
 	case "mock-upstream":
 		err = runMockUpstream(ctx, args, logger)
+	case "runs":
+		err = runRuns(ctx, cfg, args, os.Stdout, logger)
+	case "replay":
+		err = runReplay(ctx, cfg, args, os.Stdout, logger)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return

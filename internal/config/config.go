@@ -29,6 +29,8 @@ type Config struct {
 	TemporalCLIPath   string
 	TemporalUIPort    int
 	TemporalDBPath    string
+	// TemporalUIURL is the Web UI that `aihigress runs search` links to.
+	TemporalUIURL string
 
 	JWTSecret     string
 	MasterKey     string
@@ -98,6 +100,7 @@ func Load(getenv func(string) string) (Config, error) {
 		TemporalNamespace:   env.str("TEMPORAL_NAMESPACE", "default"),
 		TemporalCLIPath:     env.str("TEMPORAL_CLI_PATH", "bin/temporal"),
 		TemporalDBPath:      env.str("TEMPORAL_DB_PATH", "data/temporal.db"),
+		TemporalUIURL:       env.str("TEMPORAL_UI_URL", "http://127.0.0.1:8233"),
 		JWTSecret:           env.str("JWT_SECRET", ""),
 		MasterKey:           env.str("MASTER_KEY", ""),
 		AdminUsername:       env.str("ADMIN_USERNAME", "admin"),
