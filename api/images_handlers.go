@@ -20,14 +20,14 @@ import (
 type ImageOptions struct {
 	MaxPromptChars int
 	// SyncWaitTimeout is how long a synchronous request waits for its run
-	// before it answers 202 with the run id.
+	// before it responds 202 with the run id.
 	SyncWaitTimeout time.Duration
 	MaxAttempts     int
 	// PublicBaseURL starts every signed link, such as
 	// https://api.example.com. When empty, links use the request's host.
 	PublicBaseURL string
 	// Storage holds the images; Signer signs their links. With the database
-	// storage, image answers carry data: URLs instead of links.
+	// storage, image responses carry data: URLs instead of links.
 	Storage media.Storage
 	Signer  *media.Signer
 	// MediaHandler serves GET /media/images/{object_key}.
@@ -155,7 +155,7 @@ func (s *Server) respondImageRun(c *gin.Context, run *models.ChatRun) {
 }
 
 // imageErrorStatus maps a failed image run's error code to the HTTP status
-// of the synchronous answer.
+// of the synchronous response.
 func imageErrorStatus(code string) int {
 	switch code {
 	case "upstream_bad_request", "upstream_no_image", workflows.ErrorInvalidInput:

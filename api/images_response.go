@@ -70,7 +70,7 @@ func (s *Server) writeImagesResponse(c *gin.Context, run *models.ChatRun) {
 // writeInlineImages writes the images response with each image inline, as
 // b64_json or as a data: URL. Every object is checked before the status
 // goes out. A storage failure after that can only cut the response, which
-// the client sees as a broken body, never as a complete wrong answer.
+// the client sees as a broken body, never as a complete wrong response.
 func (s *Server) writeInlineImages(c *gin.Context, run *models.ChatRun, images []models.StoredImage, dataURLs bool) {
 	if s.Images.Storage == nil {
 		s.internalError(c, "no media storage is configured", errors.New("ImageOptions.Storage is nil"))

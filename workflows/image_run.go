@@ -9,7 +9,7 @@ import (
 )
 
 // ImageGenerationWorkflow carries one image run, from the gateway or from a
-// conversation. It marks the run running, asks an upstream for the images,
+// conversation. It marks the run running, requests the images from an upstream,
 // retrying on the next candidate when an attempt fails in a retryable way,
 // and finalizes the run. The GenerateImages activity stores the images and
 // returns only their object keys, so no image bytes enter the history.

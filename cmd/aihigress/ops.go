@@ -18,8 +18,9 @@ import (
 	"github.com/aihigress/aihigress/internal/runsearch"
 )
 
-// devTemporalAddress is where `aihigress dev` serves Temporal; the operator
-// commands use it when TEMPORAL_ADDRESS is unset.
+// devTemporalAddress is the frontend address of the dev server that
+// `aihigress dev` starts. The operator commands use it when
+// TEMPORAL_ADDRESS is unset.
 const devTemporalAddress = "127.0.0.1:7233"
 
 // dialTemporal connects to the configured cluster with the service's data

@@ -47,7 +47,7 @@ type Images struct {
 	DownloadMaxBytes int64
 	DownloadTimeout  time.Duration
 	// SyncWaitTimeout is how long POST /v1/images/generations waits for the
-	// workflow before it answers 202 with the run id.
+	// workflow before it responds 202 with the run id.
 	SyncWaitTimeout time.Duration
 	MaxAttempts     int
 }

@@ -101,8 +101,8 @@ func (r *Replayer) History(history *historypb.History, source string) Result {
 // divergence returns the ID of the history event at which replay failed
 // with err. The SDK's error describes the event but not its ID, so the
 // workflow task whose commands diverged is found by replaying ever longer
-// prefixes that end at task boundaries, and within that task the event of
-// the described type is chosen. It returns 0 when no prefix fails.
+// prefixes that end at task boundaries. Within that task, the event of the
+// described type is chosen. It returns 0 when no prefix fails.
 func (r *Replayer) divergence(history *historypb.History, err error) int64 {
 	events := history.GetEvents()
 	// cuts are prefix lengths that end before a new workflow task or at the
