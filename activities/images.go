@@ -44,8 +44,8 @@ type Images struct {
 	Logger            *slog.Logger
 }
 
-// GenerateImages makes one upstream attempt of an image run: it asks the
-// chosen upstream for the images, stores them under keys derived from the
+// GenerateImages makes one upstream attempt of an image run: it requests the
+// images from the chosen upstream, stores them under keys derived from the
 // run ID and the image index, and returns only the keys. A retried attempt
 // derives the same keys, so it overwrites instead of leaving orphans.
 func (a *Images) GenerateImages(ctx context.Context, in workflows.AttemptInput) (workflows.GenerateImagesResult, error) {
@@ -155,8 +155,8 @@ func (a *Images) storeImages(ctx context.Context, run *models.ChatRun, images []
 }
 
 // imageRequest builds the upstream request of an image run for the
-// candidate's upstream model. The client's response_format steers only our
-// answer: the lanes accept both b64_json and url answers from the upstream.
+// candidate's upstream model. The client's response_format shapes only our
+// response: the lanes accept both b64_json and url responses from the upstream.
 func imageRequest(params models.ImageParams, upstreamModel string) providers.ImageRequest {
 	return providers.ImageRequest{
 		Model:             upstreamModel,

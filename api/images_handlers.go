@@ -39,7 +39,7 @@ type ImageOptions struct {
 const imageRunObject = "image.generation.run"
 
 // imageGenerations serves POST /v1/images/generations. Every request runs as
-// an ImageGenerationWorkflow. The request waits for it unless it asks for
+// an ImageGenerationWorkflow. The request waits for it unless it requests
 // the background path, and a client that disconnects leaves the workflow
 // running, so its result stays readable by run id.
 func (s *Server) imageGenerations(c *gin.Context) {
@@ -173,7 +173,7 @@ func imageErrorStatus(code string) int {
 	}
 }
 
-// imageLink returns the link to an object that answers and message views
+// imageLink returns the link to an object that responses and message views
 // carry: a signed URL on PublicBaseURL or the request's host.
 func (s *Server) imageLink(c *gin.Context, objectKey string) string {
 	if s.Images.Signer == nil {

@@ -40,7 +40,7 @@ func usageOf(run *models.ChatRun) *imagesUsage {
 }
 
 // writeImagesResponse writes the images response of a succeeded image run
-// in the run's response_format. Links are signed now. base64 answers, and
+// in the run's response_format. Links are signed now. base64 responses, and
 // the data: URLs of the database storage, are encoded while the objects are
 // read from storage, so no image is held in memory whole.
 func (s *Server) writeImagesResponse(c *gin.Context, run *models.ChatRun) {

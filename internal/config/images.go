@@ -20,7 +20,7 @@ const (
 type Images struct {
 	// Storage is StorageOSS when the IMAGE_OSS_* settings are present,
 	// StorageLocal when LocalDir is set, and StorageDatabase otherwise, in
-	// which case answers carry data: URLs.
+	// which case responses carry data: URLs.
 	Storage string
 
 	OSSEndpoint        string
