@@ -9,6 +9,7 @@
 //	                         server and the mock upstream when unconfigured
 //	aihigress migrate        apply the database migrations
 //	aihigress mock-upstream  run the mock OpenAI-compatible upstream
+//	aihigress healthcheck    check a health URL or this host's worker
 package main
 
 import (
@@ -35,6 +36,8 @@ commands:
                  when REDIS_URL, TEMPORAL_ADDRESS and providers are unset
   migrate        apply the database migrations and exit
   mock-upstream  run the mock OpenAI-compatible upstream
+  healthcheck    check a health URL, or with -worker this host's worker;
+                 exits 1 when the check fails
 
 Configuration comes from environment variables; see .env.example.
 `
@@ -67,6 +70,8 @@ func main() {
 		err = runMigrate(ctx, cfg, logger)
 	case "mock-upstream":
 		err = runMockUpstream(ctx, args, logger)
+	case "healthcheck":
+		err = runHealthcheck(ctx, cfg, args, logger)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return
