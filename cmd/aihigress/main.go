@@ -11,6 +11,7 @@
 //	aihigress mock-upstream  run the mock OpenAI-compatible upstream
 //	aihigress runs search    list runs through Temporal's visibility API
 //	aihigress replay         replay workflow histories against this binary
+//	aihigress healthcheck    check a health URL or this host's worker
 package main
 
 import (
@@ -41,6 +42,8 @@ commands:
                  links to the Temporal Web UI
   replay         replay workflow histories from the cluster or a file
                  against this binary's workflow code
+  healthcheck    check a health URL, or with -worker this host's worker;
+                 exits 1 when the check fails
 
 Configuration comes from environment variables; see .env.example.
 `
@@ -77,6 +80,8 @@ func main() {
 		err = runRuns(ctx, cfg, args, os.Stdout, logger)
 	case "replay":
 		err = runReplay(ctx, cfg, args, os.Stdout, logger)
+	case "healthcheck":
+		err = runHealthcheck(ctx, cfg, args, logger)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return
