@@ -31,6 +31,10 @@ const (
 	// upstreamSecret is the key that the "wrong-key" and "keyed" mock
 	// upstreams require.
 	upstreamSecret = "sk-upstream-right"
+	// gatewayImagePromptChars is the image prompt limit of the test server.
+	// The server has no Temporal client, so image requests can be checked
+	// but not run.
+	gatewayImagePromptChars = 40
 )
 
 // gatewayEnv is an API server without Temporal, on loopback, in front of
@@ -192,6 +196,7 @@ func newGatewayEnv(t testing.TB) *gatewayEnv {
 		Tokens:     env.sessions,
 		Upstream:   upstream,
 		Limits:     api.Limits{MaxBodyBytes: 1 << 20, MaxContentChars: 32000, UpstreamMaxAttempts: 4},
+		Images:     api.ImageOptions{MaxPromptChars: gatewayImagePromptChars},
 		Logger:     logger,
 		RequestLog: env.log,
 	}

@@ -30,6 +30,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 		t.Run(strings.TrimSuffix(filepath.Base(file), ".json"), func(t *testing.T) {
 			replayer := worker.NewWorkflowReplayer()
 			replayer.RegisterWorkflowWithOptions(workflows.ChatRunWorkflow, workflow.RegisterOptions{Name: workflows.ChatRunWorkflowName})
+			replayer.RegisterWorkflowWithOptions(workflows.ImageGenerationWorkflow, workflow.RegisterOptions{Name: workflows.ImageGenerationWorkflowName})
 			if err := replayer.ReplayWorkflowHistoryFromJSONFile(logger, file); err != nil {
 				t.Fatalf("replay %s: %v", file, err)
 			}
@@ -46,18 +47,39 @@ func changedChatRunWorkflow(ctx workflow.Context, in workflows.ChatRunInput) (wo
 	return workflows.ChatRunWorkflow(ctx, in)
 }
 
+// changedImageGenerationWorkflow is ImageGenerationWorkflow with the same
+// extra step.
+func changedImageGenerationWorkflow(ctx workflow.Context, in workflows.ImageRunInput) (workflows.FinalizeResult, error) {
+	if err := workflow.Sleep(ctx, 1); err != nil {
+		return workflows.FinalizeResult{}, err
+	}
+	return workflows.ImageGenerationWorkflow(ctx, in)
+}
+
 // TestReplayDetectsNonDeterminism proves that the replay test can fail: a
 // workflow that schedules a timer the recorded history lacks is rejected.
 func TestReplayDetectsNonDeterminism(t *testing.T) {
-	file := filepath.Join("..", "testdata", "histories", "chat_succeeded.json")
-	replayer := worker.NewWorkflowReplayer()
-	replayer.RegisterWorkflowWithOptions(changedChatRunWorkflow, workflow.RegisterOptions{Name: workflows.ChatRunWorkflowName})
-	err := replayer.ReplayWorkflowHistoryFromJSONFile(tlog.NewStructuredLogger(slog.New(slog.DiscardHandler)), file)
-	if err == nil {
-		t.Fatal("replaying a changed workflow succeeded; want a non-determinism error")
+	tests := []struct {
+		history  string
+		name     string
+		workflow any
+	}{
+		{"chat_succeeded", workflows.ChatRunWorkflowName, changedChatRunWorkflow},
+		{"image_succeeded", workflows.ImageGenerationWorkflowName, changedImageGenerationWorkflow},
 	}
-	// TMPRL1100 is the SDK's code for a non-determinism error.
-	if !strings.Contains(err.Error(), "TMPRL1100") {
-		t.Errorf("replay error = %v, want a non-determinism error (TMPRL1100)", err)
+	for _, tt := range tests {
+		t.Run(tt.history, func(t *testing.T) {
+			file := filepath.Join("..", "testdata", "histories", tt.history+".json")
+			replayer := worker.NewWorkflowReplayer()
+			replayer.RegisterWorkflowWithOptions(tt.workflow, workflow.RegisterOptions{Name: tt.name})
+			err := replayer.ReplayWorkflowHistoryFromJSONFile(tlog.NewStructuredLogger(slog.New(slog.DiscardHandler)), file)
+			if err == nil {
+				t.Fatal("replaying a changed workflow succeeded; want a non-determinism error")
+			}
+			// TMPRL1100 is the SDK's code for a non-determinism error.
+			if !strings.Contains(err.Error(), "TMPRL1100") {
+				t.Errorf("replay error = %v, want a non-determinism error (TMPRL1100)", err)
+			}
+		})
 	}
 }

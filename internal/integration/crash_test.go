@@ -2,9 +2,11 @@ package integration
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -13,20 +15,49 @@ import (
 	"github.com/aihigress/aihigress/internal/testenv"
 )
 
+// builtBinary is the aihigress binary that buildBinary compiled, shared
+// by the tests of one test binary. TestMain removes its directory.
+var builtBinary struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
 // buildBinary compiles cmd/aihigress once per test binary.
 func buildBinary(t *testing.T) string {
 	t.Helper()
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
+	builtBinary.once.Do(func() {
+		root, err := testenv.RepoRoot()
+		if err != nil {
+			builtBinary.err = err
+			return
+		}
+		builtBinary.dir, err = os.MkdirTemp("", "aihigress-integration-")
+		if err != nil {
+			builtBinary.err = err
+			return
+		}
+		out := filepath.Join(builtBinary.dir, "aihigress")
+		cmd := exec.Command("go", "build", "-o", out, "./cmd/aihigress")
+		cmd.Dir = root
+		if output, err := cmd.CombinedOutput(); err != nil {
+			builtBinary.err = fmt.Errorf("build aihigress: %w\n%s", err, output)
+			return
+		}
+		builtBinary.path = out
+	})
+	if builtBinary.err != nil {
+		t.Fatal(builtBinary.err)
 	}
-	out := filepath.Join(t.TempDir(), "aihigress")
-	cmd := exec.Command("go", "build", "-o", out, "./cmd/aihigress")
-	cmd.Dir = root
-	if output, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build aihigress: %v\n%s", err, output)
+	return builtBinary.path
+}
+
+// removeBuiltBinary deletes the binary that buildBinary compiled, if any.
+func removeBuiltBinary() {
+	if builtBinary.dir != "" {
+		_ = os.RemoveAll(builtBinary.dir)
 	}
-	return out
 }
 
 // startWorkerProcess runs `aihigress worker` against the stack's database,

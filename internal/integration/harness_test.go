@@ -47,6 +47,7 @@ func TestMain(m *testing.M) {
 	}
 	temporalAddress = srv.FrontendHostPort()
 	code := m.Run()
+	removeBuiltBinary()
 	_ = srv.Stop()
 	os.Exit(code)
 }
