@@ -200,7 +200,7 @@ func (s *Server) requireUser(c *gin.Context) {
 	if strings.HasPrefix(strings.TrimSpace(token), apikeys.SecretPrefix) {
 		c.Header("WWW-Authenticate", "Bearer")
 		abortError(c, http.StatusUnauthorized, "access_token_required",
-			"this route needs a user's access token from POST /auth/login; API keys work on /v1/chat/completions, /v1/models and /v1/runs")
+			"this route needs a user's access token from POST /auth/login; API keys work on /v1/chat/completions, /v1/images/generations, /v1/models and /v1/runs")
 		return
 	}
 	claims, err := s.Issuer.Verify(strings.TrimSpace(token), auth.AccessToken)

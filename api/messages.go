@@ -212,7 +212,11 @@ func (s *Server) respondRun(c *gin.Context, turn *store.Turn, streaming, backgro
 		return
 	}
 	if !background {
-		ctx, cancel := context.WithTimeout(c, s.Limits.SyncWaitTimeout)
+		wait := s.Limits.SyncWaitTimeout
+		if turn.Run.Kind == models.RunKindImage {
+			wait = s.Images.SyncWaitTimeout
+		}
+		ctx, cancel := context.WithTimeout(c, wait)
 		var result workflows.FinalizeResult
 		err := s.Temporal.GetWorkflow(ctx, turn.Run.WorkflowID, "").Get(ctx, &result)
 		cancel()

@@ -602,3 +602,48 @@ func listImageHistory(t *testing.T, c *client, conversationID string) []imageHis
 	bound.mustDo("GET", "/v1/conversations/"+conversationID+"/messages?limit=100", nil, 200, &page)
 	return page.Items
 }
+
+// TestImageRegenerateMakesNewImages regenerates an image message. The new
+// run is an image run with the same parameters, and the message gets new
+// images under the new run's keys.
+func TestImageRegenerateMakesNewImages(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	alice := s.newUser()
+	convID := alice.conversation("mock-gpt")
+
+	var first turnResponse
+	alice.mustDo("POST", "/v1/conversations/"+convID+"/image-generations",
+		map[string]any{"prompt": "a kite", "model": "image-openai", "n": 2}, 200, &first)
+	before := listImageHistory(t, alice, convID)
+	var old imageGeneration
+	if err := json.Unmarshal(before[1].Content, &old); err != nil || len(old.Images) != 2 {
+		t.Fatalf("first generation content = %s, want 2 images", before[1].Content)
+	}
+
+	var again turnResponse
+	alice.mustDo("POST", "/v1/messages/"+first.AssistantMessageID+"/regenerate", map[string]any{}, 200, &again)
+	if again.Run.Kind != "image" || again.Run.Status != "succeeded" || again.Run.RunID == first.Run.RunID {
+		t.Fatalf("regenerated run = %+v, want a new succeeded image run", again.Run)
+	}
+
+	after := listImageHistory(t, alice, convID)
+	if len(after) != 2 {
+		t.Fatalf("history has %d messages after regenerate, want the same 2", len(after))
+	}
+	var fresh imageGeneration
+	if err := json.Unmarshal(after[1].Content, &fresh); err != nil {
+		t.Fatal(err)
+	}
+	if fresh.Status != "succeeded" || fresh.Prompt != "a kite" || len(fresh.Images) != 2 {
+		t.Fatalf("regenerated content = %s, want 2 succeeded images for the same prompt", after[1].Content)
+	}
+	for i := range fresh.Images {
+		if fresh.Images[i].ObjectKey == old.Images[i].ObjectKey {
+			t.Errorf("image %d kept the old key %s", i, old.Images[i].ObjectKey)
+		}
+		s.fetchImageLink(t, fresh.Images[i].URL)
+	}
+	if after[1].Run == nil || after[1].Run.RunID != again.Run.RunID {
+		t.Errorf("assistant message run = %+v, want the regenerated run %s", after[1].Run, again.Run.RunID)
+	}
+}

@@ -145,12 +145,20 @@ func (s *Store) Regenerate(ctx context.Context, userID, assistantMessageID strin
 		turn.Run.ConversationID = &turn.AssistantMessage.ConversationID
 		turn.Run.UserMessageID = &turn.UserMessage.ID
 		turn.Run.AssistantMessageID = &turn.AssistantMessage.ID
+		updates := map[string]any{"run_id": turn.Run.ID, "updated_at": now}
+		// An image generation is generated again with the same parameters,
+		// and its message shows the new run as pending until it ends.
+		if content, ok := turn.AssistantMessage.ImageContent(); ok && previous.Kind == models.RunKindImage {
+			setKind(&turn.Run, models.RunKindImage)
+			turn.Run.RequestBody = previous.RequestBody
+			turn.AssistantMessage.Content = models.PendingImageContent(content.Prompt, content.Params)
+			updates["content"] = turn.AssistantMessage.Content
+		}
 		if err := createRunWithFirstEvent(tx, &turn.Run); err != nil {
 			return err
 		}
 		turn.AssistantMessage.RunID = &turn.Run.ID
-		return tx.Model(&models.Message{}).Where("id = ?", assistantMessageID).
-			Updates(map[string]any{"run_id": turn.Run.ID, "updated_at": now}).Error
+		return tx.Model(&models.Message{}).Where("id = ?", assistantMessageID).Updates(updates).Error
 	})
 	if err != nil {
 		return nil, err
