@@ -3,9 +3,7 @@ package api
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 
@@ -50,25 +48,11 @@ func (s *Server) chatCompletions(c *gin.Context) {
 // writes a 4xx error and returns false.
 func (s *Server) readChatCompletion(c *gin.Context) (chatCompletionRequest, bool) {
 	var req chatCompletionRequest
-	body, err := io.ReadAll(c.Request.Body)
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			abortError(c, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("request body exceeds %d bytes", tooLarge.Limit))
-			return req, false
-		}
-		abortError(c, http.StatusBadRequest, "invalid_json", "read request body: "+err.Error())
+	fields, ok := readJSONObject(c)
+	if !ok {
 		return req, false
 	}
-
-	if err := json.Unmarshal(body, &req.Fields); err != nil || req.Fields == nil {
-		abortError(c, http.StatusBadRequest, "invalid_json", "request body must be a JSON object")
-		return req, false
-	}
-	if containsNUL(body) {
-		abortError(c, http.StatusBadRequest, "invalid_field", `strings in the request body must not contain the NUL character (\u0000)`)
-		return req, false
-	}
+	req.Fields = fields
 
 	if !decodeField(c, req.Fields, "model", &req.Model) || !decodeField(c, req.Fields, "stream", &req.Stream) ||
 		!decodeField(c, req.Fields, "background", &req.Background) {

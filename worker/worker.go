@@ -25,20 +25,26 @@ type Options struct {
 // NewChatWorker returns a worker for the chat task queue with every chat
 // workflow and activity registered. The caller starts and stops it.
 func NewChatWorker(c client.Client, chat *activities.Chat, opts Options) sdkworker.Worker {
+	w := newWorker(c, workflows.ChatTaskQueue, opts, 1000)
+	RegisterChat(w, chat)
+	return w
+}
+
+// newWorker returns a worker for taskQueue with opts, whose zero fields get
+// defaultActivities and an 800 ms heartbeat throttle.
+func newWorker(c client.Client, taskQueue string, opts Options, defaultActivities int) sdkworker.Worker {
 	if opts.MaxConcurrentActivities <= 0 {
-		opts.MaxConcurrentActivities = 1000
+		opts.MaxConcurrentActivities = defaultActivities
 	}
 	if opts.HeartbeatThrottle <= 0 {
 		opts.HeartbeatThrottle = 800 * time.Millisecond
 	}
-	w := sdkworker.New(c, workflows.ChatTaskQueue, sdkworker.Options{
+	return sdkworker.New(c, taskQueue, sdkworker.Options{
 		MaxConcurrentActivityExecutionSize:      opts.MaxConcurrentActivities,
 		MaxConcurrentLocalActivityExecutionSize: opts.MaxConcurrentActivities,
 		MaxHeartbeatThrottleInterval:            opts.HeartbeatThrottle,
 		DefaultHeartbeatThrottleInterval:        opts.HeartbeatThrottle,
 	})
-	RegisterChat(w, chat)
-	return w
 }
 
 // RegisterChat registers the chat workflow and activities under their
@@ -59,18 +65,8 @@ func RegisterChat(r interface {
 // NewImageWorker returns a worker for the image task queue. Image runs share
 // the StartRun and FinalizeRun activities of chat, so chat provides them.
 func NewImageWorker(c client.Client, chat *activities.Chat, images *activities.Images, opts Options) sdkworker.Worker {
-	if opts.MaxConcurrentActivities <= 0 {
-		opts.MaxConcurrentActivities = 100
-	}
-	if opts.HeartbeatThrottle <= 0 {
-		opts.HeartbeatThrottle = 800 * time.Millisecond
-	}
-	w := sdkworker.New(c, workflows.ImageTaskQueue, sdkworker.Options{
-		MaxConcurrentActivityExecutionSize:      opts.MaxConcurrentActivities,
-		MaxConcurrentLocalActivityExecutionSize: opts.MaxConcurrentActivities,
-		MaxHeartbeatThrottleInterval:            opts.HeartbeatThrottle,
-		DefaultHeartbeatThrottleInterval:        opts.HeartbeatThrottle,
-	})
+	// Image attempts hold megabytes each, so fewer run at once than chat.
+	w := newWorker(c, workflows.ImageTaskQueue, opts, 100)
 	RegisterImages(w, chat, images)
 	return w
 }
