@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/aihigress/aihigress/internal/apikeys"
 	"github.com/aihigress/aihigress/internal/mockupstream"
@@ -39,4 +40,21 @@ func TestImageSyncSmoke(t *testing.T) {
 			t.Fatalf("%s: not a PNG: %v", model, err)
 		}
 	}
+
+	var accepted struct {
+		RunID string `json:"run_id"`
+	}
+	key.mustDo("POST", "/v1/images/generations", map[string]any{"model": "image-openai", "prompt": "a grey owl", "background": true}, 202, &accepted)
+	var run struct {
+		Status     string `json:"status"`
+		WorkflowID string `json:"workflow_id"`
+	}
+	waitFor(t, 30*time.Second, "background image run to succeed", func() bool {
+		key.mustDo("GET", "/v1/runs/"+accepted.RunID, nil, 200, &run)
+		return run.Status == "succeeded"
+	})
+	if run.WorkflowID != "image-run-"+accepted.RunID {
+		t.Errorf("workflow_id = %q, want image-run-%s", run.WorkflowID, accepted.RunID)
+	}
+	recordHistory(t, s, run.WorkflowID, "image_succeeded")
 }
