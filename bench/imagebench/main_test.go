@@ -165,7 +165,7 @@ func TestReportVerdicts(t *testing.T) {
 		"| Time beyond the mock's latency, p50, default dev server | 40.0 ms | 10.0 ms | 4.0× | ≤ 1.5× | miss |",
 		"| Time beyond the mock's latency, p50, tuned dev server | 12.0 ms | 10.0 ms | 1.2× | none | – |",
 		"at most 50 in flight) | 419 MB | 210 MB in flight | 2.00× | < 3× | pass |",
-		"our path adds 30.0 ms at p50 to the direct path's 10.0 ms. The target allows 15.0 ms in all.",
+		"our path adds 30.0 ms at p50 to the direct path's 10.0 ms, and the target allows 15.0 ms in all.",
 		"| Workflow run, start event to close event | 230.0 ms |",
 		"| API process outside the workflow run: checks, run row, start call, wait for the result, response | 9.0 ms |",
 		"The worker's RSS grew by 2.00× the bytes in flight, against the 2.33×",
