@@ -42,7 +42,10 @@ type TemporalOptions struct {
 	DBPath string
 	// UIPort enables the Web UI on that port when non-empty.
 	UIPort string
-	Output io.Writer
+	// DynamicConfig lists dynamic config values of the server as
+	// KEY=VALUE, each passed as --dynamic-config-value.
+	DynamicConfig []string
+	Output        io.Writer
 }
 
 // StartTemporal starts `temporal server start-dev` with the project's search
@@ -64,6 +67,10 @@ func StartTemporal(ctx context.Context, opts TemporalOptions) (*testsuite.DevSer
 	if out == nil {
 		out = io.Discard
 	}
+	var extraArgs []string
+	for _, value := range opts.DynamicConfig {
+		extraArgs = append(extraArgs, "--dynamic-config-value", value)
+	}
 	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
 		ExistingPath:     path,
 		ClientOptions:    &client.Options{HostPort: opts.HostPort, Namespace: opts.Namespace},
@@ -74,6 +81,7 @@ func StartTemporal(ctx context.Context, opts TemporalOptions) (*testsuite.DevSer
 		SearchAttributes: SearchAttributes(),
 		Stdout:           out,
 		Stderr:           out,
+		ExtraArgs:        extraArgs,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start Temporal dev server: %w", err)
