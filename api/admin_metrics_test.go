@@ -29,7 +29,7 @@ import (
 const metricsTestToken = "metrics-test-token"
 
 // metricsEnv is an API server with a metrics recorder on a real database,
-// in front of mock upstreams: provider "good" answers, "broken" fails with
+// in front of mock upstreams: provider "good" succeeds, "broken" fails with
 // 500 and "limited" with 429.
 type metricsEnv struct {
 	t          *testing.T

@@ -8,7 +8,7 @@ import (
 )
 
 // DefaultWorkerMetricsAddr is where `aihigress worker` serves /metrics and
-// /healthz unless WORKER_METRICS_ADDR says otherwise.
+// /healthz when WORKER_METRICS_ADDR is unset.
 const DefaultWorkerMetricsAddr = "127.0.0.1:9464"
 
 // Metrics configures the worker's metrics server, the provider metrics
@@ -47,6 +47,9 @@ func loadMetrics(env *lookup) Metrics {
 func (m Metrics) validate() error {
 	if m.FlushInterval < time.Second {
 		return fmt.Errorf("invalid configuration: METRICS_FLUSH_INTERVAL must be at least 1s, got %s", m.FlushInterval)
+	}
+	if m.HealthMinRequests < 1 {
+		return fmt.Errorf("invalid configuration: METRICS_HEALTH_MIN_REQUESTS must be at least 1, got %d", m.HealthMinRequests)
 	}
 	if m.DegradedErrorRate <= 0 || m.DegradedErrorRate > m.UnhealthyErrorRate {
 		return fmt.Errorf("invalid configuration: METRICS_DEGRADED_ERROR_RATE (%g) must be above 0 and at most METRICS_UNHEALTHY_ERROR_RATE (%g)",

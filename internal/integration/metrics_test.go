@@ -73,8 +73,8 @@ func TestWorkerMetrics(t *testing.T) {
 		return status == http.StatusOK
 	})
 
-	// A streamed chat run, a run whose first candidate answers 429 and an
-	// image run whose first candidate answers 500.
+	// A streamed chat run, a run whose first candidate returns 429 and an
+	// image run whose first candidate returns 500.
 	alice := s.newUser()
 	stream := alice.postStreaming("/v1/conversations/"+alice.conversation("mock-gpt")+"/messages", map[string]any{"content": "Hello", "streaming": true})
 	stream.readUntil(t, "done")

@@ -207,7 +207,7 @@ func (a *Aggregator) warnDropped() {
 }
 
 // Run flushes every FlushInterval until ctx ends. It does not flush at
-// the end; the owner calls Flush after Run returns, so that the last
+// the end. The owner calls Flush after Run returns, so that the last
 // buckets are written with a context of their own.
 func (a *Aggregator) Run(ctx context.Context) {
 	ticker := time.NewTicker(a.opts.FlushInterval)

@@ -58,9 +58,9 @@ func (h *Histogram) Merge(other Histogram) {
 }
 
 // Percentile estimates the q-quantile (0 <= q <= 1) in milliseconds, and
-// reports false for an empty histogram. It finds the bucket that holds the
-// rank q*Count and interpolates linearly inside it, which assumes that the
-// observations spread evenly over the bucket; the first bucket starts at 0.
+// reports false for an empty histogram. It finds the bucket that contains
+// the rank q*Count and interpolates linearly inside it, as if the
+// observations spread evenly over the bucket. The first bucket starts at 0.
 // A rank above the last bound returns the last bound, 120000 ms, because
 // the histogram does not know how far above it the values lie.
 func (h Histogram) Percentile(q float64) (float64, bool) {

@@ -192,7 +192,7 @@ func (r *Recorder) Aggregator() *Aggregator {
 }
 
 // RecordAttempt counts one upstream request in the collectors and in its
-// minute bucket. It never blocks on I/O.
+// minute bucket. It does no I/O.
 func (r *Recorder) RecordAttempt(a Attempt) {
 	if r == nil || a.ProviderID == "" {
 		return

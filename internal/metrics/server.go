@@ -16,8 +16,8 @@ import (
 )
 
 // Handler serves the registry in the Prometheus text format. With a
-// non-empty token it requires "Authorization: Bearer <token>" and answers
-// 401 with a JSON error otherwise.
+// non-empty token it requires "Authorization: Bearer <token>" and responds
+// with 401 and a JSON error otherwise.
 func (r *Recorder) Handler(token string) http.Handler {
 	serve := promhttp.HandlerFor(r.Registry(), promhttp.HandlerOpts{})
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -60,7 +60,7 @@ type Server struct {
 }
 
 // Listen binds addr and serves /metrics, protected by token when it is
-// non-empty, and /healthz. /healthz answers 503 until SetReady(true).
+// non-empty, and /healthz. /healthz returns 503 until SetReady(true).
 // Binding happens before Listen returns, so a taken port is an error here.
 func (r *Recorder) Listen(addr, token string, logger *slog.Logger) (*Server, error) {
 	if logger == nil {

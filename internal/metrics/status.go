@@ -12,7 +12,7 @@ import (
 const (
 	StatusOK = "ok"
 	// StatusCanceled is a request whose caller went away or whose run was
-	// canceled; it says nothing about the upstream.
+	// canceled, so it does not count against the upstream.
 	StatusCanceled = "canceled"
 	// StatusError is a failure that is not an upstream error, such as an
 	// invalid provider configuration.
