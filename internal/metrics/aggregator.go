@@ -133,7 +133,10 @@ func (a *Aggregator) mergeLocked(key BucketKey, values BucketValues) {
 		a.dropped.Add(values.Requests)
 		return
 	}
-	a.pending[key] = &values
+	// The copy keeps the heap allocation on this path: taking the
+	// parameter's address would move it to the heap on every call.
+	bucket := values
+	a.pending[key] = &bucket
 }
 
 // Pending returns the number of buckets waiting for a flush.
