@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/aihigress/aihigress/internal/events"
+	"github.com/aihigress/aihigress/internal/metrics"
 	"github.com/aihigress/aihigress/internal/providers"
 	"github.com/aihigress/aihigress/internal/router"
 	"github.com/aihigress/aihigress/internal/store"
@@ -42,6 +43,9 @@ type Chat struct {
 	// ImageURL signs the image links in the terminal event of an image
 	// run; nil leaves them empty, and clients read them from the message.
 	ImageURL func(objectKey string) string
+	// Metrics receives the upstream calls and finished runs; nil records
+	// none.
+	Metrics *metrics.Recorder
 }
 
 // StartRun marks the run running and resolves its logical model into the
@@ -112,6 +116,7 @@ func (a *Chat) StreamChat(ctx context.Context, in workflows.StreamChatInput) (wo
 		logger.Info("switched to another candidate", "planned_provider", in.Candidate.ProviderID, "planned_model", in.Candidate.Model,
 			"provider", used.ProviderID, "model", used.Model)
 	}
+	recordFailover(a.Metrics, run, in.Attempt, used)
 	// From here on the attempt runs on the candidate that it actually uses.
 	in.Candidate = used
 	logger = logger.With("provider", used.ProviderID, "model", used.Model)
@@ -143,8 +148,13 @@ func (a *Chat) StreamChat(ctx context.Context, in workflows.StreamChatInput) (wo
 	defer stopHeartbeat()
 
 	started := time.Now()
-	result, err := a.Client.StreamChat(ctx, provider, request, writer.Delta)
+	call := &upstreamCall{run: run, used: used, started: started}
+	result, err := a.Client.StreamChat(ctx, provider, request, call.timeFirstToken(writer.Delta))
 	a.Router.Report(ctx, pick, err)
+	if err == nil && result.Usage != nil {
+		call.tokensIn, call.tokensOut = result.Usage.PromptTokens, result.Usage.CompletionTokens
+	}
+	call.record(ctx, a.Metrics, err)
 	if err != nil {
 		return workflows.StreamChatResult{}, attemptError(ctx, err, in.Candidate, logger)
 	}
@@ -385,6 +395,7 @@ func (a *Chat) FinalizeRun(ctx context.Context, in workflows.FinalizeInput) (wor
 			logger.Warn("publish terminal events failed", "error", err)
 		}
 		logger.Info("run finalized", "user_id", run.UserID, "status", run.Status, "error_code", run.ErrorCode)
+		recordRunFinished(a.Metrics, run)
 	}
 
 	if n := len(terminal); n > 0 {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/aihigress/aihigress/internal/events"
 	"github.com/aihigress/aihigress/internal/media"
+	"github.com/aihigress/aihigress/internal/metrics"
 	"github.com/aihigress/aihigress/internal/providers"
 	"github.com/aihigress/aihigress/internal/router"
 	"github.com/aihigress/aihigress/internal/store"
@@ -42,6 +43,8 @@ type Images struct {
 	DeltaMergeWindow  time.Duration
 	HeartbeatInterval time.Duration
 	Logger            *slog.Logger
+	// Metrics receives the upstream calls; nil records none.
+	Metrics *metrics.Recorder
 }
 
 // GenerateImages makes one upstream attempt of an image run: it requests the
@@ -76,6 +79,7 @@ func (a *Images) GenerateImages(ctx context.Context, in workflows.AttemptInput) 
 		return workflows.GenerateImagesResult{}, err
 	}
 	used := workflows.Candidate{ProviderID: pick.Candidate.ProviderID, Model: pick.Candidate.Model}
+	recordFailover(a.Metrics, run, in.Attempt, used)
 	logger = logger.With("provider", used.ProviderID, "model", used.Model)
 	if err := a.Store.RecordAttempt(ctx, run.ID, in.Attempt, used.ProviderID, used.Model); err != nil {
 		return workflows.GenerateImagesResult{}, fmt.Errorf("record attempt: %w", err)
@@ -100,6 +104,11 @@ func (a *Images) GenerateImages(ctx context.Context, in workflows.AttemptInput) 
 	started := time.Now()
 	result, err := a.Client.GenerateImages(ctx, pick.Provider, imageRequest(params, used.Model))
 	a.Router.Report(ctx, pick, err)
+	call := &upstreamCall{run: run, used: used, started: started}
+	if err == nil && result.Usage != nil {
+		call.tokensIn, call.tokensOut = result.Usage.InputTokens, result.Usage.OutputTokens
+	}
+	call.record(ctx, a.Metrics, err)
 	if err != nil {
 		return workflows.GenerateImagesResult{}, attemptError(ctx, err, used, logger)
 	}

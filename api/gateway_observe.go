@@ -43,6 +43,8 @@ type gatewayCall struct {
 	// streamOpen is set once the headers of a streaming response were sent,
 	// after which every outcome must be written as stream events.
 	streamOpen bool
+	// metrics is the current attempt's state for the provider metrics.
+	metrics attemptMetrics
 }
 
 // gatewayCallOf returns the request's gateway state. Outside observeGateway

@@ -118,6 +118,7 @@ func (s *Server) proxyChatCompletion(c *gin.Context, key *apikeys.Principal, req
 func (s *Server) attemptChat(c *gin.Context, call *gatewayCall, pick router.Pick, body []byte, stream, clientUsage bool) *attemptFailure {
 	ctx := c.Request.Context()
 	started := time.Now()
+	s.beginAttempt(call, pick, started)
 	forwarded, err := s.Upstream.Forward(ctx, pick.Provider, body, stream)
 	if err != nil {
 		call.addUpstream(started)
@@ -255,6 +256,7 @@ func (s *Server) relayStream(c *gin.Context, call *gatewayCall, pick router.Pick
 		failure := &providers.UpstreamError{Kind: providers.ErrorServer, Message: "first stream event is an error", Body: []byte(first.Data)}
 		return s.failedAttempt(c, call, pick, failure)
 	}
+	call.metrics.firstChunk = time.Now()
 
 	// The first chunk leaves at once, even when later events were read with
 	// it: time to first token is what streaming clients wait for.
@@ -290,6 +292,7 @@ func (s *Server) relayStream(c *gin.Context, call *gatewayCall, pick router.Pick
 // that outlives the client, so that a disconnect does not lose the report.
 func (s *Server) report(c *gin.Context, pick router.Pick, err error) {
 	s.Router.Report(context.WithoutCancel(c.Request.Context()), pick, err)
+	s.observeAttempt(c, pick, err)
 }
 
 // planFailed responds to a request whose model the router cannot plan.

@@ -2,6 +2,7 @@ package api
 
 import (
 	"crypto/subtle"
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -25,29 +26,53 @@ type Metrics struct {
 // NewMetrics creates the collectors and a registry that also exports the Go
 // runtime and process metrics.
 func NewMetrics() *Metrics {
-	m := &Metrics{
-		registry: prometheus.NewRegistry(),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return NewMetricsOn(registry)
+}
+
+// NewMetricsOn creates the collectors on registry, usually the process's
+// registry from metrics.Recorder, which exports the runtime metrics
+// already. Several servers of one process may share the registry: a
+// collector that is registered already is reused, so they count together.
+func NewMetricsOn(registry *prometheus.Registry) *Metrics {
+	return &Metrics{
+		registry: registry,
+		requests: registerOrReuse(registry, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "aihigress_http_requests_total",
 			Help: "HTTP requests by route pattern, method and status code.",
-		}, []string{"route", "method", "status"}),
-		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		}, []string{"route", "method", "status"})),
+		requestDuration: registerOrReuse(registry, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "aihigress_http_request_duration_seconds",
 			Help:    "Time to the end of the response, in seconds; SSE streams count until they close.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
-		}, []string{"route", "method"}),
-		streamsOpen: prometheus.NewGauge(prometheus.GaugeOpts{
+		}, []string{"route", "method"})),
+		streamsOpen: registerOrReuse(registry, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "aihigress_sse_streams_open",
 			Help: "SSE event streams currently open.",
-		}),
-		runsStarted: prometheus.NewCounterVec(prometheus.CounterOpts{
+		})),
+		runsStarted: registerOrReuse(registry, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "aihigress_runs_started_total",
 			Help: "Runs whose workflow was started, by kind.",
-		}, []string{"kind"}),
+		}, []string{"kind"})),
 	}
-	m.registry.MustRegister(m.requests, m.requestDuration, m.streamsOpen, m.runsStarted,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return m
+}
+
+// registerOrReuse registers c on registry, or returns the equal collector
+// registered before. Any other registration error is a programming error
+// in the collector definitions, so it panics as MustRegister does.
+func registerOrReuse[C prometheus.Collector](registry *prometheus.Registry, c C) C {
+	err := registry.Register(c)
+	if err == nil {
+		return c
+	}
+	var already prometheus.AlreadyRegisteredError
+	if errors.As(err, &already) {
+		if existing, ok := already.ExistingCollector.(C); ok {
+			return existing
+		}
+	}
+	panic(err)
 }
 
 func (m *Metrics) observe(c *gin.Context) {

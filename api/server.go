@@ -16,6 +16,7 @@ import (
 	"github.com/aihigress/aihigress/internal/auth"
 	"github.com/aihigress/aihigress/internal/catalog"
 	"github.com/aihigress/aihigress/internal/events"
+	"github.com/aihigress/aihigress/internal/metrics"
 	"github.com/aihigress/aihigress/internal/providers"
 	"github.com/aihigress/aihigress/internal/requestlog"
 	"github.com/aihigress/aihigress/internal/router"
@@ -51,6 +52,10 @@ type Server struct {
 	Metrics *Metrics
 	// MetricsToken, when set, is required as a bearer token on /metrics.
 	MetricsToken string
+	// Recorder receives the gateway's upstream attempts; nil records none.
+	Recorder *metrics.Recorder
+	// ProviderHealth rates providers in GET /admin/metrics/providers.
+	ProviderHealth metrics.HealthThresholds
 	// CatalogAdmin applies the /admin catalog writes; nil makes them 503.
 	CatalogAdmin *catalog.Admin
 
@@ -95,6 +100,7 @@ func (s *Server) Handler() http.Handler {
 
 	admin := authed.Group("/admin", s.requireSuperuser)
 	s.registerAdminRoutes(admin)
+	admin.GET("/metrics/providers", s.providerMetrics)
 
 	// Gateway clients use API keys; the web app uses access tokens. Both
 	// can list models and follow runs.

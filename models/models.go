@@ -143,6 +143,6 @@ func (ChatRunEvent) TableName() string { return "chat_run_events" }
 func All() []any {
 	return []any{
 		&User{}, &Assistant{}, &Conversation{}, &Message{}, &ChatRun{}, &ChatRunEvent{},
-		&APIKey{}, &ProviderRow{}, &ProviderKey{}, &LogicalModelRow{}, &LogicalModelCandidate{}, &RequestLog{}, &MediaObject{},
+		&APIKey{}, &ProviderRow{}, &ProviderKey{}, &LogicalModelRow{}, &LogicalModelCandidate{}, &RequestLog{}, &MediaObject{}, &ProviderMetricsMinute{},
 	}
 }

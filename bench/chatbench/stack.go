@@ -372,6 +372,10 @@ func (s *stack) serviceEnv(httpAddr string) []string {
 		// cost is part of the measurement, but it never rejects.
 		"RATE_LIMIT_USER=100000000/1m",
 		"RATE_LIMIT_API_KEY=100000000/1m",
+		// The worker's default metrics port is fixed, so two benchmarks on
+		// one machine would clash on it, and the benchmark reads no worker
+		// metrics.
+		"WORKER_METRICS_ADDR=off",
 	}
 	for _, name := range []string{"PATH", "HOME", "TMPDIR", "GOMAXPROCS", "GOGC", "GOMEMLIMIT", "GODEBUG", "LOG_LEVEL", "LOG_FORMAT"} {
 		if value, ok := os.LookupEnv(name); ok {

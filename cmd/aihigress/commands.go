@@ -86,6 +86,9 @@ func runDev(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		return err
 	}
 	cfg.Images.UseLocalDir(filepath.Join("data", "media"))
+	// The API and the worker share this process and its metrics registry,
+	// so the API's /metrics covers the worker and no second port is opened.
+	cfg.Metrics.WorkerAddr = ""
 
 	if cfg.RedisURL == "" {
 		redisServer, url, err := devenv.StartRedis()

@@ -24,6 +24,7 @@ import (
 	"github.com/aihigress/aihigress/internal/config"
 	"github.com/aihigress/aihigress/internal/events"
 	"github.com/aihigress/aihigress/internal/media"
+	"github.com/aihigress/aihigress/internal/metrics"
 	"github.com/aihigress/aihigress/internal/providers"
 	"github.com/aihigress/aihigress/internal/ratelimit"
 	"github.com/aihigress/aihigress/internal/requestlog"
@@ -53,6 +54,8 @@ type App struct {
 	// Media stores generated images; MediaLinks signs their links.
 	Media      media.Storage
 	MediaLinks *media.Signer
+	// Recorder holds the process's metrics and provider buckets.
+	Recorder *metrics.Recorder
 
 	// providerKeys encrypts provider keys at rest.
 	providerKeys *secrets.Cipher
@@ -99,6 +102,7 @@ func ConnectWithFallback(ctx context.Context, cfg config.Config, seed, fallback 
 	if len(applied) > 0 {
 		logger.Info("database migrated", "dialect", st.Dialect, "applied", applied)
 	}
+	a.startMetrics()
 
 	if cfg.RedisURL == "" {
 		a.Close()
@@ -116,6 +120,7 @@ func ConnectWithFallback(ctx context.Context, cfg config.Config, seed, fallback 
 		return nil, fmt.Errorf("connect to Redis: %w", err)
 	}
 	a.Bus = events.NewBus(a.Redis, cfg.RedisPrefix)
+	a.Bus.OnPublished = a.Recorder.ObservePublishLag
 
 	if err := a.startCatalog(ctx, seed, fallback); err != nil {
 		a.Close()
@@ -140,6 +145,8 @@ func ConnectWithFallback(ctx context.Context, cfg config.Config, seed, fallback 
 		HostPort:  cfg.TemporalAddress,
 		Namespace: cfg.TemporalNamespace,
 		Logger:    tlog.NewStructuredLogger(logger.With("component", "temporal")),
+		// The SDK's metrics go to the process's /metrics.
+		MetricsHandler: a.Recorder.TemporalHandler(),
 	})
 	if err != nil {
 		a.Close()
@@ -228,6 +235,7 @@ func (a *App) startRouter() {
 	a.Router = router.New(a.Catalog, a.Redis, a.Config.RedisPrefix, router.Options{
 		Logger:     a.Logger,
 		DisableKey: a.disableProviderKey,
+		OnCooldown: a.Recorder.RecordCooldown,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	a.stopRouter = cancel
@@ -242,6 +250,7 @@ func (a *App) startRouter() {
 
 // Close releases every connection.
 func (a *App) Close() {
+	a.closeMetrics()
 	if a.stopRouter != nil {
 		a.stopRouter()
 		<-a.routerDone
@@ -290,7 +299,8 @@ func (a *App) APIServer(hub *events.Hub) (*api.Server, error) {
 		APIKeys:  keys,
 		Router:   a.Router,
 		Upstream: a.Upstream,
-		Follower: &events.Follower{Store: a.Store, Hub: hub, Logger: a.Logger, Heartbeat: cfg.SSEHeartbeat, Poll: 5 * time.Second},
+		Follower: &events.Follower{Store: a.Store, Hub: hub, Logger: a.Logger, Heartbeat: cfg.SSEHeartbeat, Poll: 5 * time.Second,
+			OnLiveDelivery: a.Recorder.ObserveDeliverLag},
 		Limits: api.Limits{
 			MaxBodyBytes:        cfg.MaxBodyBytes,
 			MaxContentChars:     cfg.MaxContentChars,
@@ -313,9 +323,11 @@ func (a *App) APIServer(hub *events.Hub) (*api.Server, error) {
 			Signer:          a.MediaLinks,
 			MediaHandler:    media.NewHandler(a.Media, a.MediaLinks, a.Logger.With("component", "media")),
 		},
-		Logger:       a.Logger,
-		Metrics:      api.NewMetrics(),
-		MetricsToken: cfg.MetricsToken,
+		Logger:         a.Logger,
+		Metrics:        api.NewMetricsOn(a.Recorder.Registry()),
+		MetricsToken:   cfg.MetricsToken,
+		Recorder:       a.Recorder,
+		ProviderHealth: a.providerHealth(),
 		CatalogAdmin: &catalog.Admin{
 			Store:   a.Store,
 			Cipher:  a.providerKeys,
@@ -377,6 +389,7 @@ func (a *App) ImageWorker() sdkworker.Worker {
 		KeyPrefix:        a.Config.Images.Prefix,
 		DeltaMergeWindow: a.Config.DeltaMergeWindow,
 		Logger:           a.Logger,
+		Metrics:          a.Recorder,
 	}
 	return worker.NewImageWorker(a.Temporal, a.chatActivities(), images, worker.Options{})
 }
@@ -399,6 +412,7 @@ func (a *App) chatActivities() *activities.Chat {
 		ImageURL: func(objectKey string) string {
 			return a.MediaLinks.URL(a.Config.Images.PublicBaseURL, objectKey, time.Now())
 		},
+		Metrics: a.Recorder,
 	}
 }
 
@@ -469,6 +483,11 @@ func (a *App) closeRequestLog(requestLog *requestlog.Writer) {
 
 // RunWorker runs the chat and image workers until ctx ends.
 func (a *App) RunWorker(ctx context.Context) error {
+	metricsServer, err := a.startWorkerMetrics()
+	if err != nil {
+		return err
+	}
+	defer a.stopWorkerMetrics(metricsServer)
 	chat := a.ChatWorker()
 	if err := chat.Start(); err != nil {
 		return fmt.Errorf("start chat worker: %w", err)
@@ -479,7 +498,9 @@ func (a *App) RunWorker(ctx context.Context) error {
 		return fmt.Errorf("start image worker: %w", err)
 	}
 	a.Logger.Info("workers started", "task_queues", []string{workflows.ChatTaskQueue, workflows.ImageTaskQueue}, "image_storage", a.Media.Name())
+	metricsServer.SetReady(true)
 	<-ctx.Done()
+	metricsServer.SetReady(false)
 	images.Stop()
 	chat.Stop()
 	a.Logger.Info("workers stopped")

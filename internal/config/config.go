@@ -82,6 +82,10 @@ type Config struct {
 	// Images.
 	Images Images
 
+	// Metrics configures the worker's metrics server and the provider
+	// health report.
+	Metrics Metrics
+
 	// GeneratedSecrets lists the names of secrets that Load generated because
 	// they were unset. They are fine for development but change on restart.
 	GeneratedSecrets []string
@@ -135,6 +139,7 @@ func Load(getenv func(string) string) (Config, error) {
 		HSTSMaxAge:         env.duration("HSTS_MAX_AGE", 0),
 	}
 	cfg.Images = loadImages(&env)
+	cfg.Metrics = loadMetrics(&env)
 	if len(env.errs) > 0 {
 		return Config{}, fmt.Errorf("invalid configuration: %s", strings.Join(env.errs, "; "))
 	}
@@ -163,6 +168,9 @@ func Load(getenv func(string) string) (Config, error) {
 		return Config{}, err
 	}
 	if err := cfg.Images.validate(); err != nil {
+		return Config{}, err
+	}
+	if err := cfg.Metrics.validate(); err != nil {
 		return Config{}, err
 	}
 	return cfg, nil

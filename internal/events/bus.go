@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -17,6 +18,11 @@ import (
 type Bus struct {
 	rdb    *redis.Client
 	prefix string
+
+	// OnPublished, when set, receives the created_at of each event after
+	// its publish succeeded, for the publish lag metric. Set it before the
+	// first Publish.
+	OnPublished func(createdAt time.Time)
 }
 
 // NewBus returns a Bus whose channel names start with prefix.
@@ -43,6 +49,11 @@ func (b *Bus) Publish(ctx context.Context, events []models.ChatRunEvent) error {
 	}
 	if err := b.rdb.Publish(ctx, b.channel(events[0].RunID), body).Err(); err != nil {
 		return fmt.Errorf("publish events of run %s: %w", events[0].RunID, err)
+	}
+	if b.OnPublished != nil {
+		for _, e := range events {
+			b.OnPublished(e.CreatedAt)
+		}
 	}
 	return nil
 }

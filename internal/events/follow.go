@@ -29,6 +29,11 @@ type Follower struct {
 	// Poll is how often the database is read while following, which covers
 	// batches lost by Redis.
 	Poll time.Duration
+	// OnLiveDelivery, when set, receives the created_at of each event that
+	// was sent after replay.done, for the delivery lag metric. Events of
+	// the replay are left out, because their age only says when the client
+	// connected.
+	OnLiveDelivery func(createdAt time.Time)
 }
 
 const replayBatch = 500
@@ -68,6 +73,7 @@ func (f *Follower) Follow(ctx context.Context, runID string, after int64, send f
 	if st.terminal {
 		return st.sendDone()
 	}
+	st.onLive = f.OnLiveDelivery
 
 	var live <-chan []Wire
 	var lagged <-chan struct{}
@@ -113,6 +119,8 @@ type followState struct {
 	terminal bool
 	lastSent time.Time
 	send     func(Frame) error
+	// onLive is Follower.OnLiveDelivery once the replay is done.
+	onLive func(createdAt time.Time)
 }
 
 func (st *followState) emit(w Wire, data []byte) error {
@@ -121,6 +129,9 @@ func (st *followState) emit(w Wire, data []byte) error {
 	}
 	st.last = w.Seq
 	st.lastSent = time.Now()
+	if st.onLive != nil {
+		st.onLive(w.CreatedAt)
+	}
 	if models.IsTerminalEvent(w.EventType) {
 		st.terminal = true
 	}

@@ -111,7 +111,19 @@ type Options struct {
 	// Logger receives failures that the router handles itself. Nil discards
 	// them.
 	Logger *slog.Logger
+
+	// OnCooldown is called with the provider and the reason each time this
+	// router starts a cooldown. The reasons are CooldownRateLimited,
+	// CooldownFailures and CooldownCredentialRejected. Nil ignores them.
+	OnCooldown func(providerID, reason string)
 }
+
+// Reasons that Options.OnCooldown receives.
+const (
+	CooldownRateLimited        = "rate_limited"
+	CooldownFailures           = "failures"
+	CooldownCredentialRejected = "credential_rejected"
+)
 
 func (o Options) withDefaults() Options {
 	if o.Now == nil {
@@ -146,6 +158,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.OnCooldown == nil {
+		o.OnCooldown = func(string, string) {}
 	}
 	return o
 }
@@ -388,6 +403,7 @@ func (r *Router) Report(ctx context.Context, pick Pick, err error) {
 			wait = min(upstreamErr.RetryAfter, r.opts.MaxCooldown)
 		}
 		r.coolDown(ctx, candidate, wait, "rate limited", "provider", pick.Candidate.ProviderID, "model", pick.Candidate.Model)
+		r.opts.OnCooldown(pick.Candidate.ProviderID, CooldownRateLimited)
 
 	case providers.ErrorServer, providers.ErrorTimeout, providers.ErrorConnect, providers.ErrorMalformed:
 		r.recordFailure(ctx, candidate, upstreamErr.Kind)
@@ -422,6 +438,7 @@ func (r *Router) reportContext(ctx context.Context) (context.Context, context.Ca
 // process and disables it in the database through Options.DisableKey.
 func (r *Router) rejectKey(ctx context.Context, pick Pick, upstreamErr *providers.UpstreamError) {
 	providerID := pick.Candidate.ProviderID
+	r.opts.OnCooldown(providerID, CooldownCredentialRejected)
 	if pick.KeyID == "" {
 		// The credential is the provider's configured APIKey, which only a
 		// configuration change can fix, so its candidate stays out of use.

@@ -330,6 +330,7 @@ func (r *Router) recordFailure(ctx context.Context, e entryKey, kind providers.E
 		return
 	}
 	r.mirror.setUntil(e, started)
+	r.opts.OnCooldown(e.id, CooldownFailures)
 	r.logger.Warn("cooling down after repeated upstream failures", "provider", e.id, "model", e.model,
 		"error_kind", kind, "failures", count, "until", time.UnixMilli(started).UTC().Format(time.RFC3339Nano))
 }
