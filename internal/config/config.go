@@ -80,6 +80,11 @@ type Config struct {
 	// Images.
 	Images Images
 
+	// Payloads and CodecServer configure the encryption of Temporal
+	// payloads, as temporal.go describes.
+	Payloads    PayloadEncryption
+	CodecServer CodecServer
+
 	// GeneratedSecrets lists the names of secrets that Load generated because
 	// they were unset. They are fine for development but change on restart.
 	GeneratedSecrets []string
@@ -132,6 +137,8 @@ func Load(getenv func(string) string) (Config, error) {
 		HSTSMaxAge:         env.duration("HSTS_MAX_AGE", 0),
 	}
 	cfg.Images = loadImages(&env)
+	cfg.Payloads = loadPayloadEncryption(&env)
+	cfg.CodecServer = loadCodecServer(&env, cfg.TemporalUIPort)
 	if len(env.errs) > 0 {
 		return Config{}, fmt.Errorf("invalid configuration: %s", strings.Join(env.errs, "; "))
 	}
@@ -160,6 +167,9 @@ func Load(getenv func(string) string) (Config, error) {
 		return Config{}, err
 	}
 	if err := cfg.Images.validate(); err != nil {
+		return Config{}, err
+	}
+	if err := cfg.CodecServer.validate(); err != nil {
 		return Config{}, err
 	}
 	return cfg, nil
