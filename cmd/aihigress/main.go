@@ -9,6 +9,8 @@
 //	                         server and the mock upstream when unconfigured
 //	aihigress migrate        apply the database migrations
 //	aihigress mock-upstream  run the mock OpenAI-compatible upstream
+//	aihigress codec-server   serve /encode and /decode of Temporal payloads
+//	                         for the Temporal Web UI and CLI
 package main
 
 import (
@@ -35,6 +37,9 @@ commands:
                  when REDIS_URL, TEMPORAL_ADDRESS and providers are unset
   migrate        apply the database migrations and exit
   mock-upstream  run the mock OpenAI-compatible upstream
+  codec-server   serve /encode and /decode of Temporal payloads for the
+                 Temporal Web UI and CLI; needs TEMPORAL_PAYLOAD_KEY and
+                 CODEC_SERVER_TOKEN
 
 Configuration comes from environment variables; see .env.example.
 `
@@ -67,6 +72,8 @@ func main() {
 		err = runMigrate(ctx, cfg, logger)
 	case "mock-upstream":
 		err = runMockUpstream(ctx, args, logger)
+	case "codec-server":
+		err = runCodecServer(ctx, cfg, logger)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return
@@ -110,7 +117,7 @@ func useDevSecrets(cfg *config.Config, logger *slog.Logger) error {
 	if len(cfg.GeneratedSecrets) == 0 {
 		return nil
 	}
-	path := filepath.Join(filepath.Dir(cfg.TemporalDBPath), "dev-secrets.json")
+	path := devSecretsPath(*cfg)
 	values, err := devenv.DevSecrets(path, cfg.GeneratedSecrets, func() string { return config.RandomToken(32) })
 	if err != nil {
 		return err
@@ -126,4 +133,10 @@ func useDevSecrets(cfg *config.Config, logger *slog.Logger) error {
 	}
 	cfg.GeneratedSecrets = nil
 	return nil
+}
+
+// devSecretsPath is the file in the data folder that keeps the secrets
+// `dev` generated.
+func devSecretsPath(cfg config.Config) string {
+	return filepath.Join(filepath.Dir(cfg.TemporalDBPath), "dev-secrets.json")
 }

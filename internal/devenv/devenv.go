@@ -42,7 +42,10 @@ type TemporalOptions struct {
 	DBPath string
 	// UIPort enables the Web UI on that port when non-empty.
 	UIPort string
-	Output io.Writer
+	// UICodecEndpoint, when set, is the codec server that the Web UI calls
+	// to decode payloads.
+	UICodecEndpoint string
+	Output          io.Writer
 }
 
 // StartTemporal starts `temporal server start-dev` with the project's search
@@ -64,6 +67,10 @@ func StartTemporal(ctx context.Context, opts TemporalOptions) (*testsuite.DevSer
 	if out == nil {
 		out = io.Discard
 	}
+	var extraArgs []string
+	if opts.UICodecEndpoint != "" {
+		extraArgs = append(extraArgs, "--ui-codec-endpoint", opts.UICodecEndpoint)
+	}
 	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
 		ExistingPath:     path,
 		ClientOptions:    &client.Options{HostPort: opts.HostPort, Namespace: opts.Namespace},
@@ -72,6 +79,7 @@ func StartTemporal(ctx context.Context, opts TemporalOptions) (*testsuite.DevSer
 		UIPort:           opts.UIPort,
 		LogLevel:         "warn",
 		SearchAttributes: SearchAttributes(),
+		ExtraArgs:        extraArgs,
 		Stdout:           out,
 		Stderr:           out,
 	})
