@@ -85,6 +85,10 @@ type Config struct {
 	// Metrics configures the worker's metrics server and the provider
 	// health report.
 	Metrics Metrics
+	// Payloads and CodecServer configure the encryption of Temporal
+	// payloads, as temporal.go describes.
+	Payloads    PayloadEncryption
+	CodecServer CodecServer
 
 	// GeneratedSecrets lists the names of secrets that Load generated because
 	// they were unset. They are fine for development but change on restart.
@@ -140,6 +144,8 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	cfg.Images = loadImages(&env)
 	cfg.Metrics = loadMetrics(&env)
+	cfg.Payloads = loadPayloadEncryption(&env)
+	cfg.CodecServer = loadCodecServer(&env, cfg.TemporalUIPort)
 	if len(env.errs) > 0 {
 		return Config{}, fmt.Errorf("invalid configuration: %s", strings.Join(env.errs, "; "))
 	}
@@ -171,6 +177,9 @@ func Load(getenv func(string) string) (Config, error) {
 		return Config{}, err
 	}
 	if err := cfg.Metrics.validate(); err != nil {
+		return Config{}, err
+	}
+	if err := cfg.CodecServer.validate(); err != nil {
 		return Config{}, err
 	}
 	return cfg, nil

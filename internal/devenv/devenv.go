@@ -45,7 +45,10 @@ type TemporalOptions struct {
 	// DynamicConfig lists dynamic config values of the server as
 	// KEY=VALUE, each passed as --dynamic-config-value.
 	DynamicConfig []string
-	Output        io.Writer
+	// UICodecEndpoint, when set, is the codec server that the Web UI calls
+	// to decode payloads.
+	UICodecEndpoint string
+	Output          io.Writer
 }
 
 // StartTemporal starts `temporal server start-dev` with the project's search
@@ -71,6 +74,9 @@ func StartTemporal(ctx context.Context, opts TemporalOptions) (*testsuite.DevSer
 	for _, value := range opts.DynamicConfig {
 		extraArgs = append(extraArgs, "--dynamic-config-value", value)
 	}
+	if opts.UICodecEndpoint != "" {
+		extraArgs = append(extraArgs, "--ui-codec-endpoint", opts.UICodecEndpoint)
+	}
 	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
 		ExistingPath:     path,
 		ClientOptions:    &client.Options{HostPort: opts.HostPort, Namespace: opts.Namespace},
@@ -79,9 +85,9 @@ func StartTemporal(ctx context.Context, opts TemporalOptions) (*testsuite.DevSer
 		UIPort:           opts.UIPort,
 		LogLevel:         "warn",
 		SearchAttributes: SearchAttributes(),
+		ExtraArgs:        extraArgs,
 		Stdout:           out,
 		Stderr:           out,
-		ExtraArgs:        extraArgs,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start Temporal dev server: %w", err)
