@@ -142,7 +142,7 @@ func runReplay(ctx context.Context, cfg config.Config, args []string, stdout io.
 	}
 	results := make([]replay.Result, 0, len(executions))
 	for _, e := range executions {
-		if e.Status == "RUNNING" {
+		if e.Running {
 			// A running workflow's history ends mid-task; replaying it
 			// proves little and may race with the worker.
 			continue
