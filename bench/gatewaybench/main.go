@@ -7,7 +7,8 @@
 // front of it and the gateway (api.Server over PostgreSQL or SQLite, with
 // Redis) in front of it, all in this process on loopback. It then sends
 // requests to each of the three at a fixed arrival rate, non-streaming and
-// streaming, in alternating order. Run it from the repository:
+// streaming, in alternating order, from a child process that runs this
+// command as "gatewaybench load-generator". Run it from the repository:
 //
 //	go run ./bench/gatewaybench [-write docs/benchmarks.md]
 package main
@@ -48,10 +49,11 @@ type settings struct {
 	redisURL      string
 	embeddedRedis bool
 
-	writePath  string
-	cpuProfile string
-	check      bool
-	rateLimit  bool
+	writePath   string
+	cpuProfile  string
+	check       bool
+	rateLimit   bool
+	loadProcess bool
 }
 
 func parseSettings(args []string) (settings, error) {
@@ -71,6 +73,7 @@ func parseSettings(args []string) (settings, error) {
 	flags.StringVar(&s.writePath, "write", "", "also write the report as the gateway section of this markdown file, replacing only that section; a relative path starts at the repository root")
 	flags.StringVar(&s.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured rounds to this file")
 	flags.BoolVar(&s.rateLimit, "rate-limit", true, "check the per-key rate limit in Redis on every gateway request, as `aihigress serve` does; the limit is too high to reject any request")
+	flags.BoolVar(&s.loadProcess, "load-process", true, "send the requests from a child process, whose goroutines do not wait for the Go scheduler of the measured servers. With false, this process sends them")
 	flags.BoolVar(&s.check, "check", false, fmt.Sprintf("exit with status %d when a target is missed", exitTargetMissed))
 	if err := flags.Parse(args); err != nil {
 		return s, err
@@ -93,6 +96,17 @@ func parseSettings(args []string) (settings, error) {
 }
 
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == loadGeneratorCommand {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err := serveLoadGenerator(ctx, os.Stdin, os.Stdout)
+		stop()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "gatewaybench load-generator:", err)
+			os.Exit(1)
+		}
+		return
+	}
+
 	s, err := parseSettings(os.Args[1:])
 	if errors.Is(err, flag.ErrHelp) {
 		return
@@ -136,8 +150,15 @@ func run(ctx context.Context, s settings, logger *slog.Logger) ([]string, error)
 		return nil, err
 	}
 
-	client := newLoadClient()
-	defer client.CloseIdleConnections()
+	load, err := startLoad(ctx, s.loadProcess)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err := load.close(); err != nil {
+			logger.Warn("stop the load generator failed", "error", err)
+		}
+	}()
 	targets := []target{
 		{name: "direct", url: st.mock.URL() + "/v1/chat/completions", header: http.Header{"X-Mock-Tokens": {fmt.Sprint(s.tokens)}}},
 		{name: "proxy", url: st.proxyURL + "/v1/chat/completions", header: http.Header{"X-Mock-Tokens": {fmt.Sprint(s.tokens)}}},
@@ -160,24 +181,29 @@ func run(ctx context.Context, s settings, logger *slog.Logger) ([]string, error)
 		logger.Info("warming up", "stream", stream, "per_target", s.warmup)
 		for _, t := range targets {
 			if s.warmup > 0 {
-				runWindow(ctx, client, t, stream, s.rate, s.warmup)
+				if _, err := load.run(ctx, t, stream, s.rate, s.warmup); err != nil {
+					return nil, err
+				}
 			}
 		}
 
 		for round := range s.rounds {
 			order := rotate(targets, round)
-			roundP50 := map[string]time.Duration{}
+			roundSamples := map[string][]sample{}
 			for _, t := range order {
 				if ctx.Err() != nil {
 					return nil, ctx.Err()
 				}
 				logger.Info("measuring", "stream", stream, "round", round+1, "target", t.name, "rate", s.rate, "window", s.window)
-				w := runWindow(ctx, client, t, stream, s.rate, s.window)
+				w, err := load.run(ctx, t, stream, s.rate, s.window)
+				if err != nil {
+					return nil, err
+				}
 				kind.samples[t.name] = append(kind.samples[t.name], w.samples...)
 				kind.lag[t.name] = append(kind.lag[t.name], w.lag...)
-				roundP50[t.name] = percentile(latencies(w.samples, false), 50)
+				roundSamples[t.name] = w.samples
 			}
-			kind.rounds = append(kind.rounds, roundP50)
+			kind.rounds = append(kind.rounds, roundSamples)
 		}
 		r.kinds = append(r.kinds, kind)
 	}
@@ -196,6 +222,15 @@ func run(ctx context.Context, s settings, logger *slog.Logger) ([]string, error)
 		logger.Info("report written", "path", path)
 	}
 	return r.missedTargets(), nil
+}
+
+// startLoad starts the load generator: a child process when childProcess is
+// set, or a client in this process.
+func startLoad(ctx context.Context, childProcess bool) (loadGenerator, error) {
+	if !childProcess {
+		return localLoad{client: newLoadClient()}, nil
+	}
+	return startProcessLoad(ctx)
 }
 
 // rotate returns targets starting at index round, so that each target runs

@@ -42,8 +42,8 @@ type kindResult struct {
 	stream  bool
 	samples map[string][]sample
 	lag     map[string][]time.Duration
-	// rounds has each round's p50 latency by target.
-	rounds []map[string]time.Duration
+	// rounds has each round's samples by target.
+	rounds []map[string][]sample
 }
 
 func (k kindResult) name() string {
@@ -207,19 +207,30 @@ func (r *results) details() string {
 		}
 		fmt.Fprintf(&b, " Requests started late against the fixed schedule by p99 %s, max %s.\n", ms(percentile(lags, 99)), ms(percentile(lags, 100)))
 		for i, round := range k.rounds {
-			fmt.Fprintf(&b, "  - Round %d, p50 %s: direct %s, proxy adds %s, gateway adds %s.\n", i+1, wholeOrFirst(k),
-				ms(round["direct"]), ms(round["proxy"]-round["direct"]), ms(round["gateway"]-round["direct"]))
+			fmt.Fprintf(&b, "  - Round %d, p50", i+1)
+			if k.stream {
+				fmt.Fprintf(&b, " first chunk: %s;", roundAdded(round, true))
+			}
+			fmt.Fprintf(&b, " %s: %s.\n", wholeOrDone(k), roundAdded(round, false))
 		}
 	}
 	fmt.Fprintf(&b, "- Request log: %d rows written, %d dropped.\n", r.requestLogWritten, r.requestLogDropped)
 	return b.String()
 }
 
-func wholeOrFirst(k kindResult) string {
+func wholeOrDone(k kindResult) string {
 	if k.stream {
 		return "through [DONE]"
 	}
 	return "whole response"
+}
+
+// roundAdded renders one round's direct p50 and what the proxy and the
+// gateway add to it.
+func roundAdded(round map[string][]sample, firstChunk bool) string {
+	p50 := func(name string) time.Duration { return percentile(latencies(round[name], firstChunk), 50) }
+	direct := p50("direct")
+	return fmt.Sprintf("direct %s, proxy adds %s, gateway adds %s", ms(direct), ms(p50("proxy")-direct), ms(p50("gateway")-direct))
 }
 
 func (r *results) counts(k kindResult) string {
@@ -265,15 +276,27 @@ func (r *results) section() string {
 
 	b.WriteString("\n### Method\n\n")
 	notes := []string{
-		"The mock upstream, the bare proxy, the gateway and the load generator run in one process and talk over loopback, so they share the Go runtime, its garbage collector and the machine's cores. The proxy is `httputil.ReverseProxy` with `FlushInterval: -1` and a transport with the same idle pool sizes as the gateway's upstream client.",
+		loadNote(s.loadProcess) + " The proxy is `httputil.ReverseProxy` with `FlushInterval: -1` and a transport with the same idle pool sizes as the gateway's upstream client.",
 		"The gateway is `api.Server` as `aihigress serve` builds it. It authenticates API keys through its in-process and Redis cache. It runs " + rateLimitNote(s.rateLimit) + ". It also has the Prometheus middleware, the router with its cooldown mirror, the upstream client and the batched request log writer. Temporal is not started, because the synchronous path does not use it.",
 		fmt.Sprintf("Each window sends requests at a fixed arrival rate of %d per second, each in its own goroutine, whether or not earlier responses have ended (an open loop). A request's latency runs from the client sending it to reading the end of the body, or for streams to reading the first `data:` line and the `data: [DONE]` line. Every target gets the same body; the direct and proxy requests carry `X-Mock-Tokens`, and the gateway's provider sends the same header.", s.rate),
 		"The added latency is the gateway's (or proxy's) percentile minus the direct percentile over all rounds, so it compares distributions, not individual requests. Rounds rotate the order of the three targets. A warmup window per target and request kind runs before the rounds and is not counted.",
-		"The gateway sends a stream's response headers only after the upstream's first event has arrived, because it may still fail over until then. The streaming request does not request usage, so the gateway adds `stream_options.include_usage` upstream and drops the extra usage chunk.",
+		"The gateway sends a stream's response headers as soon as the upstream's headers arrive, before the first event. It may still fail over until the first event, because every candidate responds with a 200 event stream. The bare proxy sends the headers together with the first chunk. The streaming request does not request usage, so the gateway adds `stream_options.include_usage` upstream and drops the extra usage chunk.",
 		"`X-Aihigress-Overhead-Ms` is the gateway's own measure: the time from the start of its gateway middleware until the response headers are written, minus upstream waits. It leaves out the HTTP server, the client and the network, which the added latency includes.",
 	}
 	b.WriteString("- " + strings.Join(notes, "\n- ") + "\n")
 	return b.String()
+}
+
+// loadNote describes where the servers and the load generator run and how
+// that shapes the streaming figures.
+func loadNote(childProcess bool) string {
+	if !childProcess {
+		return "The mock upstream, the bare proxy, the gateway and the load generator run in one process (`-load-process=false`) and talk over loopback, so they share the Go runtime, its garbage collector and the machine's cores. " +
+			"A client goroutine whose chunk has arrived then often runs only when a server goroutine parks, so a stream's first-chunk figure includes the time the proxy or the gateway takes to relay the rest of the mock's burst of chunks."
+	}
+	return "The mock upstream, the bare proxy and the gateway run in one process and talk over loopback, so they share the Go runtime, its garbage collector and the machine's cores. " +
+		"The load generator is a second process (`gatewaybench load-generator`), so its goroutines do not wait for the Go scheduler of the servers. " +
+		"It still shares the two cores with them: a relay that keeps a core busy after it wrote a chunk delays the client's read of that chunk."
 }
 
 func rateLimitNote(enabled bool) string {
