@@ -60,18 +60,41 @@ func streamChatAttempt(ctx workflow.Context, in AttemptInput) (Candidate, int64,
 	return usedCandidate(in.Candidate, result.Candidate, err), result.LastSeq, err
 }
 
-// finalize ends the run with outcome and returns the final state.
-// Finalization must happen even when the run was canceled, so it runs in a
-// context that the cancellation does not reach.
+// finalizeRetryPolicy retries FinalizeRun, which is idempotent, for about
+// eight minutes.
+var finalizeRetryPolicy = temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 20}
+
+// finalize ends the run with outcome in a FinalizeRun activity and returns
+// the final state. Finalization must happen even when the run was canceled,
+// so it runs in a context that the cancellation does not reach.
 func finalize(ctx workflow.Context, outcome FinalizeInput, state *RunState) (FinalizeResult, error) {
 	finalCtx, _ := workflow.NewDisconnectedContext(ctx)
 	finalCtx = workflow.WithActivityOptions(finalCtx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 20},
+		RetryPolicy:         &finalizeRetryPolicy,
 		Summary:             "finalize " + outcome.Status,
 	})
+	return finalized(finalCtx, outcome, state, workflow.ExecuteActivity(finalCtx, FinalizeRunActivity, outcome))
+}
+
+// finalizeLocally is finalize with FinalizeRun as a local activity, which
+// runs in the workflow task that decided the outcome. That saves the
+// activity task's round trip through the server and the workflow task that
+// would follow it.
+func finalizeLocally(ctx workflow.Context, outcome FinalizeInput, state *RunState) (FinalizeResult, error) {
+	finalCtx, _ := workflow.NewDisconnectedContext(ctx)
+	finalCtx = workflow.WithLocalActivityOptions(finalCtx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &finalizeRetryPolicy,
+		Summary:             "finalize " + outcome.Status,
+	})
+	return finalized(finalCtx, outcome, state, workflow.ExecuteLocalActivity(finalCtx, FinalizeRunActivity, outcome))
+}
+
+// finalized waits for the FinalizeRun future and records the final state.
+func finalized(finalCtx workflow.Context, outcome FinalizeInput, state *RunState, future workflow.Future) (FinalizeResult, error) {
 	var result FinalizeResult
-	if err := workflow.ExecuteActivity(finalCtx, FinalizeRunActivity, outcome).Get(finalCtx, &result); err != nil {
+	if err := future.Get(finalCtx, &result); err != nil {
 		return FinalizeResult{}, fmt.Errorf("finalize run %s: %w", outcome.RunID, err)
 	}
 	state.Status = result.Status

@@ -20,8 +20,18 @@ func ImageGenerationWorkflow(ctx workflow.Context, in ImageRunInput) (FinalizeRe
 	}
 
 	outcome := runUpstream(ctx, in.RunID, in.MaxAttempts, generateImagesAttempt, &state)
-	return finalize(ctx, outcome, &state)
+	// Runs that reached this point under a worker from before
+	// localFinalizeChange recorded FinalizeRun as an activity, and replay
+	// must schedule it the same way.
+	if workflow.GetVersion(ctx, localFinalizeChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return finalize(ctx, outcome, &state)
+	}
+	return finalizeLocally(ctx, outcome, &state)
 }
+
+// localFinalizeChange is the change ID of finalizing image runs in a local
+// activity.
+const localFinalizeChange = "image-local-finalize"
 
 // generateImagesAttempt runs one GenerateImages activity.
 func generateImagesAttempt(ctx workflow.Context, in AttemptInput) (Candidate, int64, error) {

@@ -3,10 +3,13 @@ package workflows_test
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
@@ -18,11 +21,17 @@ import (
 type fakeImageActivities struct {
 	fakeActivities
 	generate func(in workflows.AttemptInput) (workflows.GenerateImagesResult, error)
-	seenImg  []workflows.AttemptInput
+	// generateCtx, when set, replaces generate and gets the activity's
+	// context.
+	generateCtx func(ctx context.Context) (workflows.GenerateImagesResult, error)
+	seenImg     []workflows.AttemptInput
 }
 
-func (f *fakeImageActivities) GenerateImages(_ context.Context, in workflows.AttemptInput) (workflows.GenerateImagesResult, error) {
+func (f *fakeImageActivities) GenerateImages(ctx context.Context, in workflows.AttemptInput) (workflows.GenerateImagesResult, error) {
 	f.seenImg = append(f.seenImg, in)
+	if f.generateCtx != nil {
+		return f.generateCtx(ctx)
+	}
 	return f.generate(in)
 }
 
@@ -128,6 +137,72 @@ func TestImageRunOutcomes(t *testing.T) {
 				if providers[i] != tt.wantAttempts[i] {
 					t.Errorf("attempt %d on %q, want %q", i+1, providers[i], tt.wantAttempts[i])
 				}
+			}
+		})
+	}
+}
+
+// TestImageRunFinalizesLocally checks that new image runs finalize in a
+// local activity, which saves an activity task and a workflow task, also
+// when the run is canceled.
+func TestImageRunFinalizesLocally(t *testing.T) {
+	stored := workflows.GenerateImagesResult{Images: []workflows.ImageRef{{ObjectKey: "p/images/k.png", Size: 10, ContentType: "image/png"}}, LastSeq: 3}
+	tests := []struct {
+		name       string
+		generate   func(ctx context.Context) (workflows.GenerateImagesResult, error)
+		cancel     bool
+		wantStatus string
+	}{
+		{
+			name:       "succeeded",
+			generate:   func(context.Context) (workflows.GenerateImagesResult, error) { return stored, nil },
+			wantStatus: "succeeded",
+		},
+		{
+			name: "failed",
+			generate: func(context.Context) (workflows.GenerateImagesResult, error) {
+				return workflows.GenerateImagesResult{}, upstreamError("upstream_bad_request", true)
+			},
+			wantStatus: "failed",
+		},
+		{
+			name: "canceled",
+			generate: func(ctx context.Context) (workflows.GenerateImagesResult, error) {
+				<-ctx.Done()
+				return workflows.GenerateImagesResult{}, ctx.Err()
+			},
+			cancel:     true,
+			wantStatus: "canceled",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeImageActivities{fakeActivities: fakeActivities{candidates: twoCandidates()}}
+			f.generateCtx = tt.generate
+			env := newImageEnv(t, f)
+			var activities, localActivities []string
+			env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+				activities = append(activities, info.ActivityType.Name)
+			})
+			env.SetOnLocalActivityStartedListener(func(info *activity.Info, _ context.Context, _ []any) {
+				localActivities = append(localActivities, info.ActivityType.Name)
+			})
+			if tt.cancel {
+				env.RegisterDelayedCallback(env.CancelWorkflow, time.Second)
+			}
+			env.ExecuteWorkflow(workflows.ImageGenerationWorkflowName, workflows.ImageRunInput{RunID: "r1", MaxAttempts: 1})
+
+			if !env.IsWorkflowCompleted() {
+				t.Fatal("workflow did not complete")
+			}
+			if len(f.finalized) != 1 || f.finalized[0].Status != tt.wantStatus {
+				t.Errorf("finalized = %+v, want one with status %q", f.finalized, tt.wantStatus)
+			}
+			if slices.Contains(activities, workflows.FinalizeRunActivity) {
+				t.Errorf("activities = %v, want FinalizeRun only as a local activity", activities)
+			}
+			if !slices.Equal(localActivities, []string{workflows.StartRunActivity, workflows.FinalizeRunActivity}) {
+				t.Errorf("local activities = %v, want StartRun and FinalizeRun", localActivities)
 			}
 		})
 	}

@@ -337,7 +337,7 @@ func (s *stack) startService(ctx context.Context) error {
 		return fmt.Errorf("%w; see %s", err, serve.logPath)
 	}
 
-	worker, err := startChild("worker", s.binary, []string{"worker"}, env, s.tempDir, "chat worker started")
+	worker, err := startChild("worker", s.binary, []string{"worker"}, env, s.tempDir, "workers started")
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/aihigress/aihigress/internal/config"
 	"github.com/aihigress/aihigress/internal/devenv"
 	"github.com/aihigress/aihigress/internal/mockupstream"
+	"github.com/aihigress/aihigress/internal/payloadcodec"
 	"github.com/aihigress/aihigress/internal/providers"
 	"github.com/aihigress/aihigress/internal/store"
 )
@@ -100,15 +101,29 @@ func runDev(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		logger.Info("REDIS_URL is not set; started an embedded Redis-protocol server", "url", url)
 	}
 
+	// With a payload key, the codec server starts first, so that the dev
+	// server's Web UI can be pointed at it.
+	var codecServer *payloadcodec.Server
+	var uiCodecEndpoint string
+	if cfg.Payloads.Enabled() {
+		var err error
+		codecServer, uiCodecEndpoint, err = startDevCodecServer(&cfg, logger)
+		if err != nil {
+			return err
+		}
+		defer codecServer.Close()
+	}
+
 	if cfg.TemporalAddress == "" {
 		logger.Info("TEMPORAL_ADDRESS is not set; starting the Temporal dev server", "cli", cfg.TemporalCLIPath, "db", cfg.TemporalDBPath)
 		srv, err := devenv.StartTemporal(ctx, devenv.TemporalOptions{
-			CLIPath:   cfg.TemporalCLIPath,
-			HostPort:  "127.0.0.1:7233",
-			Namespace: cfg.TemporalNamespace,
-			DBPath:    cfg.TemporalDBPath,
-			UIPort:    strconv.Itoa(cfg.TemporalUIPort),
-			Output:    os.Stderr,
+			CLIPath:         cfg.TemporalCLIPath,
+			HostPort:        "127.0.0.1:7233",
+			Namespace:       cfg.TemporalNamespace,
+			DBPath:          cfg.TemporalDBPath,
+			UIPort:          strconv.Itoa(cfg.TemporalUIPort),
+			UICodecEndpoint: uiCodecEndpoint,
+			Output:          os.Stderr,
 		})
 		if err != nil {
 			return err
@@ -159,6 +174,9 @@ func runDev(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 
 	group.Go(func() error { return a.RunWorker(groupCtx) })
 	group.Go(func() error { return a.Serve(groupCtx) })
+	if codecServer != nil {
+		group.Go(func() error { return codecServer.Wait(groupCtx) })
+	}
 	logger.Info("AI Higress dev is up", "api", "http://"+cfg.HTTPAddr)
 	return group.Wait()
 }

@@ -12,6 +12,8 @@
 //	aihigress runs search    list runs through Temporal's visibility API
 //	aihigress replay         replay workflow histories against this binary
 //	aihigress healthcheck    check a health URL or this host's worker
+//	aihigress codec-server   serve /encode and /decode of Temporal payloads
+//	                         for the Temporal Web UI and CLI
 package main
 
 import (
@@ -44,6 +46,9 @@ commands:
                  against this binary's workflow code
   healthcheck    check a health URL, or with -worker this host's worker;
                  exits 1 when the check fails
+  codec-server   serve /encode and /decode of Temporal payloads for the
+                 Temporal Web UI and CLI; needs TEMPORAL_PAYLOAD_KEY and
+                 CODEC_SERVER_TOKEN
 
 Configuration comes from environment variables; see .env.example.
 `
@@ -82,6 +87,8 @@ func main() {
 		err = runReplay(ctx, cfg, args, os.Stdout, logger)
 	case "healthcheck":
 		err = runHealthcheck(ctx, cfg, args, logger)
+	case "codec-server":
+		err = runCodecServer(ctx, cfg, logger)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return
@@ -125,7 +132,7 @@ func useDevSecrets(cfg *config.Config, logger *slog.Logger) error {
 	if len(cfg.GeneratedSecrets) == 0 {
 		return nil
 	}
-	path := filepath.Join(filepath.Dir(cfg.TemporalDBPath), "dev-secrets.json")
+	path := devSecretsPath(*cfg)
 	values, err := devenv.DevSecrets(path, cfg.GeneratedSecrets, func() string { return config.RandomToken(32) })
 	if err != nil {
 		return err
@@ -141,4 +148,10 @@ func useDevSecrets(cfg *config.Config, logger *slog.Logger) error {
 	}
 	cfg.GeneratedSecrets = nil
 	return nil
+}
+
+// devSecretsPath is the file in the data folder that keeps the secrets
+// `dev` generated.
+func devSecretsPath(cfg config.Config) string {
+	return filepath.Join(filepath.Dir(cfg.TemporalDBPath), "dev-secrets.json")
 }

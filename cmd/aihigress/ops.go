@@ -14,6 +14,7 @@ import (
 	tlog "go.temporal.io/sdk/log"
 
 	"github.com/aihigress/aihigress/internal/config"
+	"github.com/aihigress/aihigress/internal/payloadcodec"
 	"github.com/aihigress/aihigress/internal/replay"
 	"github.com/aihigress/aihigress/internal/runsearch"
 )
@@ -25,15 +26,17 @@ const devTemporalAddress = "127.0.0.1:7233"
 
 // dialTemporal connects to the configured cluster with the service's data
 // converter, which replays and searches need to read payloads.
-func dialTemporal(ctx context.Context, cfg config.Config, logger *slog.Logger) (client.Client, error) {
+func dialTemporal(ctx context.Context, cfg config.Config, converters payloadcodec.Converters, logger *slog.Logger) (client.Client, error) {
 	address := cfg.TemporalAddress
 	if address == "" {
 		address = devTemporalAddress
 	}
 	c, err := client.DialContext(ctx, client.Options{
-		HostPort:  address,
-		Namespace: cfg.TemporalNamespace,
-		Logger:    tlog.NewStructuredLogger(logger.With("component", "temporal")),
+		HostPort:         address,
+		Namespace:        cfg.TemporalNamespace,
+		Logger:           tlog.NewStructuredLogger(logger.With("component", "temporal")),
+		DataConverter:    converters.Data,
+		FailureConverter: converters.Failure,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connect to Temporal at %s: %w", address, err)
@@ -61,7 +64,11 @@ func runRuns(ctx context.Context, cfg config.Config, args []string, stdout io.Wr
 		return err
 	}
 
-	c, err := dialTemporal(ctx, cfg, logger)
+	converters, err := payloadcodec.New(cfg.Payloads)
+	if err != nil {
+		return err
+	}
+	c, err := dialTemporal(ctx, cfg, converters, logger)
 	if err != nil {
 		return err
 	}
@@ -108,14 +115,18 @@ func runReplay(ctx context.Context, cfg config.Config, args []string, stdout io.
 		return errors.New("usage: aihigress replay --workflow-id ID [--run-id ID] | --file history.json | --query Q [--since 24h] [--limit N]")
 	}
 
-	// TODO: the replayer decodes payloads with the default data converter
-	// until the payload codec is wired in here.
-	replayer := replay.New(nil, logger)
+	// The replayer decodes payloads as the workers encoded them, with
+	// TEMPORAL_PAYLOAD_KEY and TEMPORAL_PAYLOAD_KEYS_OLD.
+	converters, err := payloadcodec.New(cfg.Payloads)
+	if err != nil {
+		return err
+	}
+	replayer := replay.New(converters.ReplayerOptions(), logger)
 	if *file != "" {
 		return report(stdout, []replay.Result{replayer.File(*file)})
 	}
 
-	c, err := dialTemporal(ctx, cfg, logger)
+	c, err := dialTemporal(ctx, cfg, converters, logger)
 	if err != nil {
 		return err
 	}
@@ -131,7 +142,7 @@ func runReplay(ctx context.Context, cfg config.Config, args []string, stdout io.
 	}
 	results := make([]replay.Result, 0, len(executions))
 	for _, e := range executions {
-		if e.Status == "RUNNING" {
+		if e.Running {
 			// A running workflow's history ends mid-task; replaying it
 			// proves little and may race with the worker.
 			continue

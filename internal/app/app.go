@@ -25,6 +25,7 @@ import (
 	"github.com/aihigress/aihigress/internal/events"
 	"github.com/aihigress/aihigress/internal/media"
 	"github.com/aihigress/aihigress/internal/metrics"
+	"github.com/aihigress/aihigress/internal/payloadcodec"
 	"github.com/aihigress/aihigress/internal/providers"
 	"github.com/aihigress/aihigress/internal/ratelimit"
 	"github.com/aihigress/aihigress/internal/requestlog"
@@ -141,10 +142,22 @@ func ConnectWithFallback(ctx context.Context, cfg config.Config, seed, fallback 
 		a.Close()
 		return nil, errors.New("TEMPORAL_ADDRESS is not set; `aihigress dev` starts a dev server, other commands need one")
 	}
+	// The workers take the converters from this client, so the API and the
+	// workers encrypt and decrypt payloads alike.
+	converters, err := payloadcodec.New(cfg.Payloads)
+	if err != nil {
+		a.Close()
+		return nil, fmt.Errorf("payload encryption: %w", err)
+	}
+	if converters.Codec != nil {
+		logger.Info("Temporal payloads are encrypted", "encrypting_key_id", converters.Codec.CurrentKeyID())
+	}
 	a.Temporal, err = client.DialContext(ctx, client.Options{
-		HostPort:  cfg.TemporalAddress,
-		Namespace: cfg.TemporalNamespace,
-		Logger:    tlog.NewStructuredLogger(logger.With("component", "temporal")),
+		HostPort:         cfg.TemporalAddress,
+		Namespace:        cfg.TemporalNamespace,
+		Logger:           tlog.NewStructuredLogger(logger.With("component", "temporal")),
+		DataConverter:    converters.Data,
+		FailureConverter: converters.Failure,
 		// The SDK's metrics go to the process's /metrics.
 		MetricsHandler: a.Recorder.TemporalHandler(),
 	})

@@ -87,6 +87,10 @@ type Config struct {
 	// Metrics configures the worker's metrics server and the provider
 	// health report.
 	Metrics Metrics
+	// Payloads and CodecServer configure the encryption of Temporal
+	// payloads, as temporal.go describes.
+	Payloads    PayloadEncryption
+	CodecServer CodecServer
 
 	// Maintenance configures the worker's Temporal Schedules.
 	Maintenance Maintenance
@@ -146,6 +150,8 @@ func Load(getenv func(string) string) (Config, error) {
 	cfg.Images = loadImages(&env)
 	cfg.Metrics = loadMetrics(&env)
 	cfg.Maintenance = loadMaintenance(&env)
+	cfg.Payloads = loadPayloadEncryption(&env)
+	cfg.CodecServer = loadCodecServer(&env, cfg.TemporalUIPort)
 	if len(env.errs) > 0 {
 		return Config{}, fmt.Errorf("invalid configuration: %s", strings.Join(env.errs, "; "))
 	}
@@ -180,6 +186,9 @@ func Load(getenv func(string) string) (Config, error) {
 		return Config{}, err
 	}
 	if err := cfg.Maintenance.validate(); err != nil {
+		return Config{}, err
+	}
+	if err := cfg.CodecServer.validate(); err != nil {
 		return Config{}, err
 	}
 	return cfg, nil

@@ -42,7 +42,13 @@ type TemporalOptions struct {
 	DBPath string
 	// UIPort enables the Web UI on that port when non-empty.
 	UIPort string
-	Output io.Writer
+	// DynamicConfig lists dynamic config values of the server as
+	// KEY=VALUE, each passed as --dynamic-config-value.
+	DynamicConfig []string
+	// UICodecEndpoint, when set, is the codec server that the Web UI calls
+	// to decode payloads.
+	UICodecEndpoint string
+	Output          io.Writer
 }
 
 // StartTemporal starts `temporal server start-dev` with the project's search
@@ -64,6 +70,13 @@ func StartTemporal(ctx context.Context, opts TemporalOptions) (*testsuite.DevSer
 	if out == nil {
 		out = io.Discard
 	}
+	var extraArgs []string
+	for _, value := range opts.DynamicConfig {
+		extraArgs = append(extraArgs, "--dynamic-config-value", value)
+	}
+	if opts.UICodecEndpoint != "" {
+		extraArgs = append(extraArgs, "--ui-codec-endpoint", opts.UICodecEndpoint)
+	}
 	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
 		ExistingPath:     path,
 		ClientOptions:    &client.Options{HostPort: opts.HostPort, Namespace: opts.Namespace},
@@ -72,6 +85,7 @@ func StartTemporal(ctx context.Context, opts TemporalOptions) (*testsuite.DevSer
 		UIPort:           opts.UIPort,
 		LogLevel:         "warn",
 		SearchAttributes: SearchAttributes(),
+		ExtraArgs:        extraArgs,
 		Stdout:           out,
 		Stderr:           out,
 	})

@@ -16,7 +16,6 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
@@ -47,28 +46,25 @@ func (r Result) Nondeterministic() bool {
 // from its history (TMPRL1100 in go.temporal.io/sdk v1.51).
 var nondeterminism = regexp.MustCompile(`TMPRL1100`)
 
-// Replayer replays histories with a data converter, which must be the one
-// that the workers that recorded them used.
+// Replayer replays histories with the data and failure converters of
+// options, which must be those of the workers that recorded them.
 type Replayer struct {
-	converter converter.DataConverter
-	logger    *slog.Logger
+	options worker.WorkflowReplayerOptions
+	logger  *slog.Logger
 }
 
-// New returns a Replayer. A nil dataConverter means the SDK's default.
-func New(dataConverter converter.DataConverter, logger *slog.Logger) *Replayer {
-	if dataConverter == nil {
-		dataConverter = converter.GetDefaultDataConverter()
-	}
+// New returns a Replayer. Zero options mean the SDK's default converters.
+func New(options worker.WorkflowReplayerOptions, logger *slog.Logger) *Replayer {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Replayer{converter: dataConverter, logger: logger}
+	return &Replayer{options: options, logger: logger}
 }
 
 // newWorkflowReplayer registers every workflow of this binary under its
 // recorded name.
 func (r *Replayer) newWorkflowReplayer() (worker.WorkflowReplayer, error) {
-	replayer, err := worker.NewWorkflowReplayerWithOptions(worker.WorkflowReplayerOptions{DataConverter: r.converter})
+	replayer, err := worker.NewWorkflowReplayerWithOptions(r.options)
 	if err != nil {
 		return nil, fmt.Errorf("create workflow replayer: %w", err)
 	}

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"go.temporal.io/sdk/worker"
+
 	"github.com/aihigress/aihigress/internal/replay"
 )
 
@@ -67,7 +69,7 @@ func TestReplayFile(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			result := replay.New(nil, nil).File(tt.path(t))
+			result := replay.New(worker.WorkflowReplayerOptions{}, nil).File(tt.path(t))
 			if (result.Err != nil) != tt.wantErr {
 				t.Fatalf("replay error = %v, want error: %v", result.Err, tt.wantErr)
 			}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
@@ -62,6 +63,7 @@ type Execution struct {
 	RunID      string
 	Type       string
 	Status     string // Temporal's status, such as Completed or Running
+	Running    bool
 	RunStatus  string // AihRunStatus
 	Provider   string // AihProvider
 	StartTime  time.Time
@@ -115,6 +117,7 @@ func executionOf(info *workflowpb.WorkflowExecutionInfo) Execution {
 		RunID:      info.GetExecution().GetRunId(),
 		Type:       info.GetType().GetName(),
 		Status:     strings.TrimPrefix(info.GetStatus().String(), "WORKFLOW_EXECUTION_STATUS_"),
+		Running:    info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING,
 		StartTime:  info.GetStartTime().AsTime(),
 	}
 	fields := info.GetSearchAttributes().GetIndexedFields()
