@@ -33,8 +33,6 @@ type Schedule struct {
 	Workflow string
 	// Interval is the time between two actions. Zero deletes the schedule.
 	Interval time.Duration
-	// Summary describes the job in the Temporal UI.
-	Summary string
 }
 
 // catchupWindow is how late a missed action may still start after Temporal
@@ -56,16 +54,19 @@ func (s Schedule) spec() client.ScheduleSpec {
 	return client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: s.Interval}}}
 }
 
+// action returns the workflow that each action starts. It carries no
+// arguments and no summary, because both would be payloads that the data
+// converter encrypts when TEMPORAL_PAYLOAD_KEY is set, and a schedule
+// keeps them after the key is rotated away. The workflow gets a zero
+// MaintenanceInput instead.
 func (s Schedule) action() *client.ScheduleWorkflowAction {
 	return &client.ScheduleWorkflowAction{
 		// The server appends the action time to make each workflow ID
 		// unique.
 		ID:                       s.ID,
 		Workflow:                 s.Workflow,
-		Args:                     []any{workflows.MaintenanceInput{}},
 		TaskQueue:                workflows.MaintenanceTaskQueue,
 		WorkflowExecutionTimeout: s.runTimeout(),
-		StaticSummary:            s.Summary,
 	}
 }
 
@@ -144,7 +145,7 @@ func ensureSchedule(ctx context.Context, c client.Client, s Schedule, logger *sl
 }
 
 // scheduleMatches reports whether current has the interval, workflow, task
-// queue, run timeout and policies of s.
+// queue, run timeout and policies of s, and no workflow arguments.
 func scheduleMatches(current client.Schedule, s Schedule) bool {
 	spec := current.Spec
 	if spec == nil || len(spec.Intervals) != 1 || len(spec.Calendars) != 0 || len(spec.CronExpressions) != 0 ||
@@ -153,7 +154,7 @@ func scheduleMatches(current client.Schedule, s Schedule) bool {
 	}
 	action, ok := current.Action.(*client.ScheduleWorkflowAction)
 	if !ok || action.Workflow != s.Workflow || action.TaskQueue != workflows.MaintenanceTaskQueue ||
-		action.WorkflowExecutionTimeout != s.runTimeout() {
+		action.WorkflowExecutionTimeout != s.runTimeout() || len(action.Args) != 0 {
 		return false
 	}
 	policy := current.Policy

@@ -64,26 +64,11 @@ func (a *App) MaintenanceSchedules() []worker.Schedule {
 		runEventsInterval = m.RunEventsInterval
 	}
 	return []worker.Schedule{
-		{
-			ID: worker.ExpireAPIKeysScheduleID, Workflow: workflows.ExpireAPIKeysWorkflowName, Interval: m.ExpireAPIKeysInterval,
-			Summary: "Mark expired API keys inactive",
-		},
-		{
-			ID: worker.DisableFailingAPIKeysScheduleID, Workflow: workflows.DisableFailingAPIKeysWorkflowName, Interval: errorRateInterval,
-			Summary: "Disable API keys whose requests are mostly client errors",
-		},
-		{
-			ID: worker.ProbeProvidersScheduleID, Workflow: workflows.ProbeProvidersWorkflowName, Interval: m.ProbeProvidersInterval,
-			Summary: "Probe every enabled provider and cool down the failing ones",
-		},
-		{
-			ID: worker.RollUpUsageScheduleID, Workflow: workflows.RollUpUsageWorkflowName, Interval: m.RollupInterval,
-			Summary: "Roll the request log and provider metrics up into hourly tables, then delete expired raw rows",
-		},
-		{
-			ID: worker.PruneRunEventsScheduleID, Workflow: workflows.PruneRunEventsWorkflowName, Interval: runEventsInterval,
-			Summary: "Delete old events of finished runs, keeping their terminal events",
-		},
+		{ID: worker.ExpireAPIKeysScheduleID, Workflow: workflows.ExpireAPIKeysWorkflowName, Interval: m.ExpireAPIKeysInterval},
+		{ID: worker.DisableFailingAPIKeysScheduleID, Workflow: workflows.DisableFailingAPIKeysWorkflowName, Interval: errorRateInterval},
+		{ID: worker.ProbeProvidersScheduleID, Workflow: workflows.ProbeProvidersWorkflowName, Interval: m.ProbeProvidersInterval},
+		{ID: worker.RollUpUsageScheduleID, Workflow: workflows.RollUpUsageWorkflowName, Interval: m.RollupInterval},
+		{ID: worker.PruneRunEventsScheduleID, Workflow: workflows.PruneRunEventsWorkflowName, Interval: runEventsInterval},
 	}
 }
 

@@ -108,6 +108,8 @@ func TestMaintenanceSchedules(t *testing.T) {
 	s := newStack(t, stackOptions{noWorker: true, env: map[string]string{
 		"MAINTENANCE_SCHEDULES": "on",
 		"WORKER_METRICS_ADDR":   "off",
+		// The schedules must work with encrypted payloads too.
+		"TEMPORAL_PAYLOAD_KEY": "5c9f1e0b7a3d2c4e6f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6",
 	}})
 	c := s.app.Temporal
 	t.Cleanup(func() {
@@ -177,6 +179,11 @@ func TestMaintenanceSchedules(t *testing.T) {
 	action, ok := expire.Schedule.Action.(*tclient.ScheduleWorkflowAction)
 	if !ok || action.Workflow != workflows.ExpireAPIKeysWorkflowName || action.TaskQueue != workflows.MaintenanceTaskQueue {
 		t.Errorf("expiry schedule action = %+v, want %s on %s", expire.Schedule.Action, workflows.ExpireAPIKeysWorkflowName, workflows.MaintenanceTaskQueue)
+	}
+	// Arguments would be payloads encrypted with today's key, which a
+	// schedule keeps after the key is rotated away.
+	if ok && len(action.Args) != 0 {
+		t.Errorf("expiry schedule action has %d arguments, want none", len(action.Args))
 	}
 	if got := expire.Schedule.Spec.Intervals; len(got) != 1 || got[0].Every != time.Minute {
 		t.Errorf("expiry schedule intervals = %+v, want every 1m", got)
