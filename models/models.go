@@ -144,5 +144,6 @@ func All() []any {
 	return []any{
 		&User{}, &Assistant{}, &Conversation{}, &Message{}, &ChatRun{}, &ChatRunEvent{},
 		&APIKey{}, &ProviderRow{}, &ProviderKey{}, &LogicalModelRow{}, &LogicalModelCandidate{}, &RequestLog{}, &MediaObject{}, &ProviderMetricsMinute{},
+		&RequestLogHourly{}, &ProviderMetricsHourly{}, &RollupProgress{}, &ProviderHealth{},
 	}
 }

@@ -85,3 +85,48 @@ func RegisterImages(r interface {
 	r.RegisterActivityWithOptions(chat.FinalizeRun, activity.RegisterOptions{Name: workflows.FinalizeRunActivity})
 	r.RegisterActivityWithOptions(images.GenerateImages, activity.RegisterOptions{Name: workflows.GenerateImagesActivity})
 }
+
+// NewMaintenanceWorker returns a worker for the maintenance task queue,
+// which the maintenance schedules start their workflows on.
+func NewMaintenanceWorker(c client.Client, maintenance *activities.Maintenance, opts Options) sdkworker.Worker {
+	// A probe run starts one activity per provider at once; the other jobs
+	// run one activity at a time.
+	w := newWorker(c, workflows.MaintenanceTaskQueue, opts, 20)
+	RegisterMaintenance(w, maintenance)
+	return w
+}
+
+// RegisterMaintenance registers the maintenance workflows and activities
+// under the names that the schedules use. Tests use it with a test
+// environment.
+func RegisterMaintenance(r interface {
+	RegisterWorkflowWithOptions(any, workflow.RegisterOptions)
+	RegisterActivityWithOptions(any, activity.RegisterOptions)
+}, m *activities.Maintenance) {
+	r.RegisterWorkflowWithOptions(workflows.ExpireAPIKeysWorkflow, workflow.RegisterOptions{Name: workflows.ExpireAPIKeysWorkflowName})
+	r.RegisterWorkflowWithOptions(workflows.DisableFailingAPIKeysWorkflow, workflow.RegisterOptions{Name: workflows.DisableFailingAPIKeysWorkflowName})
+	r.RegisterWorkflowWithOptions(workflows.ProbeProvidersWorkflow, workflow.RegisterOptions{Name: workflows.ProbeProvidersWorkflowName})
+	r.RegisterWorkflowWithOptions(workflows.RollUpUsageWorkflow, workflow.RegisterOptions{Name: workflows.RollUpUsageWorkflowName})
+	r.RegisterWorkflowWithOptions(workflows.PruneRunEventsWorkflow, workflow.RegisterOptions{Name: workflows.PruneRunEventsWorkflowName})
+	if m == nil {
+		return
+	}
+	activitiesByName := []struct {
+		name string
+		fn   any
+	}{
+		{workflows.ExpireAPIKeysActivity, m.ExpireAPIKeys},
+		{workflows.FindFailingAPIKeysActivity, m.FindFailingAPIKeys},
+		{workflows.DisableAPIKeysActivity, m.DisableAPIKeys},
+		{workflows.ListProbeTargetsActivity, m.ListProbeTargets},
+		{workflows.ProbeProviderActivity, m.ProbeProvider},
+		{workflows.RecordProviderHealthActivity, m.RecordProviderHealth},
+		{workflows.CoolDownProvidersActivity, m.CoolDownProviders},
+		{workflows.RollUpActivity, m.RollUp},
+		{workflows.DeleteExpiredRowsActivity, m.DeleteExpiredRows},
+		{workflows.PruneRunEventsActivity, m.PruneRunEvents},
+	}
+	for _, a := range activitiesByName {
+		r.RegisterActivityWithOptions(a.fn, activity.RegisterOptions{Name: a.name})
+	}
+}

@@ -376,6 +376,9 @@ func (s *stack) serviceEnv(httpAddr string) []string {
 		// one machine would clash on it, and the benchmark reads no worker
 		// metrics.
 		"WORKER_METRICS_ADDR=off",
+		// No maintenance job, such as the provider probes, runs beside
+		// the measured requests.
+		"MAINTENANCE_SCHEDULES=off",
 	}
 	for _, name := range []string{"PATH", "HOME", "TMPDIR", "GOMAXPROCS", "GOGC", "GOMEMLIMIT", "GODEBUG", "LOG_LEVEL", "LOG_FORMAT"} {
 		if value, ok := os.LookupEnv(name); ok {

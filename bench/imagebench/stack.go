@@ -406,6 +406,9 @@ func (s *shared) serviceEnv(st *serviceStack, httpAddr string) []string {
 		// cost is part of the measurement, but it never rejects.
 		"RATE_LIMIT_USER=100000000/1m",
 		"RATE_LIMIT_API_KEY=100000000/1m",
+		// No maintenance job, such as the provider probes, runs beside
+		// the measured requests.
+		"MAINTENANCE_SCHEDULES=off",
 	}
 	for _, name := range []string{"PATH", "HOME", "TMPDIR", "GOMAXPROCS", "GOGC", "GOMEMLIMIT", "LOG_LEVEL", "LOG_FORMAT"} {
 		if value, ok := os.LookupEnv(name); ok {

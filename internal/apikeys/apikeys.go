@@ -112,8 +112,9 @@ type Options struct {
 	// LocalCacheSize is the maximum number of keys cached in process; 10000
 	// when zero, and a negative value turns the in-process cache off.
 	LocalCacheSize int
-	// SweepInterval is how often Run marks expired keys inactive; 1 min
-	// when zero.
+	// SweepInterval is how often Run marks expired keys inactive. Zero
+	// turns Run's sweep off, for processes that leave it to the worker's
+	// schedule, which calls Sweep.
 	SweepInterval time.Duration
 	// Logger receives warnings about Redis and the sweep; slog.Default when
 	// nil.
@@ -142,7 +143,8 @@ type Service struct {
 }
 
 // NewService returns a Service that hashes secrets under a key derived from
-// masterKey. Call Run to receive invalidations and sweep expired keys.
+// masterKey. Call Run to receive invalidations, write last_used_at and,
+// with a SweepInterval, sweep expired keys.
 func NewService(st *store.Store, masterKey string, opts Options) (*Service, error) {
 	mac, err := secrets.NewMAC(masterKey, secrets.PurposeAPIKeys)
 	if err != nil {
@@ -156,9 +158,6 @@ func NewService(st *store.Store, masterKey string, opts Options) (*Service, erro
 	}
 	if opts.LocalCacheSize == 0 {
 		opts.LocalCacheSize = 10000
-	}
-	if opts.SweepInterval <= 0 {
-		opts.SweepInterval = time.Minute
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -281,6 +280,26 @@ func (s *Service) Delete(ctx context.Context, userID, id string) error {
 	return s.write(ctx, key.KeyHash, func(ctx context.Context) error {
 		return s.store.DeleteAPIKey(ctx, userID, id)
 	})
+}
+
+// Disable marks the key id of any user inactive with reason and drops its
+// cache entries in every API process, unless the key is inactive already
+// or was changed after notChangedSince, such as by a user who enabled it
+// again. It reports whether it disabled the key, and returns
+// store.ErrNotFound for an unknown id or ErrCacheUnavailable. The worker's
+// error rate job uses it; users change their keys with Update.
+func (s *Service) Disable(ctx context.Context, id, reason string, notChangedSince time.Time) (bool, error) {
+	key, err := s.store.APIKeyByID(ctx, id)
+	if err != nil {
+		return false, err
+	}
+	disabled := false
+	err = s.write(ctx, key.KeyHash, func(ctx context.Context) error {
+		var err error
+		disabled, err = s.store.DisableAPIKey(ctx, id, reason, notChangedSince)
+		return err
+	})
+	return disabled, err
 }
 
 // DropUserKeys drops the cached entries of every key of userID in every API

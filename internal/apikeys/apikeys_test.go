@@ -718,6 +718,31 @@ func TestRunSweepsPeriodically(t *testing.T) {
 	}
 }
 
+// TestRunWithoutSweepInterval checks that Run leaves expired keys to the
+// worker's schedule when SweepInterval is zero, as `serve` runs it by
+// default.
+func TestRunWithoutSweepInterval(t *testing.T) {
+	e := newEnv(t)
+	s := e.service(Options{}, true)
+	userID := e.user()
+	expires := time.Now().Add(time.Hour)
+	_, key := e.create(s, userID, NewKey{ExpiresAt: &expires})
+	if err := e.store.DB.Model(&models.APIKey{}).Where("id = ?", key.ID).Update("expires_at", time.Now().Add(-time.Minute).UTC()).Error; err != nil {
+		t.Fatal(err)
+	}
+
+	// Run sweeps at its start when it sweeps at all, so a short wait
+	// suffices.
+	time.Sleep(300 * time.Millisecond)
+	row, err := e.store.APIKey(context.Background(), userID, key.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !row.IsActive {
+		t.Errorf("Run without a SweepInterval marked the key inactive with %q", row.DisabledReason)
+	}
+}
+
 func TestUpdateAndDeleteRules(t *testing.T) {
 	e := newEnv(t)
 	s := e.service(Options{}, false)

@@ -25,21 +25,26 @@ const (
 	finalFlushTimeout = 5 * time.Second
 )
 
-// Run receives cache invalidations from other API processes, marks expired
-// keys inactive every SweepInterval and writes last_used_at, until ctx
-// ends. Start it once per Service.
+// Run receives cache invalidations from other API processes, writes
+// last_used_at and, when SweepInterval is above zero, marks expired keys
+// inactive every SweepInterval, until ctx ends. Start it once per Service.
 func (s *Service) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	if s.shared != nil {
 		wg.Go(func() { s.listen(ctx) })
 	}
 
-	sweep := time.NewTicker(s.sweepInterval)
-	defer sweep.Stop()
+	// A nil channel never delivers, which leaves the sweep out of the loop.
+	var sweepTicks <-chan time.Time
+	if s.sweepInterval > 0 {
+		sweep := time.NewTicker(s.sweepInterval)
+		defer sweep.Stop()
+		sweepTicks = sweep.C
+		s.sweepAndLog(ctx)
+	}
 	flush := time.NewTicker(usageFlushInterval)
 	defer flush.Stop()
 
-	s.sweepAndLog(ctx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -48,7 +53,7 @@ func (s *Service) Run(ctx context.Context) {
 			cancel()
 			wg.Wait()
 			return
-		case <-sweep.C:
+		case <-sweepTicks:
 			s.sweepAndLog(ctx)
 		case <-flush.C:
 			s.flushUsage(ctx)

@@ -431,7 +431,8 @@ func (a *App) chatActivities() *activities.Chat {
 
 // Serve runs the HTTP API on cfg.HTTPAddr until ctx ends, then shuts down
 // gracefully. It also runs the API key service's background work: cache
-// invalidations from other API processes and the sweep of expired keys.
+// invalidations from other API processes, last_used_at and, when
+// API_KEY_SWEEP_INTERVAL is set, the sweep of expired keys.
 func (a *App) Serve(ctx context.Context) error {
 	hub := events.NewHub(ctx, a.Bus, a.Logger)
 	apiServer, err := a.APIServer(hub)
@@ -494,7 +495,8 @@ func (a *App) closeRequestLog(requestLog *requestlog.Writer) {
 	a.Logger.Info("request log flushed", "rows_written", requestLog.Written(), "rows_dropped", requestLog.Dropped())
 }
 
-// RunWorker runs the chat and image workers until ctx ends.
+// RunWorker runs the chat, image and maintenance workers until ctx ends.
+// After they start, it creates or updates the maintenance schedules.
 func (a *App) RunWorker(ctx context.Context) error {
 	metricsServer, err := a.startWorkerMetrics()
 	if err != nil {
@@ -510,10 +512,22 @@ func (a *App) RunWorker(ctx context.Context) error {
 		chat.Stop()
 		return fmt.Errorf("start image worker: %w", err)
 	}
-	a.Logger.Info("workers started", "task_queues", []string{workflows.ChatTaskQueue, workflows.ImageTaskQueue}, "image_storage", a.Media.Name())
+	maintenance, err := a.MaintenanceWorker()
+	if err == nil {
+		err = maintenance.Start()
+	}
+	if err != nil {
+		images.Stop()
+		chat.Stop()
+		return fmt.Errorf("start maintenance worker: %w", err)
+	}
+	a.Logger.Info("workers started", "task_queues", []string{workflows.ChatTaskQueue, workflows.ImageTaskQueue, workflows.MaintenanceTaskQueue},
+		"image_storage", a.Media.Name())
+	a.ensureSchedules(ctx)
 	metricsServer.SetReady(true)
 	<-ctx.Done()
 	metricsServer.SetReady(false)
+	maintenance.Stop()
 	images.Stop()
 	chat.Stop()
 	a.Logger.Info("workers stopped")

@@ -57,7 +57,9 @@ type Config struct {
 	UpstreamMaxAttempts int
 
 	// Gateway.
-	APIKeyCacheTTL          time.Duration
+	APIKeyCacheTTL time.Duration
+	// APIKeySweepInterval is how often `serve` marks expired keys inactive
+	// itself; 0, the default, leaves that to the worker's schedule.
 	APIKeySweepInterval     time.Duration
 	CatalogReloadInterval   time.Duration
 	RequestLogFlushInterval time.Duration
@@ -89,6 +91,9 @@ type Config struct {
 	// payloads, as temporal.go describes.
 	Payloads    PayloadEncryption
 	CodecServer CodecServer
+
+	// Maintenance configures the worker's Temporal Schedules.
+	Maintenance Maintenance
 
 	// GeneratedSecrets lists the names of secrets that Load generated because
 	// they were unset. They are fine for development but change on restart.
@@ -128,7 +133,7 @@ func Load(getenv func(string) string) (Config, error) {
 		DeltaMergeWindow:    env.duration("DELTA_MERGE_WINDOW", 50*time.Millisecond),
 
 		APIKeyCacheTTL:          env.duration("API_KEY_CACHE_TTL", 60*time.Second),
-		APIKeySweepInterval:     env.duration("API_KEY_SWEEP_INTERVAL", time.Minute),
+		APIKeySweepInterval:     env.duration("API_KEY_SWEEP_INTERVAL", 0),
 		CatalogReloadInterval:   env.duration("CATALOG_RELOAD_INTERVAL", 30*time.Second),
 		RequestLogFlushInterval: env.duration("REQUEST_LOG_FLUSH_INTERVAL", time.Second),
 		GatewayMaxBodyBytes:     int64(env.integer("GATEWAY_MAX_BODY_BYTES", 16<<20)),
@@ -144,6 +149,7 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	cfg.Images = loadImages(&env)
 	cfg.Metrics = loadMetrics(&env)
+	cfg.Maintenance = loadMaintenance(&env)
 	cfg.Payloads = loadPayloadEncryption(&env)
 	cfg.CodecServer = loadCodecServer(&env, cfg.TemporalUIPort)
 	if len(env.errs) > 0 {
@@ -177,6 +183,9 @@ func Load(getenv func(string) string) (Config, error) {
 		return Config{}, err
 	}
 	if err := cfg.Metrics.validate(); err != nil {
+		return Config{}, err
+	}
+	if err := cfg.Maintenance.validate(); err != nil {
 		return Config{}, err
 	}
 	if err := cfg.CodecServer.validate(); err != nil {

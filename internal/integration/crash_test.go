@@ -85,6 +85,9 @@ func startWorkerProcess(t *testing.T, binary string, s *stack, logPath string) *
 		"OPENAI_BASE_URL="+s.mock.URL()+"/v1",
 		"OPENAI_API_KEY=test-key",
 		"OPENAI_MODELS=mock-gpt",
+		// The package's tests share one Temporal dev server, so only the
+		// test of the schedules creates them.
+		"MAINTENANCE_SCHEDULES=off",
 	)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {

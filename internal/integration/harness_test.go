@@ -101,6 +101,9 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 		"RATE_LIMIT_REGISTER": "100000/1m",
 		"RATE_LIMIT_USER":     "100000/1m",
 		"IMAGE_LOCAL_DIR":     filepath.Join(t.TempDir(), "media"),
+		// The package's tests share one Temporal dev server, so only the
+		// test of the schedules creates them.
+		"MAINTENANCE_SCHEDULES": "off",
 	}
 	if opts.syncWait > 0 {
 		env["SYNC_WAIT_TIMEOUT"] = opts.syncWait.String()

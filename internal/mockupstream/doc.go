@@ -6,6 +6,7 @@
 // Routes:
 //
 //	GET  /v1/models                                lists Options.Models
+//	GET  /v1beta/models                            lists Options.Models in Gemini's format
 //	POST /v1/chat/completions                      streaming (SSE) and non-streaming completions
 //	POST /v1/images/generations                    OpenAI image generation (see Images below)
 //	GET  /v1/mock-files/{name}.png                 downloads an image that a url response links to
@@ -60,7 +61,8 @@
 // X-Mock-Fault-Once header, the header value is the key instead of the model
 // name. The X-Mock-Fault header takes precedence over a fault model name.
 // Faults apply to /v1/chat/completions and to the two image generation
-// routes. For a non-streaming request or an image route, cut sends half of
+// routes. On the two model list routes only the status faults (429, 500,
+// 401, 403, 400) and slow-start apply, which lets a health probe fail. For a non-streaming request or an image route, cut sends half of
 // the JSON body before closing the connection, cut-before-first closes it
 // after the 200 headers, malformed sends "{not json" as the body, and stall
 // sends the headers and then waits. On the Gemini route, errors use Google's
@@ -108,7 +110,7 @@
 // gets the 403 fault, on every /v1/ path but /v1/mock-files/ and whatever
 // Options.APIKey is. This
 // lets tests give one provider several keys and make only some fail. Other
-// keys are checked against Options.APIKey when it is set. The Gemini route
-// applies the same rules to the x-goog-api-key header, and
+// keys are checked against Options.APIKey when it is set. The two Gemini
+// routes apply the same rules to the x-goog-api-key header, and
 // /v1/mock-files/ needs no key.
 package mockupstream

@@ -56,7 +56,8 @@ type Options struct {
 
 // Stats contains request counters of a Handler.
 type Stats struct {
-	// Models is the number of requests to /v1/models.
+	// Models is the number of requests to /v1/models and to Gemini's
+	// /v1beta/models.
 	Models int64
 
 	// ChatCompletions is the number of requests to /v1/chat/completions.
@@ -89,6 +90,7 @@ type Handler struct {
 	imageBytes       int
 	logger           *slog.Logger
 	modelsBody       []byte
+	geminiModelsBody []byte
 
 	// idPrefix keeps completion ids of different handlers apart.
 	idPrefix string
@@ -118,6 +120,7 @@ func NewHandler(opts Options) *Handler {
 		imageBytes:       min(max(opts.ImageBytes, 0), maxImageBytes),
 		logger:           logger,
 		modelsBody:       encodeModelList(opts.Models),
+		geminiModelsBody: encodeGeminiModelList(opts.Models),
 		idPrefix:         strings.ToLower(rand.Text()[:8]),
 	}
 	h.faultOnce.seen = make(map[string]struct{})
@@ -146,7 +149,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	isFile := strings.HasPrefix(r.URL.Path, mockFilesPrefix)
 
 	switch {
-	case r.URL.Path == modelsPath:
+	case r.URL.Path == modelsPath || r.URL.Path == geminiModelsPath:
 		h.modelsRequests.Add(1)
 	case r.URL.Path == chatCompletionsPath:
 		h.chatRequests.Add(1)
@@ -170,6 +173,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serveGenerateContent(w, r, geminiModel)
 		return
 	}
+	if r.URL.Path == geminiModelsPath {
+		h.serveGeminiModels(w, r)
+		return
+	}
 
 	if apiErr := h.checkAPIKey(r); apiErr != nil {
 		writeAPIError(w, apiErr)
@@ -178,11 +185,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	switch r.URL.Path {
 	case modelsPath:
-		if r.Method != http.MethodGet {
-			writeAPIError(w, methodNotAllowed(r, http.MethodGet))
-			return
-		}
-		h.serveModels(w)
+		h.serveOpenAIModels(w, r)
 
 	case chatCompletionsPath:
 		if r.Method != http.MethodPost {

@@ -248,8 +248,10 @@ func (c *Client) send(ctx context.Context, p Provider, body []byte, stream bool)
 	return cl, nil
 }
 
-// postSpec describes one POST to an upstream.
+// postSpec describes one POST to an upstream, or a request with another
+// method when method is set.
 type postSpec struct {
+	method           string
 	operation        string
 	endpoint         string
 	body             []byte
@@ -261,6 +263,10 @@ type postSpec struct {
 // once a 2xx response has arrived. A non-2xx status returns a *ForwardError
 // with its body read and capped.
 func (c *Client) post(ctx context.Context, p Provider, spec postSpec) (*call, error) {
+	method := spec.method
+	if method == "" {
+		method = http.MethodPost
+	}
 	cl := &call{client: c, provider: p, operation: spec.operation, ctx: ctx, cancelCall: func() {}}
 	callCtx := ctx
 	if p.TimeoutSeconds > 0 {
@@ -272,7 +278,7 @@ func (c *Client) post(ctx context.Context, p Provider, spec postSpec) (*call, er
 	cl.watchdog = &watchdog{cancel: cl.cancel}
 	cl.watchdog.arm(spec.firstByteTimeout, &timeoutError{limit: spec.firstByteTimeout, waitingFor: "response headers"})
 
-	httpReq, err := http.NewRequestWithContext(cl.reqCtx, http.MethodPost, spec.endpoint, bytes.NewReader(spec.body))
+	httpReq, err := http.NewRequestWithContext(cl.reqCtx, method, spec.endpoint, bytes.NewReader(spec.body))
 	if err != nil {
 		cl.close()
 		return nil, fmt.Errorf("provider %q: build request: %w", p.ID, err)

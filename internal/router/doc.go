@@ -44,6 +44,10 @@
 //
 // A success resets the candidate's failure count and cooldown streak.
 //
+// CoolDownProvider puts every candidate of one provider into cooldown at
+// once. The worker's probe schedule calls it for a provider whose health
+// probe failed.
+//
 // # Shared state and speed
 //
 // Redis is the source of truth. Cooldowns live in one hash, field

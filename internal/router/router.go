@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -123,6 +124,9 @@ const (
 	CooldownRateLimited        = "rate_limited"
 	CooldownFailures           = "failures"
 	CooldownCredentialRejected = "credential_rejected"
+	// CooldownProbeFailed is the reason of CoolDownProvider after a failed
+	// health probe.
+	CooldownProbeFailed = "probe_failed"
 )
 
 func (o Options) withDefaults() Options {
@@ -428,6 +432,42 @@ func (r *Router) ClearKeyCooldown(ctx context.Context, keyID string) error {
 		return fmt.Errorf("clear cooldown of provider key %s: %w", keyID, err)
 	}
 	return nil
+}
+
+// CoolDownProvider puts every candidate of providerID, in every logical
+// model of the catalog, into cooldown for d in every process, and returns
+// the number of candidates. A candidate that already cools down longer
+// keeps its end. reason goes to Options.OnCooldown once.
+func (r *Router) CoolDownProvider(ctx context.Context, providerID string, d time.Duration, reason string) (int, error) {
+	var entries []entryKey
+	seen := make(map[entryKey]bool)
+	for _, model := range r.catalog.Models() {
+		for _, candidate := range model.Candidates {
+			e := candidateEntry(candidate.ProviderID, candidate.Model)
+			if candidate.ProviderID == providerID && !seen[e] {
+				seen[e] = true
+				entries = append(entries, e)
+			}
+		}
+	}
+	if len(entries) == 0 {
+		return 0, nil
+	}
+
+	until := r.opts.Now().Add(d).UnixMilli()
+	for _, e := range entries {
+		r.mirror.setUntil(e, until)
+		end, err := setCooldownScript.Run(ctx, r.rdb, []string{r.names.cooldowns},
+			e.field(), strconv.FormatInt(until, 10), r.names.channel).Int64()
+		if err != nil {
+			return 0, fmt.Errorf("store cooldown of candidate %s/%s: %w", e.id, e.model, err)
+		}
+		r.mirror.setUntil(e, end)
+	}
+	r.opts.OnCooldown(providerID, reason)
+	r.logger.Warn("cooling down every candidate of a provider", "provider", providerID, "reason", reason,
+		"candidates", len(entries), "until", time.UnixMilli(until).UTC().Format(time.RFC3339Nano))
+	return len(entries), nil
 }
 
 func (r *Router) reportContext(ctx context.Context) (context.Context, context.CancelFunc) {

@@ -12,6 +12,9 @@ import (
 const (
 	APIKeyDisabledExpired = "expired"
 	APIKeyDisabledByUser  = "disabled_by_user"
+	// APIKeyDisabledErrorRate marks a key that the worker's error rate job
+	// disabled because most of its recent requests were client errors.
+	APIKeyDisabledErrorRate = "error_rate"
 )
 
 // CreateAPIKey inserts k, assigning a UUIDv7 ID when it has none so that
@@ -67,6 +70,31 @@ func (s *Store) APIKey(ctx context.Context, userID, id string) (*models.APIKey, 
 		return nil, notFound(err)
 	}
 	return &k, nil
+}
+
+// APIKeyByID returns the key id of any user.
+func (s *Store) APIKeyByID(ctx context.Context, id string) (*models.APIKey, error) {
+	if !validUUID(id) {
+		return nil, ErrNotFound
+	}
+	var k models.APIKey
+	if err := s.DB.WithContext(ctx).Where("id = ?", id).First(&k).Error; err != nil {
+		return nil, notFound(err)
+	}
+	return &k, nil
+}
+
+// DisableAPIKey marks the key id inactive with reason unless it is
+// inactive already or its updated_at is after notChangedSince. It reports
+// whether it changed the key.
+func (s *Store) DisableAPIKey(ctx context.Context, id, reason string, notChangedSince time.Time) (bool, error) {
+	res := s.DB.WithContext(ctx).Model(&models.APIKey{}).
+		Where("id = ? AND is_active = ? AND updated_at <= ?", id, true, notChangedSince.UTC()).
+		Updates(map[string]any{"is_active": false, "disabled_reason": reason, "updated_at": s.DB.NowFunc()})
+	if res.Error != nil {
+		return false, fmt.Errorf("disable API key %s: %w", id, res.Error)
+	}
+	return res.RowsAffected > 0, nil
 }
 
 // ListAPIKeys returns one page of the user's keys, newest first, and the
