@@ -98,7 +98,7 @@ func runReplay(ctx context.Context, cfg config.Config, args []string, stdout io.
 	flags := flag.NewFlagSet("replay", flag.ContinueOnError)
 	workflowID := flags.String("workflow-id", "", "replay this workflow's history from the cluster")
 	runID := flags.String("run-id", "", "with --workflow-id: this run instead of the latest")
-	file := flags.String("file", "", "replay a history saved with `temporal workflow show --output json`")
+	file := flags.String("file", "", "replay a history saved with `temporal workflow show --output json`, or every .json file in a folder")
 	query := flags.String("query", "", `replay every workflow matching this visibility query, such as 'AihRunStatus="failed"'`)
 	since := flags.Duration("since", 0, "with --query: only workflows started within this duration")
 	limit := flags.Int("limit", 1000, "with --query: maximum number of workflows to replay")
@@ -112,7 +112,7 @@ func runReplay(ctx context.Context, cfg config.Config, args []string, stdout io.
 		}
 	}
 	if chosen != 1 {
-		return errors.New("usage: aihigress replay --workflow-id ID [--run-id ID] | --file history.json | --query Q [--since 24h] [--limit N]")
+		return errors.New("usage: aihigress replay --workflow-id ID [--run-id ID] | --file history.json|folder | --query Q [--since 24h] [--limit N]")
 	}
 
 	// The replayer decodes payloads as the workers encoded them, with
@@ -123,7 +123,11 @@ func runReplay(ctx context.Context, cfg config.Config, args []string, stdout io.
 	}
 	replayer := replay.New(converters.ReplayerOptions(), logger)
 	if *file != "" {
-		return report(stdout, []replay.Result{replayer.File(*file)})
+		results, err := replayer.Path(*file)
+		if err != nil {
+			return err
+		}
+		return report(stdout, results)
 	}
 
 	c, err := dialTemporal(ctx, cfg, converters, logger)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -175,6 +176,30 @@ func (r *Replayer) File(path string) Result {
 		return Result{Source: path, Err: fmt.Errorf("read history file %s: %w", path, err)}
 	}
 	return r.History(history, path)
+}
+
+// Path replays the history file at path, or every .json file in it when it
+// is a folder, in name order.
+func (r *Replayer) Path(path string) ([]Result, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("replay %s: %w", path, err)
+	}
+	if !info.IsDir() {
+		return []Result{r.File(path)}, nil
+	}
+	files, err := filepath.Glob(filepath.Join(path, "*.json"))
+	if err != nil {
+		return nil, fmt.Errorf("list histories in %s: %w", path, err)
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("no .json history files in %s", path)
+	}
+	results := make([]Result, 0, len(files))
+	for _, file := range files {
+		results = append(results, r.File(file))
+	}
+	return results, nil
 }
 
 // Execution fetches the history of a workflow execution from the cluster

@@ -85,3 +85,39 @@ func TestReplayFile(t *testing.T) {
 		})
 	}
 }
+
+func TestReplayFolder(t *testing.T) {
+	results, err := replay.New(worker.WorkflowReplayerOptions{}, nil).Path(filepath.Dir(recorded))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) < 10 {
+		t.Fatalf("replayed %d histories from %s, want every recorded one", len(results), filepath.Dir(recorded))
+	}
+	for _, r := range results {
+		if r.Err != nil {
+			t.Errorf("%s: %v", r.Source, r.Err)
+		}
+	}
+
+	if _, err := replay.New(worker.WorkflowReplayerOptions{}, nil).Path(t.TempDir()); err == nil {
+		t.Error("replaying an empty folder succeeded, want an error")
+	}
+}
+
+// BenchmarkReplayChatHistories replays the recorded chat histories and
+// reports histories per second.
+func BenchmarkReplayChatHistories(b *testing.B) {
+	files, err := filepath.Glob(filepath.Join(filepath.Dir(recorded), "chat_*.json"))
+	if err != nil || len(files) == 0 {
+		b.Fatalf("no chat histories: %v", err)
+	}
+	replayer := replay.New(worker.WorkflowReplayerOptions{}, nil)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if result := replayer.File(files[i%len(files)]); result.Err != nil {
+			b.Fatal(result.Err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "histories/s")
+}
