@@ -82,6 +82,9 @@ func startWorkerProcess(t *testing.T, binary string, s *stack, logPath string) *
 		"MASTER_KEY="+s.cfg.MasterKey,
 		"DELTA_MERGE_WINDOW=20ms",
 		"IMAGE_LOCAL_DIR="+s.cfg.Images.LocalDir,
+		// Another test binary may hold the default metrics port, and a
+		// worker that cannot bind it exits at start.
+		"WORKER_METRICS_ADDR=off",
 		"OPENAI_BASE_URL="+s.mock.URL()+"/v1",
 		"OPENAI_API_KEY=test-key",
 		"OPENAI_MODELS=mock-gpt",
