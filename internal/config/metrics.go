@@ -7,8 +7,8 @@ import (
 	"time"
 )
 
-// DefaultWorkerMetricsAddr is where `aihigress worker` serves /metrics and
-// /healthz when WORKER_METRICS_ADDR is unset.
+// DefaultWorkerMetricsAddr is the listen address of the /metrics and
+// /healthz server of `aihigress worker` when WORKER_METRICS_ADDR is unset.
 const DefaultWorkerMetricsAddr = "127.0.0.1:9464"
 
 // Metrics configures the worker's metrics server, the provider metrics

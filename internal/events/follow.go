@@ -31,7 +31,7 @@ type Follower struct {
 	Poll time.Duration
 	// OnLiveDelivery, when set, receives the created_at of each event that
 	// was sent after replay.done, for the delivery lag metric. Events of
-	// the replay are left out, because their age only says when the client
+	// the replay are left out, because their age only shows when the client
 	// connected.
 	OnLiveDelivery func(createdAt time.Time)
 }

@@ -300,7 +300,7 @@ func contentTypeOf(key string, head []byte) string {
 	}
 }
 
-// isText reports whether net/http's sniffer sees text in head.
+// isText reports whether net/http's sniffer detects text in head.
 func isText(head []byte) bool {
 	return strings.HasPrefix(http.DetectContentType(head), "text/")
 }

@@ -174,7 +174,8 @@ func (b *imageBody) writeTo(w io.Writer) error {
 	return bw.Flush()
 }
 
-// errBodyCut is what cutWriter returns once it has written its limit.
+// errBodyCut is the error that cutWriter returns once it has written its
+// limit.
 var errBodyCut = errors.New("body cut by the cut fault")
 
 // cutWriter passes the first remaining bytes to w and drops the rest.

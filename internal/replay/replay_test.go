@@ -21,10 +21,12 @@ func renameActivity(t *testing.T, eventID string, name string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+
 	var history map[string]any
 	if err := json.Unmarshal(data, &history); err != nil {
 		t.Fatal(err)
 	}
+
 	found := false
 	for _, raw := range history["events"].([]any) {
 		event := raw.(map[string]any)
@@ -38,10 +40,12 @@ func renameActivity(t *testing.T, eventID string, name string) string {
 	if !found {
 		t.Fatalf("event %s not found in %s", eventID, recorded)
 	}
+
 	out, err := json.Marshal(history)
 	if err != nil {
 		t.Fatal(err)
 	}
+
 	path := filepath.Join(t.TempDir(), "changed.json")
 	if err := os.WriteFile(path, out, 0o600); err != nil {
 		t.Fatal(err)
