@@ -2,23 +2,24 @@ package deploytest
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
-	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/types"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
-	"gopkg.in/yaml.v3"
 
 	"github.com/aihigress/aihigress/internal/testenv"
 	"github.com/aihigress/aihigress/workflows"
@@ -26,51 +27,25 @@ import (
 
 const composeFileName = "docker-compose.temporal.yml"
 
-// Services of the Compose file that the tests name.
-const (
-	serviceAPI              = "serve"
-	serviceWorker           = "worker"
-	serviceMigrate          = "migrate"
-	serviceSearchAttributes = "temporal-search-attributes"
-	serviceTemporal         = "temporal"
-)
-
-// composeFile is the part of the Compose file that the tests check. Fields
-// are decoded in the short syntax that the file uses, so a command written
-// as one string or an environment written as a list fails to decode.
-type composeFile struct {
-	Services map[string]composeService `yaml:"services"`
-	Volumes  map[string]any            `yaml:"volumes"`
+// composeTestEnvironment is the shell environment that the tests give
+// Compose: the variables that the file requires with ${VAR:?message}, set to
+// placeholders. Every other variable is unset, so its ${VAR:-default} applies.
+var composeTestEnvironment = types.Mapping{
+	"POSTGRES_PASSWORD": "test-postgres-password",
+	"JWT_SECRET":        "test-jwt-secret",
+	"MASTER_KEY":        "test-master-key",
+	"ADMIN_PASSWORD":    "test-admin-password",
 }
 
-type composeService struct {
-	Image         string                       `yaml:"image"`
-	Build         any                          `yaml:"build"`
-	ContainerName string                       `yaml:"container_name"`
-	Entrypoint    []string                     `yaml:"entrypoint"`
-	Command       []string                     `yaml:"command"`
-	Environment   map[string]string            `yaml:"environment"`
-	Ports         []string                     `yaml:"ports"`
-	Volumes       []string                     `yaml:"volumes"`
-	DependsOn     map[string]composeDependency `yaml:"depends_on"`
-	Healthcheck   *composeHealthcheck          `yaml:"healthcheck"`
-	Deploy        struct {
-		Replicas *int `yaml:"replicas"`
-	} `yaml:"deploy"`
-	Restart string `yaml:"restart"`
+// composeProjects is one Compose file loaded twice by compose-go.
+type composeProjects struct {
+	// resolved has the ${VAR} references substituted from
+	// composeTestEnvironment, as `docker compose up` would run the file.
+	resolved *types.Project
+	// raw keeps the ${VAR} references as written, for the checks of what
+	// the file itself pins or leaves to the operator.
+	raw *types.Project
 }
-
-type composeDependency struct {
-	Condition string `yaml:"condition"`
-}
-
-type composeHealthcheck struct {
-	Test    []string `yaml:"test"`
-	Disable bool     `yaml:"disable"`
-}
-
-// oneShot reports whether the service is a job that runs once and exits.
-func (s composeService) oneShot() bool { return s.Restart == "no" }
 
 func readRepoFile(t *testing.T, name string) []byte {
 	t.Helper()
@@ -85,52 +60,131 @@ func readRepoFile(t *testing.T, name string) []byte {
 	return data
 }
 
-func loadCompose(t *testing.T) composeFile {
+// loadComposeProject loads Compose file content with the compose-go loader,
+// as `docker compose` does: it merges YAML anchors, validates the file
+// against the Compose schema, applies the consistency rules (known services
+// and volumes, no dependency cycle) and, unless interpolate is false,
+// substitutes ${VAR} references from env. The file is read from content and
+// no remote resource loader is set, so nothing is fetched.
+func loadComposeProject(ctx context.Context, content []byte, env types.Mapping, interpolate bool) (*types.Project, error) {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	details := types.ConfigDetails{
+		WorkingDir: root,
+		ConfigFiles: []types.ConfigFile{{
+			Filename: filepath.Join(root, composeFileName),
+			Content:  content,
+		}},
+		// The loader adds COMPOSE_PROJECT_NAME to the map it gets.
+		Environment: maps.Clone(env),
+	}
+	project, err := loader.LoadWithContext(ctx, details, func(o *loader.Options) {
+		o.SkipInterpolation = !interpolate
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load %s with compose-go: %w", composeFileName, err)
+	}
+	if len(project.Services) == 0 {
+		return nil, fmt.Errorf("%s has no services", composeFileName)
+	}
+	return project, nil
+}
+
+func loadComposeProjects(ctx context.Context, content []byte) (composeProjects, error) {
+	resolved, err := loadComposeProject(ctx, content, composeTestEnvironment, true)
+	if err != nil {
+		return composeProjects{}, err
+	}
+	raw, err := loadComposeProject(ctx, content, composeTestEnvironment, false)
+	if err != nil {
+		return composeProjects{}, fmt.Errorf("without interpolation: %w", err)
+	}
+	return composeProjects{resolved: resolved, raw: raw}, nil
+}
+
+func loadCompose(t *testing.T) composeProjects {
 	t.Helper()
-	var file composeFile
-	if err := yaml.Unmarshal(readRepoFile(t, composeFileName), &file); err != nil {
-		t.Fatalf("decode %s: %v", composeFileName, err)
+	projects, err := loadComposeProjects(context.Background(), readRepoFile(t, composeFileName))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if len(file.Services) == 0 {
-		t.Fatalf("%s has no services", composeFileName)
-	}
-	return file
+	return projects
 }
 
-func (f composeFile) service(t *testing.T, name string) composeService {
+// reportErrors fails the test with one message per problem that a check
+// found.
+func reportErrors(t *testing.T, errs []error) {
 	t.Helper()
-	svc, ok := f.Services[name]
-	if !ok {
-		t.Fatalf("%s has no service %q", composeFileName, name)
+	for _, err := range errs {
+		t.Error(err)
 	}
-	return svc
 }
 
-func (f composeFile) serviceNames() []string {
-	names := make([]string, 0, len(f.Services))
-	for name := range f.Services {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	return names
+func TestComposeImagesPinned(t *testing.T) {
+	reportErrors(t, checkImagesPinned(loadCompose(t).raw))
 }
 
-// splitImage splits an image reference into name, tag and digest. A colon
-// before the last slash belongs to a registry host, not to a tag.
-func splitImage(ref string) (name, tag, digest string) {
-	if i := strings.Index(ref, "@"); i >= 0 {
-		ref, digest = ref[:i], ref[i+1:]
-	}
-	slash := strings.LastIndex(ref, "/")
-	if i := strings.LastIndex(ref, ":"); i > slash {
-		return ref[:i], ref[i+1:], digest
-	}
-	return ref, "", digest
+func TestComposeHealthchecks(t *testing.T) {
+	reportErrors(t, checkHealthchecks(loadCompose(t).resolved, loadDockerfile(t).entrypoint(t)))
 }
 
-// versionTag matches tags that start with a major and a minor version, such
-// as 16.6, 1.29.1 or 1.29.1-tctl-1.18.4-cli-1.5.0.
-var versionTag = regexp.MustCompile(`^v?\d+\.\d+`)
+func TestComposeHealthcheckCommands(t *testing.T) {
+	reportErrors(t, checkHealthcheckCommands(loadCompose(t).resolved))
+}
+
+func TestComposeDependencies(t *testing.T) {
+	reportErrors(t, checkDependencies(loadCompose(t).resolved))
+}
+
+func TestComposeMigrateJob(t *testing.T) {
+	reportErrors(t, checkMigrateJob(loadCompose(t).resolved))
+}
+
+func TestComposePortsOnLoopback(t *testing.T) {
+	reportErrors(t, checkPortsOnLoopback(loadCompose(t).resolved))
+}
+
+func TestComposeReplicas(t *testing.T) {
+	reportErrors(t, checkReplicas(loadCompose(t).resolved))
+}
+
+func TestComposeSearchAttributeJob(t *testing.T) {
+	reportErrors(t, checkSearchAttributeJob(loadCompose(t).resolved))
+}
+
+func TestComposeSecretsNotHardCoded(t *testing.T) {
+	reportErrors(t, checkSecretsReferenced(loadCompose(t).raw))
+}
+
+func TestComposeSharedSettings(t *testing.T) {
+	reportErrors(t, checkSharedSettings(loadCompose(t).resolved))
+}
+
+func TestComposeSharedImageVolume(t *testing.T) {
+	reportErrors(t, checkSharedImageVolume(loadCompose(t).resolved, loadDockerfile(t).final()))
+}
+
+// TestComposeRequiredVariables loads the file with one required variable
+// unset at a time: compose-go must stop with a message that names it, as
+// `docker compose up` does.
+func TestComposeRequiredVariables(t *testing.T) {
+	content := readRepoFile(t, composeFileName)
+	for _, name := range slices.Sorted(maps.Keys(composeTestEnvironment)) {
+		t.Run(name, func(t *testing.T) {
+			env := maps.Clone(composeTestEnvironment)
+			delete(env, name)
+			_, err := loadComposeProject(context.Background(), content, env, true)
+			if err == nil {
+				t.Fatalf("the file loads without %s", name)
+			}
+			if !strings.Contains(err.Error(), "required variable "+name+" is missing") {
+				t.Fatalf("load error does not name %s: %v", name, err)
+			}
+		})
+	}
+}
 
 func TestSplitImage(t *testing.T) {
 	tests := []struct {
@@ -152,340 +206,29 @@ func TestSplitImage(t *testing.T) {
 	}
 }
 
-func TestComposeImagesPinned(t *testing.T) {
-	file := loadCompose(t)
-	for _, name := range file.serviceNames() {
-		svc := file.Services[name]
-		t.Run(name, func(t *testing.T) {
-			if svc.Image == "" {
-				t.Fatal("no image")
-			}
-			if strings.Contains(svc.Image, "$") {
-				t.Fatalf("image %q comes from a variable, so its version is not pinned in the file", svc.Image)
-			}
-			_, tag, digest := splitImage(svc.Image)
-			if tag == "latest" {
-				t.Fatalf("image %q uses the tag latest", svc.Image)
-			}
-			if tag == "" && digest == "" {
-				t.Fatalf("image %q has no tag", svc.Image)
-			}
-			// A service built from the Dockerfile names the local result;
-			// the Dockerfile pins its own base images.
-			if svc.Build != nil || digest != "" {
-				return
-			}
-			if !versionTag.MatchString(tag) {
-				t.Fatalf("image %q: tag %q is not a version such as 16.6 or 1.29.1", svc.Image, tag)
-			}
-		})
-	}
-}
-
-func TestComposeHealthchecks(t *testing.T) {
-	file := loadCompose(t)
-	entrypoint := loadDockerfile(t).entrypoint(t)
-	for _, name := range file.serviceNames() {
-		svc := file.Services[name]
-		if svc.oneShot() {
-			continue
-		}
-		t.Run(name, func(t *testing.T) {
-			hc := svc.Healthcheck
-			if hc == nil || hc.Disable || len(hc.Test) < 2 {
-				t.Fatalf("long-running service has no health check: %+v", hc)
-			}
-			if hc.Test[0] != "CMD" && hc.Test[0] != "CMD-SHELL" {
-				t.Fatalf("health check test starts with %q, want CMD or CMD-SHELL", hc.Test[0])
-			}
-			if svc.Build == nil {
-				return
-			}
-			// The image built from the Dockerfile has no shell.
-			if hc.Test[0] != "CMD" || hc.Test[1] != entrypoint[0] || !slices.Contains(hc.Test, "healthcheck") {
-				t.Fatalf("health check %q, want [CMD %s healthcheck ...]", hc.Test, entrypoint[0])
-			}
-		})
-	}
-}
-
-func TestComposeHealthcheckCommands(t *testing.T) {
-	file := loadCompose(t)
+func TestHostPortCount(t *testing.T) {
 	tests := []struct {
-		service string
-		want    []string
+		published string
+		want      int
+		wantErr   bool
 	}{
-		{service: serviceAPI, want: []string{"healthcheck", "http://127.0.0.1:8080/healthz"}},
-		{service: serviceWorker, want: []string{"healthcheck", "-worker"}},
+		{published: "8080", want: 1},
+		{published: "8080-8081", want: 2},
+		{published: "8080-8080", want: 1},
+		{published: "", wantErr: true},
+		{published: "http", wantErr: true},
+		{published: "8080-x", wantErr: true},
 	}
 	for _, tt := range tests {
-		t.Run(tt.service, func(t *testing.T) {
-			svc := file.service(t, tt.service)
-			if svc.Healthcheck == nil || len(svc.Healthcheck.Test) < 2 {
-				t.Fatalf("no health check command: %+v", svc.Healthcheck)
+		t.Run(tt.published, func(t *testing.T) {
+			got, err := hostPortCount(tt.published)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("hostPortCount(%q) error = %v, want error: %v", tt.published, err, tt.wantErr)
 			}
-			if got := svc.Healthcheck.Test[2:]; !slices.Equal(got, tt.want) {
-				t.Fatalf("health check arguments %q, want %q", got, tt.want)
-			}
-		})
-	}
-
-	// The API listens where its health check looks.
-	if addr := file.service(t, serviceAPI).Environment["HTTP_ADDR"]; addr != "0.0.0.0:8080" {
-		t.Fatalf("serve HTTP_ADDR = %q, want 0.0.0.0:8080 to match the health check and the published port", addr)
-	}
-}
-
-func TestComposeDependencies(t *testing.T) {
-	file := loadCompose(t)
-
-	completedTargets := map[string]bool{}
-	for _, name := range file.serviceNames() {
-		for target, dep := range file.Services[name].DependsOn {
-			targetSvc, ok := file.Services[target]
-			if !ok {
-				t.Errorf("%s depends on the missing service %q", name, target)
-				continue
-			}
-			switch dep.Condition {
-			case "service_completed_successfully":
-				completedTargets[target] = true
-				if !targetSvc.oneShot() {
-					t.Errorf("%s waits for %s to complete, but %s has restart %q instead of \"no\"", name, target, target, targetSvc.Restart)
-				}
-			case "service_healthy":
-				if targetSvc.Healthcheck == nil {
-					t.Errorf("%s waits for %s to be healthy, but %s has no health check", name, target, target)
-				}
-			default:
-				t.Errorf("%s depends on %s with condition %q, want service_healthy or service_completed_successfully", name, target, dep.Condition)
-			}
-		}
-	}
-	for _, name := range file.serviceNames() {
-		if file.Services[name].oneShot() && !completedTargets[name] {
-			t.Errorf("one-shot job %s is not awaited by any service with service_completed_successfully", name)
-		}
-	}
-
-	tests := []struct {
-		dependent, job string
-	}{
-		{dependent: serviceAPI, job: serviceMigrate},
-		{dependent: serviceAPI, job: serviceSearchAttributes},
-		{dependent: serviceWorker, job: serviceMigrate},
-		{dependent: serviceWorker, job: serviceSearchAttributes},
-	}
-	for _, tt := range tests {
-		t.Run(tt.dependent+" after "+tt.job, func(t *testing.T) {
-			dep, ok := file.service(t, tt.dependent).DependsOn[tt.job]
-			if !ok || dep.Condition != "service_completed_successfully" {
-				t.Fatalf("%s depends on %s with %+v (present: %v), want condition service_completed_successfully", tt.dependent, tt.job, dep, ok)
+			if got != tt.want {
+				t.Fatalf("hostPortCount(%q) = %d, want %d", tt.published, got, tt.want)
 			}
 		})
-	}
-}
-
-func TestComposeMigrateJob(t *testing.T) {
-	file := loadCompose(t)
-	migrate := file.service(t, serviceMigrate)
-	if !slices.Equal(migrate.Command, []string{"migrate"}) {
-		t.Fatalf("migrate command %q, want [migrate]", migrate.Command)
-	}
-	if !migrate.oneShot() {
-		t.Fatalf("migrate restart %q, want \"no\"", migrate.Restart)
-	}
-	if want := file.service(t, serviceAPI).Image; migrate.Image != want {
-		t.Fatalf("migrate image %q, want the serve image %q", migrate.Image, want)
-	}
-	if dep := migrate.DependsOn["postgresql"]; dep.Condition != "service_healthy" {
-		t.Fatalf("migrate depends on postgresql with %+v, want service_healthy", dep)
-	}
-}
-
-func TestComposePortsOnLoopback(t *testing.T) {
-	file := loadCompose(t)
-	for _, name := range file.serviceNames() {
-		for _, port := range file.Services[name].Ports {
-			parts := strings.Split(port, ":")
-			if len(parts) != 3 || parts[0] != "127.0.0.1" {
-				t.Errorf("%s publishes %q, want 127.0.0.1:<host port>:<container port>", name, port)
-			}
-		}
-	}
-	for _, name := range []string{"postgresql", "redis"} {
-		t.Run(name, func(t *testing.T) {
-			if len(file.service(t, name).Ports) == 0 {
-				t.Fatal("no published port; the README promises one on 127.0.0.1")
-			}
-		})
-	}
-}
-
-// hostPortCount returns how many host ports a published port such as
-// 127.0.0.1:8080-8081:8080 covers.
-func hostPortCount(port string) (int, error) {
-	parts := strings.Split(port, ":")
-	if len(parts) != 3 {
-		return 0, strconv.ErrSyntax
-	}
-	first, last, isRange := strings.Cut(parts[1], "-")
-	if !isRange {
-		return 1, nil
-	}
-	lo, err := strconv.Atoi(first)
-	if err != nil {
-		return 0, err
-	}
-	hi, err := strconv.Atoi(last)
-	if err != nil {
-		return 0, err
-	}
-	return hi - lo + 1, nil
-}
-
-func TestComposeReplicas(t *testing.T) {
-	file := loadCompose(t)
-	for _, name := range []string{serviceAPI, serviceWorker} {
-		t.Run(name, func(t *testing.T) {
-			svc := file.service(t, name)
-			if svc.Deploy.Replicas == nil {
-				t.Fatal("deploy.replicas is not set, want 2")
-			}
-			if *svc.Deploy.Replicas != 2 {
-				t.Fatalf("deploy.replicas = %d, want 2", *svc.Deploy.Replicas)
-			}
-			if svc.ContainerName != "" {
-				t.Fatalf("container_name %q is set, so a second replica cannot start", svc.ContainerName)
-			}
-			// Each replica takes one host port, so a range must be at
-			// least as wide as the number of replicas.
-			for _, port := range svc.Ports {
-				count, err := hostPortCount(port)
-				if err != nil {
-					t.Fatalf("published port %q: %v", port, err)
-				}
-				if count < *svc.Deploy.Replicas {
-					t.Fatalf("published port %q covers %d host ports for %d replicas", port, count, *svc.Deploy.Replicas)
-				}
-			}
-		})
-	}
-}
-
-// parseLongFlags returns the values of --name=value and --name value
-// arguments, and the other arguments in order. Every flag of the commands
-// checked here takes a value.
-func parseLongFlags(args []string) (flags map[string][]string, positional []string) {
-	flags = map[string][]string{}
-	for i := 0; i < len(args); i++ {
-		name, ok := strings.CutPrefix(args[i], "--")
-		if !ok {
-			positional = append(positional, args[i])
-			continue
-		}
-		if key, value, hasValue := strings.Cut(name, "="); hasValue {
-			flags[key] = append(flags[key], value)
-			continue
-		}
-		if i+1 < len(args) {
-			flags[name] = append(flags[name], args[i+1])
-			i++
-		}
-	}
-	return flags, positional
-}
-
-func searchAttributeJobArgs(t *testing.T, file composeFile) []string {
-	t.Helper()
-	job := file.service(t, serviceSearchAttributes)
-	return append(slices.Clone(job.Entrypoint), job.Command...)
-}
-
-func TestComposeSearchAttributeJob(t *testing.T) {
-	file := loadCompose(t)
-	args := searchAttributeJobArgs(t, file)
-	flags, positional := parseLongFlags(args)
-
-	if want := []string{"temporal", "operator", "search-attribute", "create"}; !slices.Equal(positional, want) {
-		t.Fatalf("job runs %q, want %q with flags", positional, want)
-	}
-
-	names := flags["name"]
-	if len(names) != len(workflows.SearchAttributeNames) {
-		t.Errorf("job registers %d attributes %q, want the %d of workflows.SearchAttributeNames %q",
-			len(names), names, len(workflows.SearchAttributeNames), workflows.SearchAttributeNames)
-	}
-	for _, want := range workflows.SearchAttributeNames {
-		if !slices.Contains(names, want) {
-			t.Errorf("job does not register %s", want)
-		}
-	}
-	for _, got := range names {
-		if !slices.Contains(workflows.SearchAttributeNames, got) {
-			t.Errorf("job registers %s, which is not in workflows.SearchAttributeNames", got)
-		}
-	}
-
-	types := flags["type"]
-	if len(types) != len(names) {
-		t.Fatalf("job has %d --type flags for %d --name flags", len(types), len(names))
-	}
-	for i, typ := range types {
-		if typ != "Keyword" {
-			t.Errorf("attribute %s has type %q, want Keyword", names[i], typ)
-		}
-	}
-
-	api := file.service(t, serviceAPI)
-	if got, want := flags["namespace"], api.Environment["TEMPORAL_NAMESPACE"]; !slices.Equal(got, []string{want}) {
-		t.Errorf("job namespace %q, want the TEMPORAL_NAMESPACE %q of serve", got, want)
-	}
-	if got, want := flags["address"], api.Environment["TEMPORAL_ADDRESS"]; !slices.Equal(got, []string{want}) {
-		t.Errorf("job address %q, want the TEMPORAL_ADDRESS %q of serve", got, want)
-	}
-}
-
-// secretKey matches environment variables that hold secrets.
-var secretKey = regexp.MustCompile(`PASSWORD|SECRET|PWD|TOKEN|_KEY`)
-
-// variableReference matches a value that is one variable reference, either
-// required (${NAME:?message}), plain (${NAME}) or empty by default
-// (${NAME:-}). A default value would put a secret into the file.
-var variableReference = regexp.MustCompile(`^\$\{[A-Z][A-Z0-9_]*(:\?[^}]*|:-)?\}$`)
-
-// requiredReference matches ${NAME:?message}, which stops Compose when NAME
-// is unset or empty.
-var requiredReference = regexp.MustCompile(`^\$\{[A-Z][A-Z0-9_]*:\?[^}]*\}$`)
-
-// urlPassword captures the password of a URL with user information.
-var urlPassword = regexp.MustCompile(`://[^:/@]+:([^@]+)@`)
-
-// requiredSecrets must be set by the operator; the services cannot share
-// them or keep them across restarts otherwise.
-var requiredSecrets = []string{"JWT_SECRET", "MASTER_KEY", "ADMIN_PASSWORD", "POSTGRES_PASSWORD", "POSTGRES_PWD"}
-
-func TestComposeSecretsNotHardCoded(t *testing.T) {
-	file := loadCompose(t)
-	for _, name := range file.serviceNames() {
-		env := file.Services[name].Environment
-		keys := make([]string, 0, len(env))
-		for key := range env {
-			keys = append(keys, key)
-		}
-		sort.Strings(keys)
-		for _, key := range keys {
-			value := env[key]
-			if secretKey.MatchString(key) && !variableReference.MatchString(value) {
-				t.Errorf("%s: %s = %q, want a variable reference such as ${%s:?message}", name, key, value, key)
-			}
-			if slices.Contains(requiredSecrets, key) && !requiredReference.MatchString(value) {
-				t.Errorf("%s: %s = %q, want ${%s:?message} so that Compose stops when it is unset", name, key, value, key)
-			}
-			if m := urlPassword.FindStringSubmatch(value); m != nil && !requiredReference.MatchString(m[1]) {
-				t.Errorf("%s: %s has the URL password %q, want ${VAR:?message}", name, key, m[1])
-			}
-		}
 	}
 }
 
@@ -513,64 +256,303 @@ func TestSecretPatterns(t *testing.T) {
 	}
 }
 
-// TestComposeSharedSettings checks that the API, the workers and the
-// migrations use one database, one Redis, one Temporal namespace and the
-// same keys, because a token or a provider key written by one process must
-// be readable by the others.
-func TestComposeSharedSettings(t *testing.T) {
-	file := loadCompose(t)
-	api := file.service(t, serviceAPI).Environment
-	for _, key := range []string{"DATABASE_URL", "REDIS_URL", "REDIS_PREFIX", "TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "JWT_SECRET", "MASTER_KEY", "IMAGE_LOCAL_DIR"} {
-		t.Run(key, func(t *testing.T) {
-			if api[key] == "" {
-				t.Fatalf("serve has no %s", key)
-			}
-			for _, name := range []string{serviceWorker, serviceMigrate} {
-				if got := file.service(t, name).Environment[key]; got != api[key] {
-					t.Errorf("%s %s = %q, want the serve value %q", name, key, got, api[key])
+// editBlock replaces old with replacement inside the block of text that
+// starts at the line header and ends before the next line indented no
+// deeper than header. It returns an error unless old occurs exactly once in
+// that block, so a stale broken-file case cannot pass by changing nothing.
+func editBlock(text, header, old, replacement string) (string, error) {
+	start := strings.Index(text, "\n"+header+"\n")
+	if start < 0 {
+		return "", fmt.Errorf("no line %q", header)
+	}
+	start++
+	indent := len(header) - len(strings.TrimLeft(header, " "))
+	end := len(text)
+	offset := start + len(header) + 1
+	for _, line := range strings.SplitAfter(text[offset:], "\n") {
+		trimmed := strings.TrimLeft(line, " ")
+		if strings.TrimSpace(line) != "" && len(line)-len(trimmed) <= indent {
+			end = offset
+			break
+		}
+		offset += len(line)
+	}
+	block := text[start:end]
+	if n := strings.Count(block, old); n != 1 {
+		return "", fmt.Errorf("%q occurs %d times in the block %q, want once", old, n, header)
+	}
+	return text[:start] + strings.Replace(block, old, replacement, 1) + text[end:], nil
+}
+
+func TestEditBlock(t *testing.T) {
+	text := "services:\n  a:\n    image: x:1\n  b:\n    image: x:1\nvolumes:\n"
+	got, err := editBlock(text, "  b:", "x:1", "x:2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "services:\n  a:\n    image: x:1\n  b:\n    image: x:2\nvolumes:\n"; got != want {
+		t.Fatalf("editBlock = %q, want %q", got, want)
+	}
+	if _, err := editBlock(text, "services:", "x:1", "x:2"); err == nil {
+		t.Fatal("editBlock replaced a string that occurs twice in the block")
+	}
+	if _, err := editBlock(text, "  c:", "x:1", "x:2"); err == nil {
+		t.Fatal("editBlock edited a block that does not exist")
+	}
+	if _, err := editBlock(text, "  a:", "x:2", "x:3"); err == nil {
+		t.Fatal("editBlock accepted a string that is not in the block")
+	}
+}
+
+// TestComposeChecksRejectBrokenFiles feeds broken copies of the Compose file
+// to the loader and the checks. Each copy must be rejected, either by
+// compose-go while loading or by the named check.
+func TestComposeChecksRejectBrokenFiles(t *testing.T) {
+	dockerfile := loadDockerfile(t)
+	entrypoint := dockerfile.entrypoint(t)
+	original := string(readRepoFile(t, composeFileName))
+
+	tests := []struct {
+		name        string
+		edits       []composeEdit
+		check       func(composeProjects) []error
+		wantErr     string // part of one error that check returns
+		wantLoadErr string // part of the compose-go error, when loading must fail
+	}{
+		{
+			name:    "image with tag latest",
+			edits:   []composeEdit{{header: "  redis:", old: "image: redis:7.4.2", new: "image: redis:latest"}},
+			wantErr: "redis: image \"redis:latest\" uses the tag latest",
+			check:   func(p composeProjects) []error { return checkImagesPinned(p.raw) },
+		},
+		{
+			name:    "image without tag",
+			edits:   []composeEdit{{header: "  postgresql:", old: "image: postgres:16.6", new: "image: postgres"}},
+			wantErr: "postgresql: image \"postgres\" has no tag",
+			check:   func(p composeProjects) []error { return checkImagesPinned(p.raw) },
+		},
+		{
+			name:    "image tag from a variable",
+			edits:   []composeEdit{{header: "  temporal-ui:", old: "image: temporalio/ui:2.34.0", new: "image: temporalio/ui:${UI_TAG:-2.34.0}"}},
+			wantErr: "temporal-ui: image \"temporalio/ui:${UI_TAG:-2.34.0}\" comes from a variable",
+			check:   func(p composeProjects) []error { return checkImagesPinned(p.raw) },
+		},
+		{
+			name:    "image tag not a version",
+			edits:   []composeEdit{{header: "  temporal:", old: "image: temporalio/auto-setup:1.29.1", new: "image: temporalio/auto-setup:stable"}},
+			wantErr: "temporal: image \"temporalio/auto-setup:stable\": tag \"stable\" is not a version",
+			check:   func(p composeProjects) []error { return checkImagesPinned(p.raw) },
+		},
+		{
+			name:    "missing health check",
+			edits:   []composeEdit{{header: "  redis:", old: "    healthcheck:\n      test: [\"CMD\", \"redis-cli\", \"ping\"]\n      interval: 5s\n      timeout: 5s\n      retries: 30\n", new: ""}},
+			wantErr: "redis: long-running service has no health check",
+			check:   func(p composeProjects) []error { return checkHealthchecks(p.resolved, entrypoint) },
+		},
+		{
+			name:    "disabled health check",
+			edits:   []composeEdit{{header: "  temporal-ui:", old: "    healthcheck:\n", new: "    healthcheck:\n      disable: true\n"}},
+			wantErr: "temporal-ui: long-running service has no health check",
+			check:   func(p composeProjects) []error { return checkHealthchecks(p.resolved, entrypoint) },
+		},
+		{
+			name:    "health check through a shell in the built image",
+			edits:   []composeEdit{{header: "  serve:", old: `test: ["CMD", "/usr/local/bin/aihigress", "healthcheck", "http://127.0.0.1:8080/healthz"]`, new: `test: ["CMD-SHELL", "wget -q -O /dev/null http://127.0.0.1:8080/healthz"]`}},
+			wantErr: "serve: health check [\"CMD-SHELL\"",
+			check:   func(p composeProjects) []error { return checkHealthchecks(p.resolved, entrypoint) },
+		},
+		{
+			name:    "worker health check without -worker",
+			edits:   []composeEdit{{header: "  worker:", old: `"healthcheck", "-worker"]`, new: `"healthcheck"]`}},
+			wantErr: "worker: health check arguments [\"healthcheck\"]",
+			check:   checkProjectsResolved(checkHealthcheckCommands),
+		},
+		{
+			name:    "api listens on another port",
+			edits:   []composeEdit{{header: "  serve:", old: "HTTP_ADDR: 0.0.0.0:8080", new: "HTTP_ADDR: 0.0.0.0:9090"}},
+			wantErr: "serve: HTTP_ADDR = \"0.0.0.0:9090\"",
+			check:   checkProjectsResolved(checkHealthcheckCommands),
+		},
+		{
+			name:    "serve starts before the migrations finish",
+			edits:   []composeEdit{{header: "  serve:", old: "      migrate:\n        condition: service_completed_successfully", new: "      migrate:\n        condition: service_started"}},
+			wantErr: "serve depends on migrate with condition \"service_started\"",
+			check:   checkProjectsResolved(checkDependencies),
+		},
+		{
+			name:    "worker does not wait for the search attributes",
+			edits:   []composeEdit{{header: "  worker:", old: "      temporal-search-attributes:\n        condition: service_completed_successfully\n", new: ""}},
+			wantErr: "worker does not depend on temporal-search-attributes",
+			check:   checkProjectsResolved(checkDependencies),
+		},
+		{
+			name:    "temporal starts before postgresql",
+			edits:   []composeEdit{{header: "  temporal:", old: "    depends_on:\n      postgresql:\n        condition: service_healthy\n", new: ""}},
+			wantErr: "temporal does not depend on postgresql",
+			check:   checkProjectsResolved(checkDependencies),
+		},
+		{
+			name:    "waits for a service without health check",
+			edits:   []composeEdit{{header: "  temporal-ui:", old: "      temporal:\n        condition: service_healthy", new: "      temporal-search-attributes:\n        condition: service_healthy"}},
+			wantErr: "temporal-ui waits for temporal-search-attributes to be healthy, but temporal-search-attributes has no health check",
+			check:   checkProjectsResolved(checkDependencies),
+		},
+		{
+			name:    "serve does not wait for the migrations",
+			edits:   []composeEdit{{header: "  serve:", old: "      migrate:\n        condition: service_completed_successfully\n", new: ""}},
+			wantErr: "serve does not depend on migrate",
+			check:   checkProjectsResolved(checkDependencies),
+		},
+		{
+			name: "one-shot job nobody waits for",
+			edits: []composeEdit{
+				{header: "  serve:", old: "      migrate:\n        condition: service_completed_successfully\n", new: ""},
+				{header: "  worker:", old: "      migrate:\n        condition: service_completed_successfully\n", new: ""},
+			},
+			wantErr: "one-shot job migrate is not awaited",
+			check:   checkProjectsResolved(checkDependencies),
+		},
+		{
+			name:        "dependency cycle",
+			edits:       []composeEdit{{header: "  migrate:", old: "      postgresql:\n        condition: service_healthy", new: "      postgresql:\n        condition: service_healthy\n      serve:\n        condition: service_healthy"}},
+			wantLoadErr: "dependency cycle",
+		},
+		{
+			name:        "dependency on a missing service",
+			edits:       []composeEdit{{header: "  worker:", old: "      redis:\n        condition: service_healthy", new: "      valkey:\n        condition: service_healthy"}},
+			wantLoadErr: "undefined service",
+		},
+		{
+			name:    "migrate restarts",
+			edits:   []composeEdit{{header: "  migrate:", old: `restart: "no"`, new: "restart: on-failure"}},
+			wantErr: "migrate restart \"on-failure\"",
+			check:   checkProjectsResolved(checkMigrateJob),
+		},
+		{
+			name:    "migrate runs serve",
+			edits:   []composeEdit{{header: "  migrate:", old: `command: ["migrate"]`, new: `command: ["serve"]`}},
+			wantErr: "migrate command [\"serve\"]",
+			check:   checkProjectsResolved(checkMigrateJob),
+		},
+		{
+			name:    "postgresql published on every interface",
+			edits:   []composeEdit{{header: "  postgresql:", old: `"127.0.0.1:5432:5432"`, new: `"5432:5432"`}},
+			wantErr: "postgresql publishes container port 5432 on \"\"",
+			check:   checkProjectsResolved(checkPortsOnLoopback),
+		},
+		{
+			name:    "redis not published",
+			edits:   []composeEdit{{header: "  redis:", old: "    ports:\n      - \"127.0.0.1:6379:6379\"\n", new: ""}},
+			wantErr: "redis has no published port",
+			check:   checkProjectsResolved(checkPortsOnLoopback),
+		},
+		{
+			name:    "one worker replica",
+			edits:   []composeEdit{{header: "  worker:", old: "replicas: 2", new: "replicas: 1"}},
+			wantErr: "worker: 1 replicas, want 2",
+			check:   checkProjectsResolved(checkReplicas),
+		},
+		{
+			name:    "serve port range narrower than the replicas",
+			edits:   []composeEdit{{header: "  serve:", old: `"127.0.0.1:8080-8081:8080"`, new: `"127.0.0.1:8080:8080"`}},
+			wantErr: "serve: published port \"8080\" covers 1 host ports for 2 replicas",
+			check:   checkProjectsResolved(checkReplicas),
+		},
+		{
+			name:        "container name with two replicas",
+			edits:       []composeEdit{{header: "  serve:", old: "    deploy:\n", new: "    container_name: aihigress-serve\n    deploy:\n"}},
+			wantLoadErr: "container_name",
+		},
+		{
+			name:    "search attribute missing",
+			edits:   []composeEdit{{header: "  temporal-search-attributes:", old: "      - --name=AihProvider\n      - --type=Keyword\n", new: ""}},
+			wantErr: "job does not register AihProvider",
+			check:   checkProjectsResolved(checkSearchAttributeJob),
+		},
+		{
+			name:    "search attribute with type Text",
+			edits:   []composeEdit{{header: "  temporal-search-attributes:", old: "      - --name=AihProvider\n      - --type=Keyword\n", new: "      - --name=AihProvider\n      - --type=Text\n"}},
+			wantErr: "attribute AihProvider has type \"Text\"",
+			check:   checkProjectsResolved(checkSearchAttributeJob),
+		},
+		{
+			name:    "search attributes in another namespace",
+			edits:   []composeEdit{{header: "  temporal-search-attributes:", old: "--namespace=default", new: "--namespace=aihigress"}},
+			wantErr: "job namespace [\"aihigress\"]",
+			check:   checkProjectsResolved(checkSearchAttributeJob),
+		},
+		{
+			name:    "hard-coded secret",
+			edits:   []composeEdit{{header: "x-aihigress: &aihigress", old: "JWT_SECRET: ${JWT_SECRET:?set JWT_SECRET, for example with openssl rand -hex 32}", new: "JWT_SECRET: hunter2-hunter2"}},
+			wantErr: "serve: JWT_SECRET = \"hunter2-hunter2\"",
+			check:   func(p composeProjects) []error { return checkSecretsReferenced(p.raw) },
+		},
+		{
+			name:    "secret with a default",
+			edits:   []composeEdit{{header: "  temporal:", old: "POSTGRES_PWD: ${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}", new: "POSTGRES_PWD: ${POSTGRES_PASSWORD:-postgres}"}},
+			wantErr: "temporal: POSTGRES_PWD = \"${POSTGRES_PASSWORD:-postgres}\"",
+			check:   func(p composeProjects) []error { return checkSecretsReferenced(p.raw) },
+		},
+		{
+			name:    "worker on another redis prefix",
+			edits:   []composeEdit{{header: "  worker:", old: "    command: [\"worker\"]\n", new: "    command: [\"worker\"]\n    environment:\n      <<: *aihigress-environment\n      REDIS_PREFIX: \"other:\"\n"}},
+			wantErr: "worker: REDIS_PREFIX = \"other:\"",
+			check:   checkProjectsResolved(checkSharedSettings),
+		},
+		{
+			name:    "worker without the media volume",
+			edits:   []composeEdit{{header: "  worker:", old: "    command: [\"worker\"]\n", new: "    command: [\"worker\"]\n    volumes:\n      - ./providers:/etc/aihigress:ro\n"}},
+			wantErr: "want one named volume in both serve and worker",
+			check:   func(p composeProjects) []error { return checkSharedImageVolume(p.resolved, dockerfile.final()) },
+		},
+		{
+			name:    "media as a bind mount",
+			edits:   []composeEdit{{header: "x-aihigress: &aihigress", old: "- media:/var/lib/aihigress/media", new: "- ./media:/var/lib/aihigress/media"}},
+			wantErr: "as type \"bind\"",
+			check:   func(p composeProjects) []error { return checkSharedImageVolume(p.resolved, dockerfile.final()) },
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			broken := original
+			for _, edit := range tt.edits {
+				var err error
+				broken, err = editBlock(broken, edit.header, edit.old, edit.new)
+				if err != nil {
+					t.Fatalf("cannot build the broken copy: %v", err)
 				}
+			}
+			projects, err := loadComposeProjects(context.Background(), []byte(broken))
+			if tt.wantLoadErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantLoadErr) {
+					t.Fatalf("load error %v, want one that contains %q", err, tt.wantLoadErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("the broken copy does not load, so the check never runs: %v", err)
+			}
+			errs := tt.check(projects)
+			if len(errs) == 0 {
+				t.Fatal("the check accepts the broken copy")
+			}
+			if !slices.ContainsFunc(errs, func(err error) bool { return strings.Contains(err.Error(), tt.wantErr) }) {
+				t.Fatalf("no error contains %q; the check returned:\n%v", tt.wantErr, errors.Join(errs...))
 			}
 		})
 	}
 }
 
-// TestComposeSharedImageVolume checks that workers write images where the
-// API replicas read them: one named volume at IMAGE_LOCAL_DIR, created by
-// the Dockerfile with the non-root user as owner.
-func TestComposeSharedImageVolume(t *testing.T) {
-	file := loadCompose(t)
-	dir := file.service(t, serviceAPI).Environment["IMAGE_LOCAL_DIR"]
-	if dir == "" {
-		t.Fatal("serve has no IMAGE_LOCAL_DIR")
-	}
+// composeEdit replaces old with new in the block of the Compose file that
+// starts at the line header.
+type composeEdit struct {
+	header, old, new string
+}
 
-	volumes := map[string]string{}
-	for _, name := range []string{serviceAPI, serviceWorker} {
-		for _, mount := range file.service(t, name).Volumes {
-			parts := strings.Split(mount, ":")
-			if len(parts) >= 2 && parts[1] == dir {
-				volumes[name] = parts[0]
-			}
-		}
-	}
-	volume := volumes[serviceAPI]
-	if volume == "" || volumes[serviceWorker] != volume {
-		t.Fatalf("volumes at %s: %v, want one named volume in both serve and worker", dir, volumes)
-	}
-	if _, ok := file.Volumes[volume]; !ok {
-		t.Fatalf("volume %q is not declared under volumes, so it is a bind mount of a host path", volume)
-	}
-
-	final := loadDockerfile(t).final()
-	owned := false
-	for _, ins := range final.instructions {
-		if ins.command == "COPY" && strings.Contains(ins.args, "--chown=") && strings.HasSuffix(ins.args, " "+dir) {
-			owned = true
-		}
-	}
-	if !owned {
-		t.Fatalf("the final Dockerfile stage does not create %s with COPY --chown, so the non-root user cannot write to a new volume there", dir)
-	}
+// checkProjectsResolved adapts a check of the resolved project to the
+// composeProjects that TestComposeChecksRejectBrokenFiles loads.
+func checkProjectsResolved(check func(*types.Project) []error) func(composeProjects) []error {
+	return func(p composeProjects) []error { return check(p.resolved) }
 }
 
 // TestComposeTemporalCommands runs the Temporal CLI commands of the Compose
@@ -588,9 +570,9 @@ func TestComposeTemporalCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	file := loadCompose(t)
-	composeAddress := file.service(t, serviceAPI).Environment["TEMPORAL_ADDRESS"]
-	namespace := file.service(t, serviceAPI).Environment["TEMPORAL_NAMESPACE"]
+	file := loadCompose(t).resolved
+	composeAddress := envValue(file.Services[serviceAPI], "TEMPORAL_ADDRESS")
+	namespace := envValue(file.Services[serviceAPI], "TEMPORAL_NAMESPACE")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -630,7 +612,7 @@ func TestComposeTemporalCommands(t *testing.T) {
 	}
 	pathEnv := "PATH=" + binDir + string(os.PathListSeparator) + os.Getenv("PATH")
 
-	health := file.service(t, serviceTemporal).Healthcheck
+	health := file.Services[serviceTemporal].HealthCheck
 	if health == nil || len(health.Test) != 2 || health.Test[0] != "CMD-SHELL" {
 		t.Fatalf("temporal health check %+v, want [CMD-SHELL <command>]", health)
 	}
@@ -640,7 +622,10 @@ func TestComposeTemporalCommands(t *testing.T) {
 		t.Fatalf("temporal health check failed against a running dev server: %v\n%s", err, out)
 	}
 
-	args := searchAttributeJobArgs(t, file)
+	args, err := searchAttributeJobArgs(file)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i, arg := range args {
 		args[i] = strings.ReplaceAll(arg, composeAddress, address)
 	}
