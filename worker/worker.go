@@ -13,9 +13,23 @@ import (
 	"github.com/aihigress/aihigress/workflows"
 )
 
-// Options tunes the chat worker.
+// Options tunes a worker. Zero fields keep the defaults of the task queue
+// or of the Temporal Go SDK.
+//
+// TODO: the sticky workflow cache keeps the Go SDK default of 10,000
+// workflows per process. sdkworker.SetStickyWorkflowCacheSize sets it for
+// the whole process and must run before the first worker starts, so it does
+// not fit a per-worker option.
 type Options struct {
+	// MaxConcurrentActivities caps the activities, and separately the local
+	// activities, that the worker runs at once.
 	MaxConcurrentActivities int
+	// WorkflowTaskPollers and ActivityTaskPollers are the maximum number of
+	// concurrent long polls for each kind of task. Zero keeps the SDK
+	// default, which is 2, or poller autoscaling when the namespace enrolls
+	// workers in it. The SDK panics on 1 workflow task poller.
+	WorkflowTaskPollers int
+	ActivityTaskPollers int
 	// HeartbeatThrottle caps how long a heartbeat may wait before it is sent
 	// to the server. Cancellation reaches an activity only with a heartbeat
 	// reply, so this bounds how quickly a canceled run stops its upstream.
@@ -30,21 +44,29 @@ func NewChatWorker(c client.Client, chat *activities.Chat, opts Options) sdkwork
 	return w
 }
 
-// newWorker returns a worker for taskQueue with opts, whose zero fields get
-// defaultActivities and an 800 ms heartbeat throttle.
+// newWorker returns a worker for taskQueue with the options of sdkOptions.
 func newWorker(c client.Client, taskQueue string, opts Options, defaultActivities int) sdkworker.Worker {
+	return sdkworker.New(c, taskQueue, sdkOptions(opts, defaultActivities))
+}
+
+// sdkOptions converts opts to SDK worker options. A zero
+// MaxConcurrentActivities gets defaultActivities, a zero HeartbeatThrottle
+// 800 ms, and zero poller counts the SDK default.
+func sdkOptions(opts Options, defaultActivities int) sdkworker.Options {
 	if opts.MaxConcurrentActivities <= 0 {
 		opts.MaxConcurrentActivities = defaultActivities
 	}
 	if opts.HeartbeatThrottle <= 0 {
 		opts.HeartbeatThrottle = 800 * time.Millisecond
 	}
-	return sdkworker.New(c, taskQueue, sdkworker.Options{
+	return sdkworker.Options{
 		MaxConcurrentActivityExecutionSize:      opts.MaxConcurrentActivities,
 		MaxConcurrentLocalActivityExecutionSize: opts.MaxConcurrentActivities,
+		MaxConcurrentWorkflowTaskPollers:        max(opts.WorkflowTaskPollers, 0),
+		MaxConcurrentActivityTaskPollers:        max(opts.ActivityTaskPollers, 0),
 		MaxHeartbeatThrottleInterval:            opts.HeartbeatThrottle,
 		DefaultHeartbeatThrottleInterval:        opts.HeartbeatThrottle,
-	})
+	}
 }
 
 // RegisterChat registers the chat workflow and activities under their

@@ -90,6 +90,8 @@ func ConnectWithFallback(ctx context.Context, cfg config.Config, seed, fallback 
 		}
 	}
 
+	// TODO: no setting sizes the PostgreSQL pool, so every serve and worker
+	// process keeps store.Open's default of 20 connections.
 	st, err := store.Open(ctx, store.Options{DatabaseURL: cfg.DatabaseURL, SQLitePath: cfg.SQLitePath})
 	if err != nil {
 		return nil, err
@@ -388,7 +390,7 @@ const apiKeyLeaseTTL = time.Second
 
 // ChatWorker builds the chat task queue worker.
 func (a *App) ChatWorker() sdkworker.Worker {
-	return worker.NewChatWorker(a.Temporal, a.chatActivities(), worker.Options{})
+	return worker.NewChatWorker(a.Temporal, a.chatActivities(), a.workerOptions(a.Config.Worker.ChatMaxConcurrentActivities))
 }
 
 // ImageWorker builds the image task queue worker.
@@ -404,7 +406,17 @@ func (a *App) ImageWorker() sdkworker.Worker {
 		Logger:           a.Logger,
 		Metrics:          a.Recorder,
 	}
-	return worker.NewImageWorker(a.Temporal, a.chatActivities(), images, worker.Options{})
+	return worker.NewImageWorker(a.Temporal, a.chatActivities(), images, a.workerOptions(a.Config.Worker.ImageMaxConcurrentActivities))
+}
+
+// workerOptions returns the configured options of a chat or image worker
+// that runs at most maxActivities activities at once.
+func (a *App) workerOptions(maxActivities int) worker.Options {
+	return worker.Options{
+		MaxConcurrentActivities: maxActivities,
+		WorkflowTaskPollers:     a.Config.Worker.WorkflowTaskPollers,
+		ActivityTaskPollers:     a.Config.Worker.ActivityTaskPollers,
+	}
 }
 
 func (a *App) chatActivities() *activities.Chat {
