@@ -90,9 +90,7 @@ func ConnectWithFallback(ctx context.Context, cfg config.Config, seed, fallback 
 		}
 	}
 
-	// TODO: no setting sizes the PostgreSQL pool, so every serve and worker
-	// process keeps store.Open's default of 20 connections.
-	st, err := store.Open(ctx, store.Options{DatabaseURL: cfg.DatabaseURL, SQLitePath: cfg.SQLitePath})
+	st, err := store.Open(ctx, store.Options{DatabaseURL: cfg.DatabaseURL, SQLitePath: cfg.SQLitePath, MaxOpenConns: cfg.DatabaseMaxOpenConns})
 	if err != nil {
 		return nil, err
 	}

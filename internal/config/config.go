@@ -18,6 +18,9 @@ type Config struct {
 	// DatabaseURL is a postgres:// URL. When empty, SQLitePath is used.
 	DatabaseURL string
 	SQLitePath  string
+	// DatabaseMaxOpenConns caps the PostgreSQL connections of one process.
+	// SQLite always uses one connection.
+	DatabaseMaxOpenConns int
 
 	// RedisURL is a redis:// URL. When empty, `dev` starts an embedded server.
 	RedisURL    string
@@ -107,33 +110,34 @@ type Config struct {
 func Load(getenv func(string) string) (Config, error) {
 	env := lookup{getenv: getenv}
 	cfg := Config{
-		HTTPAddr:            env.str("HTTP_ADDR", "127.0.0.1:8080"),
-		DatabaseURL:         env.str("DATABASE_URL", ""),
-		SQLitePath:          env.str("SQLITE_PATH", "data/aihigress.db"),
-		RedisURL:            env.str("REDIS_URL", ""),
-		RedisPrefix:         env.str("REDIS_PREFIX", "aih:"),
-		TemporalAddress:     env.str("TEMPORAL_ADDRESS", ""),
-		TemporalNamespace:   env.str("TEMPORAL_NAMESPACE", "default"),
-		TemporalCLIPath:     env.str("TEMPORAL_CLI_PATH", "bin/temporal"),
-		TemporalDBPath:      env.str("TEMPORAL_DB_PATH", "data/temporal.db"),
-		TemporalUIURL:       env.str("TEMPORAL_UI_URL", "http://127.0.0.1:8233"),
-		JWTSecret:           env.str("JWT_SECRET", ""),
-		MasterKey:           env.str("MASTER_KEY", ""),
-		AdminUsername:       env.str("ADMIN_USERNAME", "admin"),
-		AdminPassword:       env.str("ADMIN_PASSWORD", ""),
-		ProvidersFile:       env.str("PROVIDERS_FILE", ""),
-		MetricsToken:        env.str("METRICS_TOKEN", ""),
-		MockUpstreamAddr:    env.str("MOCK_UPSTREAM_ADDR", "127.0.0.1:18081"),
-		TemporalUIPort:      env.integer("TEMPORAL_UI_PORT", 8233),
-		MaxContentChars:     env.integer("MAX_CONTENT_CHARS", 32000),
-		HistoryMaxMessages:  env.integer("HISTORY_MAX_MESSAGES", 40),
-		HistoryMaxChars:     env.integer("HISTORY_MAX_CHARS", 64000),
-		UpstreamMaxAttempts: env.integer("UPSTREAM_MAX_ATTEMPTS", 4),
-		AccessTTL:           env.duration("ACCESS_TOKEN_TTL", 30*time.Minute),
-		RefreshTTL:          env.duration("REFRESH_TOKEN_TTL", 7*24*time.Hour),
-		SyncWaitTimeout:     env.duration("SYNC_WAIT_TIMEOUT", 60*time.Second),
-		SSEHeartbeat:        env.duration("SSE_HEARTBEAT", 15*time.Second),
-		DeltaMergeWindow:    env.duration("DELTA_MERGE_WINDOW", 50*time.Millisecond),
+		HTTPAddr:             env.str("HTTP_ADDR", "127.0.0.1:8080"),
+		DatabaseURL:          env.str("DATABASE_URL", ""),
+		SQLitePath:           env.str("SQLITE_PATH", "data/aihigress.db"),
+		DatabaseMaxOpenConns: env.integer("DATABASE_MAX_OPEN_CONNS", 20),
+		RedisURL:             env.str("REDIS_URL", ""),
+		RedisPrefix:          env.str("REDIS_PREFIX", "aih:"),
+		TemporalAddress:      env.str("TEMPORAL_ADDRESS", ""),
+		TemporalNamespace:    env.str("TEMPORAL_NAMESPACE", "default"),
+		TemporalCLIPath:      env.str("TEMPORAL_CLI_PATH", "bin/temporal"),
+		TemporalDBPath:       env.str("TEMPORAL_DB_PATH", "data/temporal.db"),
+		TemporalUIURL:        env.str("TEMPORAL_UI_URL", "http://127.0.0.1:8233"),
+		JWTSecret:            env.str("JWT_SECRET", ""),
+		MasterKey:            env.str("MASTER_KEY", ""),
+		AdminUsername:        env.str("ADMIN_USERNAME", "admin"),
+		AdminPassword:        env.str("ADMIN_PASSWORD", ""),
+		ProvidersFile:        env.str("PROVIDERS_FILE", ""),
+		MetricsToken:         env.str("METRICS_TOKEN", ""),
+		MockUpstreamAddr:     env.str("MOCK_UPSTREAM_ADDR", "127.0.0.1:18081"),
+		TemporalUIPort:       env.integer("TEMPORAL_UI_PORT", 8233),
+		MaxContentChars:      env.integer("MAX_CONTENT_CHARS", 32000),
+		HistoryMaxMessages:   env.integer("HISTORY_MAX_MESSAGES", 40),
+		HistoryMaxChars:      env.integer("HISTORY_MAX_CHARS", 64000),
+		UpstreamMaxAttempts:  env.integer("UPSTREAM_MAX_ATTEMPTS", 4),
+		AccessTTL:            env.duration("ACCESS_TOKEN_TTL", 30*time.Minute),
+		RefreshTTL:           env.duration("REFRESH_TOKEN_TTL", 7*24*time.Hour),
+		SyncWaitTimeout:      env.duration("SYNC_WAIT_TIMEOUT", 60*time.Second),
+		SSEHeartbeat:         env.duration("SSE_HEARTBEAT", 15*time.Second),
+		DeltaMergeWindow:     env.duration("DELTA_MERGE_WINDOW", 50*time.Millisecond),
 
 		APIKeyCacheTTL:          env.duration("API_KEY_CACHE_TTL", 60*time.Second),
 		APIKeySweepInterval:     env.duration("API_KEY_SWEEP_INTERVAL", 0),
@@ -191,6 +195,9 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	if err := cfg.Maintenance.validate(); err != nil {
 		return Config{}, err
+	}
+	if cfg.DatabaseMaxOpenConns < 1 {
+		return Config{}, fmt.Errorf("invalid configuration: DATABASE_MAX_OPEN_CONNS must be at least 1, got %d", cfg.DatabaseMaxOpenConns)
 	}
 	if err := cfg.Worker.validate(); err != nil {
 		return Config{}, err

@@ -21,6 +21,9 @@ func TestLoadDefaults(t *testing.T) {
 	if cfg.UsesPostgres() {
 		t.Error("an unset DATABASE_URL selected PostgreSQL")
 	}
+	if cfg.DatabaseMaxOpenConns != 20 {
+		t.Errorf("DatabaseMaxOpenConns = %d, want 20", cfg.DatabaseMaxOpenConns)
+	}
 	if len(cfg.JWTSecret) < 32 || len(cfg.MasterKey) < 32 {
 		t.Error("generated secrets are too short")
 	}
@@ -41,6 +44,7 @@ func TestLoadRejects(t *testing.T) {
 		{"short JWT secret", map[string]string{"JWT_SECRET": "short"}, "JWT_SECRET"},
 		{"heartbeat too long", map[string]string{"SSE_HEARTBEAT": "30s"}, "SSE_HEARTBEAT"},
 		{"zero attempts", map[string]string{"UPSTREAM_MAX_ATTEMPTS": "0"}, "UPSTREAM_MAX_ATTEMPTS"},
+		{"empty database pool", map[string]string{"DATABASE_MAX_OPEN_CONNS": "0"}, "DATABASE_MAX_OPEN_CONNS"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
