@@ -95,6 +95,9 @@ type Config struct {
 	// Maintenance configures the worker's Temporal Schedules.
 	Maintenance Maintenance
 
+	// Shutdown configures the graceful stop of `serve` and `worker`.
+	Shutdown Shutdown
+
 	// GeneratedSecrets lists the names of secrets that Load generated because
 	// they were unset. They are fine for development but change on restart.
 	GeneratedSecrets []string
@@ -150,6 +153,7 @@ func Load(getenv func(string) string) (Config, error) {
 	cfg.Images = loadImages(&env)
 	cfg.Metrics = loadMetrics(&env)
 	cfg.Maintenance = loadMaintenance(&env)
+	cfg.Shutdown = loadShutdown(&env)
 	cfg.Payloads = loadPayloadEncryption(&env)
 	cfg.CodecServer = loadCodecServer(&env, cfg.TemporalUIPort)
 	if len(env.errs) > 0 {
@@ -189,6 +193,9 @@ func Load(getenv func(string) string) (Config, error) {
 		return Config{}, err
 	}
 	if err := cfg.CodecServer.validate(); err != nil {
+		return Config{}, err
+	}
+	if err := cfg.Shutdown.validate(); err != nil {
 		return Config{}, err
 	}
 	return cfg, nil
