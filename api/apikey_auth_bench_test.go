@@ -66,8 +66,11 @@ func newAuthBench(b *testing.B, path lookupPath) *authBench {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := *k.server
-	s.APIKeys = keys
+	// The test server with this key service. Server is not copied as a
+	// whole, because it contains its shutdown state.
+	base := k.server
+	s := &Server{Store: base.Store, Issuer: base.Issuer, Catalog: base.Catalog, APIKeys: keys, Tokens: base.Tokens,
+		Limits: base.Limits, Logger: base.Logger}
 
 	gin.SetMode(gin.ReleaseMode)
 	engine := gin.New()

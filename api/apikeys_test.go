@@ -75,6 +75,13 @@ func newKeyTestServer(t testing.TB, opts apikeys.Options) *keyTestServer {
 // user creates a user and returns an access token for it.
 func (k *keyTestServer) user() string {
 	k.t.Helper()
+	_, token := k.userWithID()
+	return token
+}
+
+// userWithID creates a user and returns its ID and an access token for it.
+func (k *keyTestServer) userWithID() (userID, token string) {
+	k.t.Helper()
 	name := "u" + testenv.Suffix()
 	u := &models.User{Username: name, Email: name + "@example.com", PasswordHash: "unused", IsActive: true}
 	if err := k.server.Store.CreateUser(context.Background(), u); err != nil {
@@ -87,7 +94,7 @@ func (k *keyTestServer) user() string {
 	if err := k.server.Tokens.Create(context.Background(), u.ID, pair.SessionID, pair.RefreshID, pair.RefreshExpiresAt); err != nil {
 		k.t.Fatal(err)
 	}
-	return pair.AccessToken
+	return u.ID, pair.AccessToken
 }
 
 type keyResponse struct {

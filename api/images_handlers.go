@@ -71,10 +71,13 @@ func (s *Server) imageGenerations(c *gin.Context) {
 		return
 	}
 
-	ctx, cancel := context.WithTimeout(c, s.Images.SyncWaitTimeout)
+	// A server that shuts down stops waiting and responds with 202 and the run.
+	ctx, stop := s.untilStreamsEnd(c.Request.Context())
+	ctx, cancel := context.WithTimeout(ctx, s.Images.SyncWaitTimeout)
 	var result workflows.FinalizeResult
 	err := s.Temporal.GetWorkflow(ctx, run.WorkflowID, "").Get(ctx, &result)
 	cancel()
+	stop()
 	if c.Request.Context().Err() != nil {
 		s.Logger.Info("client left before the image run ended; the run goes on", "run_id", run.ID, "workflow_id", run.WorkflowID, "user_id", run.UserID)
 		return

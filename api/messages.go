@@ -216,10 +216,14 @@ func (s *Server) respondRun(c *gin.Context, turn *store.Turn, streaming, backgro
 		if turn.Run.Kind == models.RunKindImage {
 			wait = s.Images.SyncWaitTimeout
 		}
-		ctx, cancel := context.WithTimeout(c, wait)
+		// A server that shuts down stops waiting and responds with 202, so the
+		// client learns the run ID and follows the run elsewhere.
+		ctx, stop := s.untilStreamsEnd(c.Request.Context())
+		ctx, cancel := context.WithTimeout(ctx, wait)
 		var result workflows.FinalizeResult
 		err := s.Temporal.GetWorkflow(ctx, turn.Run.WorkflowID, "").Get(ctx, &result)
 		cancel()
+		stop()
 		if err == nil {
 			s.writeTurn(c, http.StatusOK, turn)
 			return

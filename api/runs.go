@@ -242,6 +242,9 @@ func (s *Server) streamEvents(c *gin.Context, runID string, after int64) {
 	w.Flush()
 
 	buf := make([]byte, 0, 1024)
+	// lastID is the id of the last frame written, the cursor that the
+	// client reconnects with.
+	lastID := after
 	send := func(f events.Frame) error {
 		buf = buf[:0]
 		if f.ID >= 0 {
@@ -258,11 +261,25 @@ func (s *Server) streamEvents(c *gin.Context, runID string, after int64) {
 			return err
 		}
 		w.Flush()
+		if f.ID >= 0 {
+			lastID = f.ID
+		}
 		return nil
 	}
 
-	err := s.Follower.Follow(c, runID, after, send)
-	if err != nil && c.Request.Context().Err() == nil {
+	ctx, stop := s.untilStreamsEnd(c.Request.Context())
+	defer stop()
+	err := s.Follower.Follow(ctx, runID, after, send)
+	switch {
+	case err == nil || c.Request.Context().Err() != nil:
+	case s.streamsEnding():
+		// The server is shutting down. The client resumes on another
+		// server from lastID and misses nothing.
+		s.drain.reconnects.Add(1)
+		if _, err := w.Write(reconnectFrame(runID, lastID, reconnectDelay())); err == nil {
+			w.Flush()
+		}
+	default:
 		s.Logger.Warn("event stream ended with an error", "run_id", runID, "user_id", c.GetString("user_id"), "error", err)
 		// The stream is already open, so the error goes out as an event. It
 		// carries no id, so the client's reconnect cursor stays where it was.

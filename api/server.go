@@ -64,6 +64,12 @@ type Server struct {
 
 	// Images configures image generation and the media links.
 	Images ImageOptions
+
+	// Readiness lists the dependencies that GET /readyz checks.
+	Readiness Readiness
+
+	drain drainState
+	ready readyCache
 }
 
 // Handler returns the HTTP handler with every route.
@@ -86,6 +92,7 @@ func (s *Server) Handler() http.Handler {
 	})
 
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	r.GET("/readyz", s.readyz)
 
 	r.POST("/auth/register", guards.limitRegister, s.register)
 	r.POST("/auth/login", guards.limitLogin, s.login)

@@ -34,6 +34,12 @@ type Options struct {
 	// to the server. Cancellation reaches an activity only with a heartbeat
 	// reply, so this bounds how quickly a canceled run stops its upstream.
 	HeartbeatThrottle time.Duration
+	// StopTimeout is how long Stop waits for running activities after the
+	// worker stops polling. The SDK then cancels the activities that are
+	// still running. They fail or reach their heartbeat timeout, and their
+	// workflow or retry policy retries them on another worker. Zero cancels
+	// them at once.
+	StopTimeout time.Duration
 }
 
 // NewChatWorker returns a worker for the chat task queue with every chat
@@ -66,6 +72,7 @@ func sdkOptions(opts Options, defaultActivities int) sdkworker.Options {
 		MaxConcurrentActivityTaskPollers:        max(opts.ActivityTaskPollers, 0),
 		MaxHeartbeatThrottleInterval:            opts.HeartbeatThrottle,
 		DefaultHeartbeatThrottleInterval:        opts.HeartbeatThrottle,
+		WorkerStopTimeout:                       opts.StopTimeout,
 	}
 }
 

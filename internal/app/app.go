@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -347,6 +349,11 @@ func (a *App) APIServer(hub *events.Hub) (*api.Server, error) {
 			Changed: a.Reloader.Notify,
 			Logger:  a.Logger,
 		},
+		Readiness: api.Readiness{Checks: []api.ReadyCheck{
+			api.PingDatabase(a.Store),
+			api.PingRedis(a.Redis),
+			api.CheckTemporal(a.Temporal),
+		}},
 	}, nil
 }
 
@@ -414,6 +421,7 @@ func (a *App) workerOptions(maxActivities int) worker.Options {
 		MaxConcurrentActivities: maxActivities,
 		WorkflowTaskPollers:     a.Config.Worker.WorkflowTaskPollers,
 		ActivityTaskPollers:     a.Config.Worker.ActivityTaskPollers,
+		StopTimeout:             a.Config.Shutdown.WorkerStopTimeout,
 	}
 }
 
@@ -440,15 +448,25 @@ func (a *App) chatActivities() *activities.Chat {
 }
 
 // Serve runs the HTTP API on cfg.HTTPAddr until ctx ends, then shuts down
-// gracefully. It also runs the API key service's background work: cache
-// invalidations from other API processes, last_used_at and, when
-// API_KEY_SWEEP_INTERVAL is set, the sweep of expired keys.
+// gracefully within SHUTDOWN_TIMEOUT, as shutdownHTTP describes. It also
+// runs the API key service's background work: cache invalidations from
+// other API processes, last_used_at and, when API_KEY_SWEEP_INTERVAL is
+// set, the sweep of expired keys.
 func (a *App) Serve(ctx context.Context) error {
-	hub := events.NewHub(ctx, a.Bus, a.Logger)
+	// The live event fan-out lasts until the HTTP server has shut down, so
+	// that open streams stay live while the server drains.
+	hubCtx, stopHub := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHub()
+	hub := events.NewHub(hubCtx, a.Bus, a.Logger)
 	apiServer, err := a.APIServer(hub)
 	if err != nil {
 		return err
 	}
+	listener, err := net.Listen("tcp", a.Config.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on HTTP_ADDR %s: %w", a.Config.HTTPAddr, err)
+	}
+
 	// The key service stops after the HTTP server has shut down, so that it
 	// writes the last_used_at of the requests that were still in flight.
 	keysCtx, stopKeys := context.WithCancel(context.WithoutCancel(ctx))
@@ -457,46 +475,99 @@ func (a *App) Serve(ctx context.Context) error {
 		defer close(keysDone)
 		apiServer.APIKeys.Run(keysCtx)
 	}()
-	defer func() {
-		stopKeys()
-		<-keysDone
-	}()
 	requestLog := requestlog.New(a.Store.DB, requestlog.Options{FlushInterval: a.Config.RequestLogFlushInterval, Logger: a.Logger})
 	requestLog.Start()
 	apiServer.RequestLog = requestLog
-	// Deferred so that it also runs when the listener fails; on a normal
-	// stop it runs after Shutdown, when no handler records rows any more.
-	defer a.closeRequestLog(requestLog)
 
 	srv := &http.Server{
-		Addr:              a.Config.HTTPAddr,
 		Handler:           apiServer.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
+	// Shutdown calls this once it has closed the listener.
+	srv.RegisterOnShutdown(apiServer.EndStreams)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
-	a.Logger.Info("HTTP API listening", "addr", a.Config.HTTPAddr)
+	go func() { errc <- srv.Serve(listener) }()
+	a.Logger.Info("HTTP API listening", "addr", listener.Addr().String())
 
+	var serveErr error
 	select {
 	case err := <-errc:
-		return fmt.Errorf("HTTP server: %w", err)
+		serveErr = fmt.Errorf("HTTP server: %w", err)
 	case <-ctx.Done():
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	a.Logger.Info("HTTP API shutting down")
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		// Open SSE streams do not end on their own; clients reconnect with
-		// Last-Event-ID and lose nothing.
-		_ = srv.Close()
+	deadline := time.Now().Add(a.Config.Shutdown.Timeout)
+	if serveErr == nil {
+		a.shutdownHTTP(srv, apiServer, deadline)
 	}
-	return nil
+	stopHub()
+
+	// The request log and the key service write their last rows in the
+	// time that is left, at the same time.
+	stopKeys()
+	a.closeRequestLog(requestLog, deadline)
+	if !waitUntil(keysDone, deadline) {
+		a.Logger.Warn("API key usage not written before SHUTDOWN_TIMEOUT ended; last_used_at of the last minute may be lost")
+	}
+	a.Logger.Info("HTTP API stopped")
+	return serveErr
+}
+
+// writeReserve returns the end of SHUTDOWN_TIMEOUT that Serve keeps for
+// writing the queued request log rows and API key usage, which the
+// requests of the drain add to: a fifth of it.
+func writeReserve(timeout time.Duration) time.Duration {
+	return timeout / 5
+}
+
+// shutdownHTTP drains srv so that it is closed by deadline less the
+// writeReserve. First /readyz returns 503, and the server goes on serving
+// for SHUTDOWN_DRAIN_DELAY. Then the listener closes, each open run event
+// stream ends with a reconnect frame, and synchronous waits respond with
+// 202. Requests that are still open when the time is up, such as gateway
+// streams that an upstream still sends, are cut.
+func (a *App) shutdownHTTP(srv *http.Server, apiServer *api.Server, deadline time.Time) {
+	timeout := a.Config.Shutdown.Timeout
+	httpDeadline := deadline.Add(-writeReserve(timeout))
+	apiServer.StartDraining()
+	a.Logger.Info("HTTP API draining; GET /readyz returns 503",
+		"drain_delay", a.Config.Shutdown.DrainDelay.String(), "shutdown_timeout", timeout.String())
+	if delay := a.Config.Shutdown.DrainDelay; delay > 0 {
+		time.Sleep(min(delay, time.Until(httpDeadline)))
+	}
+
+	shutdownCtx, cancel := context.WithDeadline(context.Background(), httpDeadline)
+	defer cancel()
+	a.Logger.Info("HTTP API closing its listener; open event streams get a reconnect frame")
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		a.Logger.Warn("requests still open at the shutdown deadline are cut", "error", err,
+			"streams_reconnected", apiServer.StreamsReconnected())
+		_ = srv.Close()
+		return
+	}
+	a.Logger.Info("HTTP requests drained", "streams_reconnected", apiServer.StreamsReconnected())
+}
+
+// waitUntil reports whether done was closed before deadline.
+func waitUntil(done <-chan struct{}, deadline time.Time) bool {
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case <-done:
+		return true
+	case <-timer.C:
+	}
+	select {
+	case <-done:
+		return true
+	default:
+		return false
+	}
 }
 
 // closeRequestLog writes the queued request log rows before the process
-// exits, waiting at most 10 seconds.
-func (a *App) closeRequestLog(requestLog *requestlog.Writer) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+// exits, waiting until deadline.
+func (a *App) closeRequestLog(requestLog *requestlog.Writer, deadline time.Time) {
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	if err := requestLog.Close(ctx); err != nil {
 		a.Logger.Error("flush request log on shutdown failed; queued rows are lost", "error", err)
@@ -506,7 +577,8 @@ func (a *App) closeRequestLog(requestLog *requestlog.Writer) {
 }
 
 // RunWorker runs the chat, image and maintenance workers until ctx ends.
-// After they start, it creates or updates the maintenance schedules.
+// After they start, it creates or updates the maintenance schedules. On ctx
+// end it stops them as stopWorkers describes.
 func (a *App) RunWorker(ctx context.Context) error {
 	metricsServer, err := a.startWorkerMetrics()
 	if err != nil {
@@ -527,21 +599,38 @@ func (a *App) RunWorker(ctx context.Context) error {
 		err = maintenance.Start()
 	}
 	if err != nil {
-		images.Stop()
-		chat.Stop()
+		a.stopWorkers(images, chat)
 		return fmt.Errorf("start maintenance worker: %w", err)
 	}
 	a.Logger.Info("workers started", "task_queues", []string{workflows.ChatTaskQueue, workflows.ImageTaskQueue, workflows.MaintenanceTaskQueue},
-		"image_storage", a.Media.Name())
+		"image_storage", a.Media.Name(), "stop_timeout", a.Config.Shutdown.WorkerStopTimeout.String())
 	a.ensureSchedules(ctx)
 	metricsServer.SetReady(true)
 	<-ctx.Done()
 	metricsServer.SetReady(false)
-	maintenance.Stop()
-	images.Stop()
-	chat.Stop()
-	a.Logger.Info("workers stopped")
+	a.stopWorkers(maintenance, images, chat)
 	return nil
+}
+
+// stopWorkers stops the workers at the same time and returns when all have
+// stopped. Each stops polling at once and then waits up to
+// WORKER_STOP_TIMEOUT for its running activities. Stopping them one after
+// the other would let the later ones take new tasks while the earlier ones
+// wait, and the waits would add up. The caller closes the Temporal client
+// afterwards, because the activities report their results through it.
+//
+// NOTE: An activity that the SDK cancels at the stop timeout usually cannot
+// report its failure, because the client closes right after Stop returns.
+// Its workflow then retries only after the activity's heartbeat timeout.
+func (a *App) stopWorkers(workers ...sdkworker.Worker) {
+	started := time.Now()
+	a.Logger.Info("workers stopping; running activities may finish", "stop_timeout", a.Config.Shutdown.WorkerStopTimeout.String())
+	var wg sync.WaitGroup
+	for _, w := range workers {
+		wg.Go(w.Stop)
+	}
+	wg.Wait()
+	a.Logger.Info("workers stopped", "elapsed", time.Since(started).Round(time.Millisecond).String())
 }
 
 // EnsureAdmin creates the first superuser when none exists. Without a

@@ -23,7 +23,7 @@ func (a *App) MaintenanceWorker() (sdkworker.Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	return worker.NewMaintenanceWorker(a.Temporal, maintenance, worker.Options{}), nil
+	return worker.NewMaintenanceWorker(a.Temporal, maintenance, worker.Options{StopTimeout: a.Config.Shutdown.WorkerStopTimeout}), nil
 }
 
 func (a *App) maintenanceActivities() (*activities.Maintenance, error) {

@@ -2,6 +2,7 @@ package app
 
 import (
 	"testing"
+	"time"
 
 	"github.com/aihigress/aihigress/internal/config"
 	"github.com/aihigress/aihigress/worker"
@@ -14,6 +15,7 @@ func TestWorkerOptionsFromConfig(t *testing.T) {
 			"WORKER_IMAGE_MAX_CONCURRENT_ACTIVITIES": "12",
 			"WORKER_WORKFLOW_TASK_POLLERS":           "6",
 			"WORKER_ACTIVITY_TASK_POLLERS":           "5",
+			"WORKER_STOP_TIMEOUT":                    "45s",
 		}[name]
 	})
 	if err != nil {
@@ -26,8 +28,8 @@ func TestWorkerOptionsFromConfig(t *testing.T) {
 		maxActivities int
 		want          worker.Options
 	}{
-		{name: "chat", maxActivities: cfg.Worker.ChatMaxConcurrentActivities, want: worker.Options{MaxConcurrentActivities: 300, WorkflowTaskPollers: 6, ActivityTaskPollers: 5}},
-		{name: "image", maxActivities: cfg.Worker.ImageMaxConcurrentActivities, want: worker.Options{MaxConcurrentActivities: 12, WorkflowTaskPollers: 6, ActivityTaskPollers: 5}},
+		{name: "chat", maxActivities: cfg.Worker.ChatMaxConcurrentActivities, want: worker.Options{MaxConcurrentActivities: 300, WorkflowTaskPollers: 6, ActivityTaskPollers: 5, StopTimeout: 45 * time.Second}},
+		{name: "image", maxActivities: cfg.Worker.ImageMaxConcurrentActivities, want: worker.Options{MaxConcurrentActivities: 12, WorkflowTaskPollers: 6, ActivityTaskPollers: 5, StopTimeout: 45 * time.Second}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -101,6 +101,9 @@ type Config struct {
 	// Worker tunes the chat and image Temporal workers.
 	Worker Worker
 
+	// Shutdown configures the graceful stop of `serve` and `worker`.
+	Shutdown Shutdown
+
 	// GeneratedSecrets lists the names of secrets that Load generated because
 	// they were unset. They are fine for development but change on restart.
 	GeneratedSecrets []string
@@ -158,6 +161,7 @@ func Load(getenv func(string) string) (Config, error) {
 	cfg.Metrics = loadMetrics(&env)
 	cfg.Maintenance = loadMaintenance(&env)
 	cfg.Worker = loadWorker(&env)
+	cfg.Shutdown = loadShutdown(&env)
 	cfg.Payloads = loadPayloadEncryption(&env)
 	cfg.CodecServer = loadCodecServer(&env, cfg.TemporalUIPort)
 	if len(env.errs) > 0 {
@@ -203,6 +207,9 @@ func Load(getenv func(string) string) (Config, error) {
 		return Config{}, err
 	}
 	if err := cfg.CodecServer.validate(); err != nil {
+		return Config{}, err
+	}
+	if err := cfg.Shutdown.validate(); err != nil {
 		return Config{}, err
 	}
 	return cfg, nil

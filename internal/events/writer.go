@@ -79,7 +79,7 @@ func (w *Writer) Delta(text string) error {
 	if n := len(w.pending); n > 0 && w.pending[n-1].eventType == models.EventMessageDelta {
 		w.pending[n-1].delta = append(w.pending[n-1].delta, text...)
 	} else {
-		w.pending = append(w.pending, pendingEvent{eventType: models.EventMessageDelta, delta: []byte(text), at: time.Now().UTC()})
+		w.pending = append(w.pending, pendingEvent{eventType: models.EventMessageDelta, delta: []byte(text), at: eventTime()})
 	}
 	w.signal()
 	return nil
@@ -96,7 +96,7 @@ func (w *Writer) Emit(eventType string, payload any) error {
 	if w.err != nil {
 		return w.err
 	}
-	w.pending = append(w.pending, pendingEvent{eventType: eventType, payload: body, at: time.Now().UTC()})
+	w.pending = append(w.pending, pendingEvent{eventType: eventType, payload: body, at: eventTime()})
 	w.signal()
 	return nil
 }
@@ -247,4 +247,11 @@ func (w *Writer) write(batch []models.ChatRunEvent) error {
 		}
 	}
 	return nil
+}
+
+// eventTime returns the current time in UTC, truncated to microseconds.
+// PostgreSQL stores microseconds, so an event that a client receives live
+// carries the same created_at as its stored copy in a replay.
+func eventTime() time.Time {
+	return time.Now().UTC().Truncate(time.Microsecond)
 }

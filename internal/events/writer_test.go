@@ -205,3 +205,53 @@ func TestFollowerWithoutRedisDeliversOnce(t *testing.T) {
 		t.Errorf("delivered text = %q, want 20 t's", text.String())
 	}
 }
+
+// TestPublishedCreatedAtMatchesStored checks that every event reaches live
+// subscribers with the created_at that a replay reads from the database,
+// for the events of the writer and the terminal events of FinalizeRun.
+// PostgreSQL keeps microseconds, so a nanosecond time would differ.
+func TestPublishedCreatedAtMatchesStored(t *testing.T) {
+	st := testenv.Store(t)
+	bus, _ := newBus(t)
+	published := &timeLog{}
+	bus.OnPublished = published.add
+	runID := newRun(t, st)
+	ctx := context.Background()
+
+	w := events.NewWriter(st, bus, runID, 1, time.Millisecond, slog.New(slog.DiscardHandler))
+	for _, delta := range []string{"a", "b", "c"} {
+		if err := w.Delta(delta); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := w.Emit(models.EventMessageReset, map[string]int{"attempt": 2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, terminal, _, err := st.FinalizeRun(ctx, runID, store.Outcome{Status: models.RunSucceeded})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.Publish(ctx, terminal); err != nil {
+		t.Fatal(err)
+	}
+
+	stored, err := st.EventsAfter(ctx, runID, 1, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stored) != published.len() || len(terminal) == 0 {
+		t.Fatalf("stored %d events and published %d with %d terminal ones, want the same count and a terminal event",
+			len(stored), published.len(), len(terminal))
+	}
+	for i, e := range stored {
+		live := published.times[i].UTC().Format(time.RFC3339Nano)
+		replayed := events.ToWire(e).CreatedAt.UTC().Format(time.RFC3339Nano)
+		if live != replayed {
+			t.Errorf("event %d (%s): created_at %s live, %s replayed", e.Seq, e.EventType, live, replayed)
+		}
+	}
+}

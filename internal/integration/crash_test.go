@@ -62,8 +62,15 @@ func removeBuiltBinary() {
 
 // startWorkerProcess runs `aihigress worker` against the stack's database,
 // Redis and Temporal, with the mock upstream configured through the
-// OPENAI_* variables.
-func startWorkerProcess(t *testing.T, binary string, s *stack, logPath string) *exec.Cmd {
+// OPENAI_* variables. extraEnv adds or overrides variables as "NAME=value".
+func startWorkerProcess(t *testing.T, binary string, s *stack, logPath string, extraEnv ...string) *exec.Cmd {
+	t.Helper()
+	return startProcess(t, binary, "worker", s, logPath, extraEnv...)
+}
+
+// startProcess runs `aihigress <command>` with the stack's configuration,
+// its output appended to logPath. The test's cleanup kills it.
+func startProcess(t *testing.T, binary, command string, s *stack, logPath string, extraEnv ...string) *exec.Cmd {
 	t.Helper()
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
@@ -71,7 +78,7 @@ func startWorkerProcess(t *testing.T, binary string, s *stack, logPath string) *
 	}
 	t.Cleanup(func() { logFile.Close() })
 
-	cmd := exec.Command(binary, "worker")
+	cmd := exec.Command(binary, command)
 	cmd.Env = append(os.Environ(),
 		"DATABASE_URL="+s.cfg.DatabaseURL,
 		"SQLITE_PATH="+s.cfg.SQLitePath,
@@ -92,9 +99,11 @@ func startWorkerProcess(t *testing.T, binary string, s *stack, logPath string) *
 		// test of the schedules creates them.
 		"MAINTENANCE_SCHEDULES=off",
 	)
+	// Later entries win, so extraEnv overrides the values above.
+	cmd.Env = append(cmd.Env, extraEnv...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start worker: %v", err)
+		t.Fatalf("start %s: %v", command, err)
 	}
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()

@@ -104,6 +104,9 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 		// The package's tests share one Temporal dev server, so only the
 		// test of the schedules creates them.
 		"MAINTENANCE_SCHEDULES": "off",
+		// A test that ends while a run streams stops its workers at once,
+		// instead of waiting for the activity.
+		"WORKER_STOP_TIMEOUT": "0s",
 	}
 	if opts.syncWait > 0 {
 		env["SYNC_WAIT_TIMEOUT"] = opts.syncWait.String()
@@ -360,6 +363,8 @@ type frame struct {
 	HasID bool
 	Event string
 	Data  string
+	// Retry is the value of the retry: field, or "" without one.
+	Retry string
 }
 
 // sseStream reads frames from an open SSE response.
@@ -417,6 +422,8 @@ func (s *sseStream) next() (frame, error) {
 			f.Event = value
 		case "data":
 			f.Data = value
+		case "retry":
+			f.Retry = value
 		}
 	}
 }
@@ -440,12 +447,12 @@ func (s *sseStream) readUntil(t *testing.T, event string) []frame {
 func (s *sseStream) close() { s.resp.Body.Close() }
 
 // runEvents keeps the run events of a frame list, dropping replay.done,
-// heartbeat and done.
+// heartbeat, done and reconnect.
 func runEvents(frames []frame) []frame {
 	var out []frame
 	for _, f := range frames {
 		switch f.Event {
-		case "replay.done", "heartbeat", "done":
+		case "replay.done", "heartbeat", "done", "reconnect":
 		default:
 			out = append(out, f)
 		}

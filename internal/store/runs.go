@@ -397,7 +397,9 @@ func (s *Store) Message(ctx context.Context, id string) (*models.Message, error)
 // finalized and the first free sequence number.
 func terminalEvents(run models.ChatRun, imageContent *models.ImageGenerationContent, nextSeq int64) []models.ChatRunEvent {
 	detail := run.Detail(nextSeq, false)
-	now := time.Now().UTC()
+	// The time is truncated to microseconds, as PostgreSQL stores it, so
+	// that the published events match their stored copies.
+	now := time.Now().UTC().Truncate(time.Microsecond)
 	event := func(seq int64, eventType string, payload any) models.ChatRunEvent {
 		return models.ChatRunEvent{RunID: run.ID, Seq: seq, EventType: eventType, Payload: models.MustJSON(payload), CreatedAt: now}
 	}

@@ -115,6 +115,16 @@ func (s *Store) Close() error {
 	return sqlDB.Close()
 }
 
+// Ping checks that the database responds, with a round trip to the server
+// on PostgreSQL.
+func (s *Store) Ping(ctx context.Context) error {
+	sqlDB, err := s.DB.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.PingContext(ctx)
+}
+
 // Migrate applies every pending migration of the store's dialect.
 func (s *Store) Migrate(ctx context.Context) ([]string, error) {
 	sqlDB, err := s.DB.DB()
