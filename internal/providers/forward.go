@@ -384,9 +384,9 @@ func InspectLaterChunk(data []byte) ChunkInfo {
 }
 
 // decodeChunk adds the usage and error members of data to info. It reads
-// the top-level members of data and decodes only the usage object, which
-// costs a fraction of decoding the whole chunk. Data that is not a JSON
-// object, or whose usage object does not decode, leaves info as it is.
+// the top-level members of data and decodes only the usage object instead
+// of the whole chunk. Data that is not a JSON object, or whose usage object
+// does not decode, leaves info as it is.
 func decodeChunk(data []byte, info ChunkInfo) ChunkInfo {
 	var usage, choices, errorValue []byte
 	ok := forEachMember(data, func(name, value []byte) {
