@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -220,13 +221,13 @@ func (s *Server) relayBody(c *gin.Context, call *gatewayCall, pick router.Pick, 
 func (s *Server) relayStream(c *gin.Context, call *gatewayCall, pick router.Pick, forwarded *providers.Forwarded,
 	started time.Time, clientUsage bool,
 ) *attemptFailure {
-	// TODO: the first chunk leaves here as early as from a bare
-	// httputil.ReverseProxy. But each later event is parsed, inspected and
-	// written again, so relaying the rest of a burst takes 40 to 65 µs,
-	// where the proxy's single copy takes about 2 µs. On the 2 shared cores of
-	// bench/gatewaybench that delays the client. At 500 requests per second
-	// the gateway added 1.5 to 2.5 times the proxy's p50 to the first chunk
-	// and 1.6 to 3.8 times to [DONE] there, against a target of 2.
+	// TODO: in bench/gatewaybench at 500 requests per second, the gateway
+	// still adds 1.2 to 1.6 times the bare proxy's first-chunk p50 at load
+	// averages of 3 to 7, and up to 7 times when the load rises during a
+	// run. Parsing and queuing a 20-event burst takes about 5 µs in
+	// providers.BenchmarkStreamRelay, against 17 µs with the earlier
+	// decoding relay, so per-event work no longer explains the gap. Where
+	// the rest of the gap comes from is not measured.
 	call.addUpstream(started)
 
 	// The headers go out before the first event arrives, so that the client
@@ -242,12 +243,12 @@ func (s *Server) relayStream(c *gin.Context, call *gatewayCall, pick router.Pick
 		call.streamOpen = true
 	}
 
-	relay := &sseRelay{writer: c.Writer, clientUsage: clientUsage, buf: make([]byte, 0, 1024)}
-	forwarded.BeforeRead(relay.flush)
+	relay := &sseRelay{writer: c.Writer, clientUsage: clientUsage, pending: make([]byte, 0, 4096)}
+	forwarded.BeforeRead(func() { _ = relay.flush() })
 	waitStarted := time.Now()
-	first, err := forwarded.NextEvent()
+	first, err := firstDataEvent(forwarded)
 	call.addUpstream(waitStarted)
-	if errors.Is(err, io.EOF) || err == nil && first.Data == doneData {
+	if errors.Is(err, io.EOF) || err == nil && isDone(first.Data) {
 		err = &providers.UpstreamError{Kind: providers.ErrorStreamCut, Message: "stream ended before its first chunk"}
 	}
 	if err != nil {
@@ -255,15 +256,15 @@ func (s *Server) relayStream(c *gin.Context, call *gatewayCall, pick router.Pick
 	}
 	info := providers.InspectChunk(first.Data)
 	if info.Error {
-		failure := &providers.UpstreamError{Kind: providers.ErrorServer, Message: "first stream event is an error", Body: []byte(first.Data)}
+		failure := &providers.UpstreamError{Kind: providers.ErrorServer, Message: "first stream event is an error", Body: bytes.Clone(first.Data)}
 		return s.failedAttempt(c, call, pick, failure)
 	}
 	call.metrics.firstChunk = time.Now()
 
 	// The first chunk leaves at once, even when later events were read with
 	// it: time to first token is what streaming clients wait for.
-	streamErr := relay.forward(first, info, call)
-	relay.flush()
+	relay.forward(first, info, call)
+	streamErr := relay.flush()
 	if streamErr == nil {
 		streamErr = relay.copyRest(forwarded, call)
 	}
@@ -286,8 +287,22 @@ func (s *Server) relayStream(c *gin.Context, call *gatewayCall, pick router.Pick
 			"model", call.logicalModel, "provider_id", pick.Candidate.ProviderID, "upstream_model", pick.Candidate.Model, "error", streamErr)
 		relay.writeError(call.errorCode)
 	}
-	relay.flush()
+	// A failed write here is ignored, because the stream ends either way.
+	_ = relay.flush()
 	return nil
+}
+
+// firstDataEvent returns the first event with data, skipping comments and
+// other blocks that a client would not dispatch. They are not relayed, so
+// that the client's stream starts with the chunk of the candidate that
+// responds.
+func firstDataEvent(forwarded *providers.Forwarded) (providers.RawEvent, error) {
+	for {
+		event, err := forwarded.NextEvent()
+		if err != nil || event.HasData {
+			return event, err
+		}
+	}
 }
 
 // report passes the outcome of an attempt to the router. It uses a context
@@ -373,9 +388,9 @@ func clientClosed(c *gin.Context, call *gatewayCall) {
 func streamError(c *gin.Context, code, message string) {
 	body, _ := json.Marshal(errorBody{Error: errorDetail{Message: message, Type: "server_error", Code: code}})
 	relay := &sseRelay{writer: c.Writer}
-	_ = relay.write("message", string(body))
-	_ = relay.write("message", doneData)
-	relay.flush()
+	relay.write("message", string(body))
+	relay.write("message", doneData)
+	_ = relay.flush()
 	c.Abort()
 }
 

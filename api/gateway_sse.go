@@ -18,23 +18,26 @@ const doneData = "[DONE]"
 // errClientWrite wraps a failed write to the client of a stream.
 var errClientWrite = errors.New("write to client failed")
 
-// sseRelay writes upstream SSE events to the client. It flushes before each
-// read from the upstream, so events that arrived together leave in one write.
+// sseRelay writes upstream SSE events to the client. It relays each event's
+// bytes as they arrived and collects them until the next read from the
+// upstream, so that events that arrived together leave in one write and one
+// flush, as from a plain reverse proxy.
 type sseRelay struct {
 	writer gin.ResponseWriter
-	// unflushed is set while written events wait in the response buffer.
-	unflushed bool
+	// pending contains the events not yet written to the client.
+	pending []byte
+	// err is the first failed write to the client, wrapping errClientWrite.
+	err error
 	// clientUsage is set when the client requested the usage chunk itself.
 	// Otherwise the gateway requested it only for the request log, so it is
 	// not relayed.
 	clientUsage bool
 	// finished is set once a chunk carried a finish_reason.
 	finished bool
-	buf      []byte
 }
 
-// forward relays one chunk event and records its usage.
-func (r *sseRelay) forward(event providers.Event, info providers.ChunkInfo, call *gatewayCall) error {
+// forward queues one chunk event and records its usage.
+func (r *sseRelay) forward(event providers.RawEvent, info providers.ChunkInfo, call *gatewayCall) {
 	if info.Finished {
 		r.finished = true
 	}
@@ -42,9 +45,9 @@ func (r *sseRelay) forward(event providers.Event, info providers.ChunkInfo, call
 		call.usage.prompt, call.usage.completion = info.Usage.PromptTokens, info.Usage.CompletionTokens
 	}
 	if info.UsageOnly && !r.clientUsage {
-		return nil
+		return
 	}
-	return r.write(event.Name, event.Data)
+	r.pending = append(r.pending, event.Raw...)
 }
 
 // copyRest relays events until [DONE] or the end of the stream. It returns
@@ -56,54 +59,76 @@ func (r *sseRelay) copyRest(forwarded *providers.Forwarded, call *gatewayCall) e
 		waitStarted := time.Now()
 		event, err := forwarded.NextEvent()
 		call.addUpstream(waitStarted)
+		if r.err != nil {
+			// A flush before the read failed to reach the client.
+			return r.err
+		}
 
 		switch {
 		case errors.Is(err, io.EOF) && r.finished:
 			// Some upstreams end after the finish_reason without [DONE];
 			// clients still expect it.
-			return r.write("message", doneData)
+			r.write("message", doneData)
+			return r.flush()
 		case errors.Is(err, io.EOF):
 			return &providers.UpstreamError{Kind: providers.ErrorStreamCut, Message: "stream ended before [DONE] or a finish_reason", Streamed: true}
 		case err != nil:
 			return err
 		}
 
-		if event.Data == doneData {
-			if err := r.write(event.Name, event.Data); err != nil {
+		switch {
+		case !event.HasData:
+			// Comments, such as keep-alives, go on to the client.
+			r.pending = append(r.pending, event.Raw...)
+		case isDone(event.Data):
+			r.pending = append(r.pending, event.Raw...)
+			// Drain may wait for the upstream, and the client should not.
+			if err := r.flush(); err != nil {
 				return err
 			}
-			// Drain may wait for the upstream, and the client should not.
-			r.flush()
 			forwarded.Drain()
 			return nil
-		}
-		if err := r.forward(event, providers.InspectChunk(event.Data), call); err != nil {
-			return err
+		default:
+			r.forward(event, providers.InspectLaterChunk(event.Data), call)
 		}
 	}
 }
 
-// writeError ends a broken stream with an OpenAI-shape error event, which
-// the OpenAI SDKs turn into an error for the caller. A failed write is
-// ignored, because the stream ends either way.
+// isDone reports whether data is the [DONE] marker that ends an OpenAI
+// stream.
+func isDone(data []byte) bool {
+	return string(data) == doneData
+}
+
+// writeError queues an OpenAI-shape error event that ends a broken stream,
+// which the OpenAI SDKs turn into an error for the caller.
 func (r *sseRelay) writeError(code string) {
 	data := fmt.Sprintf(`{"error":{"message":"the upstream stream failed after it started (%s); the request ID is in the X-Request-Id header","type":"server_error","code":%q,"param":null}}`,
 		code, code)
-	_ = r.write("message", data)
+	r.write("message", data)
 }
 
-// flush sends the buffered events to the client.
-func (r *sseRelay) flush() {
-	if r.unflushed {
-		r.unflushed = false
-		r.writer.Flush()
+// flush writes the queued events to the client and flushes them. It runs
+// before each read from the upstream. It returns the first failed write,
+// which it also keeps in r.err for the caller of the read.
+func (r *sseRelay) flush() error {
+	if r.err != nil || len(r.pending) == 0 {
+		return r.err
 	}
+	_, err := r.writer.Write(r.pending)
+	r.pending = r.pending[:0]
+	if err != nil {
+		r.err = fmt.Errorf("%w: %w", errClientWrite, err)
+		return r.err
+	}
+	r.writer.Flush()
+	return nil
 }
 
-// write buffers one event for the next flush. Data lines become one "data:"
-// line each, as the SSE format requires.
-func (r *sseRelay) write(name, data string) error {
-	buf := r.buf[:0]
+// write queues one event that the gateway makes itself. Data lines become
+// one "data:" line each, as the SSE format requires.
+func (r *sseRelay) write(name, data string) {
+	buf := r.pending
 	if name != "" && name != "message" {
 		buf = append(buf, "event: "...)
 		buf = append(buf, name...)
@@ -119,12 +144,5 @@ func (r *sseRelay) write(name, data string) error {
 		}
 		data = rest
 	}
-	buf = append(buf, '\n')
-	r.buf = buf
-
-	r.unflushed = true
-	if _, err := r.writer.Write(buf); err != nil {
-		return fmt.Errorf("%w: %w", errClientWrite, err)
-	}
-	return nil
+	r.pending = append(buf, '\n')
 }

@@ -300,6 +300,32 @@ func TestGatewayStreamRaw(t *testing.T) {
 	}
 }
 
+func TestGatewayStreamClientDisconnect(t *testing.T) {
+	env := newGatewayEnv(t)
+	key := env.newKey(nil)
+
+	// The paced upstream takes about 200 ms for its 8 tokens, so the client
+	// leaves in the middle of the stream.
+	body := `{"model":"paced","stream":true,"messages":[{"role":"user","content":"leave early"}]}`
+	req, _ := http.NewRequest(http.MethodPost, env.baseURL+"/v1/chat/completions", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("X-Request-Id", "req-client-gone")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "data: ") {
+		t.Fatalf("first line = %q, %v; want a data line", line, err)
+	}
+	resp.Body.Close()
+
+	row := env.requestLogRow("req-client-gone")
+	if !row.Stream || row.ErrorCode != "client_closed_request" {
+		t.Errorf("log row stream/error = %v/%q, want true/client_closed_request", row.Stream, row.ErrorCode)
+	}
+}
+
 func TestGatewayErrors(t *testing.T) {
 	env := newGatewayEnv(t)
 	key := env.newKey([]string{"mock-gpt", "bad-request", "image-only", "all-429", "all-500", "unavailable", "nonexistent"})

@@ -114,9 +114,10 @@ type Client struct {
 	opts      ClientOptions
 	transport *http.Transport
 	http      *http.Client
-	// forwardReaders recycles the read buffers of forwarded streams, which
-	// would otherwise be most of the bytes that a proxied stream allocates.
-	forwardReaders sync.Pool
+	// forwardScanners recycles the event scanners of forwarded streams,
+	// whose read buffers would otherwise be most of the bytes that a
+	// proxied stream allocates.
+	forwardScanners sync.Pool
 }
 
 // NewClient returns a Client whose transport keeps enough idle connections

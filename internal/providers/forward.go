@@ -1,7 +1,6 @@
 package providers
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -56,7 +55,8 @@ func ParseRetryAfter(value string, now time.Time) time.Duration {
 
 // forwardBufferSize is the read buffer of a forwarded stream, as large as
 // httputil.ReverseProxy's copy buffer, so that events that arrived together
-// take one read. Client.forwardReaders recycles the buffers.
+// take one read. Client.forwardScanners recycles the scanners and their
+// buffers.
 const forwardBufferSize = 32 << 10
 
 // Forwarded is an upstream response with a 2xx status whose body has not
@@ -68,11 +68,15 @@ type Forwarded struct {
 	Header     http.Header
 
 	call   *call
-	events *SSEReader
+	events *EventScanner
 	// beforeRead runs before each read from the response body.
 	beforeRead func()
-	// streamed is set once NextEvent has returned an event.
+	// streamed is set once NextEvent has returned an event with data.
 	streamed bool
+	// rearm is set when an event with data was returned since the idle
+	// deadline was last moved.
+	rearm     bool
+	idleCause *timeoutError
 }
 
 // Forward posts body, an encoded chat completion request, unchanged to the
@@ -98,8 +102,12 @@ func (c *Client) Forward(ctx context.Context, p Provider, body []byte, stream bo
 func (f *Forwarded) Close() {
 	f.call.close()
 	if f.events != nil {
-		f.events.reader.Reset(nil)
-		f.call.client.forwardReaders.Put(f.events.reader)
+		f.events.Reset(nil)
+		// A scanner whose buffer grew for a large event is left to the
+		// garbage collector.
+		if len(f.events.buf) == forwardBufferSize {
+			f.call.client.forwardScanners.Put(f.events)
+		}
 		f.events = nil
 	}
 }
@@ -168,9 +176,15 @@ func (f *Forwarded) BeforeRead(fn func()) {
 	f.beforeRead = fn
 }
 
-// NextEvent returns the next SSE event of a streaming response. The first
-// event must arrive within the first-byte timeout and each later one within
-// the idle timeout of the one before.
+// NextEvent returns the next block of a streaming response as it arrived,
+// for a proxy to relay. Blocks without data, such as keep-alive comments,
+// are returned too, with HasData unset. The returned slices are valid until
+// the next call.
+//
+// The first event with data must arrive within the first-byte timeout and
+// each later one within the idle timeout of the one before. The idle
+// deadline moves when NextEvent next has to read from the body, not at each
+// event, which saves a timer reset per event of a burst.
 //
 // It returns io.EOF when the body ended at an event boundary, and leaves to
 // the caller whether that end was complete. A body that ended inside an
@@ -178,53 +192,60 @@ func (f *Forwarded) BeforeRead(fn func()) {
 // expired deadline one of kind ErrorTimeout, and an oversized event one of
 // kind ErrorMalformed. When the caller's context ends, the error wraps
 // ctx.Err().
-func (f *Forwarded) NextEvent() (Event, error) {
+func (f *Forwarded) NextEvent() (RawEvent, error) {
 	cl := f.call
 	if f.events == nil {
-		var body io.Reader = cl.resp.Body
-		if f.beforeRead != nil {
-			body = &hookedReader{reader: body, before: f.beforeRead}
+		scanner, _ := cl.client.forwardScanners.Get().(*EventScanner)
+		if scanner == nil {
+			scanner = NewEventScanner(nil, forwardBufferSize, DefaultMaxEventSize)
 		}
-		buffer, _ := cl.client.forwardReaders.Get().(*bufio.Reader)
-		if buffer == nil {
-			buffer = bufio.NewReaderSize(nil, forwardBufferSize)
-		}
-		buffer.Reset(body)
-		f.events = &SSEReader{reader: buffer, maxEventSize: DefaultMaxEventSize}
+		scanner.Reset(cl.resp.Body)
+		scanner.BeforeRead(f.beforeReading)
+		f.events = scanner
+		f.idleCause = &timeoutError{limit: cl.client.opts.IdleTimeout, waitingFor: "the next stream event"}
 	}
 
 	event, err := f.events.Next()
 	if err == nil {
-		f.streamed = true
-		cl.watchdog.arm(cl.client.opts.IdleTimeout, &timeoutError{limit: cl.client.opts.IdleTimeout, waitingFor: "the next stream event"})
+		if event.HasData {
+			if !f.streamed {
+				// The first-byte deadline ends here, even when later events
+				// are already buffered.
+				f.streamed = true
+				cl.watchdog.arm(cl.client.opts.IdleTimeout, f.idleCause)
+			} else {
+				f.rearm = true
+			}
+		}
 		return event, nil
 	}
 
 	if ctxErr := cl.ctx.Err(); ctxErr != nil {
-		return Event{}, cl.canceled(ctxErr)
+		return RawEvent{}, cl.canceled(ctxErr)
 	}
 	if timeout := cl.timeout(f.streamed); timeout != nil {
-		return Event{}, timeout
+		return RawEvent{}, timeout
 	}
 	switch {
 	case errors.Is(err, io.EOF):
-		return Event{}, io.EOF
+		return RawEvent{}, io.EOF
 	case errors.Is(err, ErrEventTooLarge):
-		return Event{}, &UpstreamError{Kind: ErrorMalformed, Message: err.Error(), Streamed: f.streamed}
+		return RawEvent{}, &UpstreamError{Kind: ErrorMalformed, Message: err.Error(), Streamed: f.streamed}
 	default:
-		return Event{}, &UpstreamError{Kind: ErrorStreamCut, Message: "stream ended inside an event: " + err.Error(), Streamed: f.streamed}
+		return RawEvent{}, &UpstreamError{Kind: ErrorStreamCut, Message: "stream ended inside an event: " + err.Error(), Streamed: f.streamed}
 	}
 }
 
-// hookedReader calls before ahead of every Read.
-type hookedReader struct {
-	reader io.Reader
-	before func()
-}
-
-func (r *hookedReader) Read(p []byte) (int, error) {
-	r.before()
-	return r.reader.Read(p)
+// beforeReading moves the idle deadline when events arrived since it last
+// moved, and then runs the caller's BeforeRead function.
+func (f *Forwarded) beforeReading() {
+	if f.rearm {
+		f.rearm = false
+		f.call.watchdog.arm(f.call.client.opts.IdleTimeout, f.idleCause)
+	}
+	if f.beforeRead != nil {
+		f.beforeRead()
+	}
 }
 
 // Drain reads the rest of the body for a short time after [DONE], so that
@@ -331,49 +352,118 @@ type ChunkInfo struct {
 	Error bool
 }
 
-// InspectChunk reads the parts of a chunk's JSON data that a proxy needs.
-// It decodes data only when a usage object or an error member is present,
-// so that plain content chunks cost a few substring searches.
-func InspectChunk(data string) ChunkInfo {
-	var info ChunkInfo
-	info.Finished = memberStartsWith(data, `"finish_reason"`, '"')
+// The member names that InspectChunk searches for, each with its closing
+// quote but not its opening one: see indexMember.
+var (
+	finishReasonName = []byte(`finish_reason"`)
+	usageName        = []byte(`usage"`)
+	errorName        = []byte(`error"`)
+)
 
-	hasUsage := memberStartsWith(data, `"usage"`, '{')
-	hasError := strings.Contains(data, `"error"`)
-	if !hasUsage && !hasError {
-		return info
+// InspectChunk reads the parts of a chunk's JSON data that a proxy needs
+// before the chunk reaches its client. It decodes data only when a usage
+// object or an error member is present, so that plain content chunks cost
+// a few substring searches.
+func InspectChunk(data []byte) ChunkInfo {
+	info := ChunkInfo{Finished: memberStartsWith(data, finishReasonName, '"')}
+	if memberStartsWith(data, usageName, '{') || indexMember(data, errorName, 0) >= 0 {
+		return decodeChunk(data, info)
 	}
-
-	var chunk struct {
-		Choices []json.RawMessage `json:"choices"`
-		Usage   *Usage            `json:"usage"`
-		Error   json.RawMessage   `json:"error"`
-	}
-	if err := json.Unmarshal([]byte(data), &chunk); err != nil {
-		return info
-	}
-	info.Usage = chunk.Usage
-	info.UsageOnly = chunk.Usage != nil && len(chunk.Choices) == 0
-	info.Error = len(chunk.Error) > 0 && string(chunk.Error) != "null"
 	return info
 }
 
-// memberStartsWith reports whether data contains the quoted member name
+// InspectLaterChunk is InspectChunk without the error check, for the chunks
+// that follow one that reached the client. A proxy relays those as they are,
+// errors included, so the search for an error member is left out.
+func InspectLaterChunk(data []byte) ChunkInfo {
+	info := ChunkInfo{Finished: memberStartsWith(data, finishReasonName, '"')}
+	if memberStartsWith(data, usageName, '{') {
+		return decodeChunk(data, info)
+	}
+	return info
+}
+
+// decodeChunk adds the usage and error members of data to info. It reads
+// the top-level members of data and decodes only the usage object instead
+// of the whole chunk. Data that is not a JSON object, or whose usage object
+// does not decode, leaves info as it is.
+func decodeChunk(data []byte, info ChunkInfo) ChunkInfo {
+	var usage, choices, errorValue []byte
+	ok := forEachMember(data, func(name, value []byte) {
+		switch string(name) {
+		case "usage":
+			usage = value
+		case "choices":
+			choices = value
+		case "error":
+			errorValue = value
+		}
+	})
+	if !ok {
+		return info
+	}
+
+	if len(usage) > 0 && usage[0] == '{' {
+		info.Usage = &Usage{}
+		if err := json.Unmarshal(usage, info.Usage); err != nil {
+			return ChunkInfo{Finished: info.Finished}
+		}
+		// A missing, null or empty choices array counts as no choices.
+		info.UsageOnly = len(choices) == 0 || string(choices) == "null" || isEmptyArray(choices)
+	}
+	info.Error = len(errorValue) > 0 && string(errorValue) != "null"
+	return info
+}
+
+// memberStartsWith reports whether data contains the member name, quoted,
 // followed by a colon and a value that starts with first. A member name
 // inside a JSON string cannot match, because its quotes would be escaped.
-func memberStartsWith(data, name string, first byte) bool {
+func memberStartsWith(data, name []byte, first byte) bool {
 	for offset := 0; ; {
-		i := strings.Index(data[offset:], name)
+		i := indexMember(data, name, offset)
 		if i < 0 {
 			return false
 		}
-		rest := strings.TrimLeft(data[offset+i+len(name):], " \t\r\n")
-		if rest, ok := strings.CutPrefix(rest, ":"); ok {
-			rest = strings.TrimLeft(rest, " \t\r\n")
-			if rest != "" && rest[0] == first {
+		offset = i + len(name)
+		rest := skipJSONSpace(data, offset)
+		if rest < len(data) && data[rest] == ':' {
+			rest = skipJSONSpace(data, rest+1)
+			if rest < len(data) && data[rest] == first {
 				return true
 			}
 		}
-		offset += i + len(name)
 	}
+}
+
+// indexMember returns the index just after the opening quote of the first
+// quoted name in data at or after offset, or -1. name ends with the closing
+// quote. It searches for name and then checks the opening quote, because a
+// search that starts with a quote, the most frequent byte of JSON, stops at
+// every string.
+func indexMember(data, name []byte, offset int) int {
+	for {
+		i := bytes.Index(data[offset:], name)
+		if i < 0 {
+			return -1
+		}
+		i += offset
+		if i > 0 && data[i-1] == '"' {
+			return i
+		}
+		offset = i + 1
+	}
+}
+
+// skipJSONSpace returns the offset of the first byte at or after offset
+// that is not JSON whitespace.
+func skipJSONSpace(data []byte, offset int) int {
+	for offset < len(data) {
+		switch data[offset] {
+		case ' ', '\t', '\r', '\n':
+			offset++
+		default:
+			return offset
+		}
+	}
+	return offset
 }

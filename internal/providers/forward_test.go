@@ -75,25 +75,40 @@ func TestEncodeForwardBody(t *testing.T) {
 }
 
 func TestInspectChunk(t *testing.T) {
+	usage := &Usage{PromptTokens: 3, CompletionTokens: 2, TotalTokens: 5}
 	tests := []struct {
 		name string
 		data string
 		want ChunkInfo
+		// wantLater is the result of InspectLaterChunk, which leaves out the
+		// error check.
+		wantLater ChunkInfo
 	}{
-		{"content", deltaChunk("hi"), ChunkInfo{}},
-		{"finish", finishChunk("stop"), ChunkInfo{Finished: true}},
-		{"finish with spaces", `{"choices": [{"index": 0, "finish_reason" : "length"}]}`, ChunkInfo{Finished: true}},
-		{"usage only", usageChunk, ChunkInfo{Usage: &Usage{PromptTokens: 3, CompletionTokens: 2, TotalTokens: 5}, UsageOnly: true}},
-		{"usage with a choice", `{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`,
-			ChunkInfo{Finished: true, Usage: &Usage{PromptTokens: 1, CompletionTokens: 1, TotalTokens: 2}}},
-		{"member names inside content", deltaChunk(`say "usage":{"x":1} and "finish_reason":"stop" and "error"`), ChunkInfo{}},
-		{"error object", `{"error":{"message":"overloaded","type":"server_error"}}`, ChunkInfo{Error: true}},
-		{"null error", `{"choices":[],"error":null}`, ChunkInfo{}},
+		{"content", deltaChunk("hi"), ChunkInfo{}, ChunkInfo{}},
+		{"finish", finishChunk("stop"), ChunkInfo{Finished: true}, ChunkInfo{Finished: true}},
+		{"finish with spaces", `{"choices": [{"index": 0, "finish_reason" : "length"}]}`, ChunkInfo{Finished: true}, ChunkInfo{Finished: true}},
+		{"null finish", `{"choices":[{"index":0,"finish_reason":null}]}`, ChunkInfo{}, ChunkInfo{}},
+		{"usage only", usageChunk, ChunkInfo{Usage: usage, UsageOnly: true}, ChunkInfo{Usage: usage, UsageOnly: true}},
+		{"usage with a choice", `{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}`,
+			ChunkInfo{Finished: true, Usage: usage}, ChunkInfo{Finished: true, Usage: usage}},
+		{"usage with spaces", `{"choices":[], "usage" :	{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}`,
+			ChunkInfo{Usage: usage, UsageOnly: true}, ChunkInfo{Usage: usage, UsageOnly: true}},
+		{"member names inside content", deltaChunk(`say "usage":{"x":1} and "finish_reason":"stop" and "error"`), ChunkInfo{}, ChunkInfo{}},
+		{"member names ending content", deltaChunk(`usage`) + deltaChunk(`x finish_reason`), ChunkInfo{}, ChunkInfo{}},
+		{"error object", `{"error":{"message":"overloaded","type":"server_error"}}`, ChunkInfo{Error: true}, ChunkInfo{}},
+		{"null error", `{"choices":[],"error":null}`, ChunkInfo{}, ChunkInfo{}},
+		{"member name at the end", `{"choices":[],"usage"`, ChunkInfo{}, ChunkInfo{}},
+		{"model with escapes", escapedModelChunk, ChunkInfo{}, ChunkInfo{}},
+		{"usage after escaped model", `{"model":"a\"usage\":{","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}`,
+			ChunkInfo{Usage: usage, UsageOnly: true}, ChunkInfo{Usage: usage, UsageOnly: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := InspectChunk(tt.data); !reflect.DeepEqual(got, tt.want) {
+			if got := InspectChunk([]byte(tt.data)); !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("InspectChunk = %+v, want %+v", got, tt.want)
+			}
+			if got := InspectLaterChunk([]byte(tt.data)); !reflect.DeepEqual(got, tt.wantLater) {
+				t.Errorf("InspectLaterChunk = %+v, want %+v", got, tt.wantLater)
 			}
 		})
 	}
@@ -162,7 +177,9 @@ func TestForwardStream(t *testing.T) {
 		name     string
 		parts    []string
 		wantData []string
-		wantErr  ErrorKind // "" for a clean io.EOF
+		// wantRaw is the relayed bytes, every part when empty.
+		wantRaw string
+		wantErr ErrorKind // "" for a clean io.EOF
 	}{
 		{
 			name:     "complete",
@@ -173,10 +190,11 @@ func TestForwardStream(t *testing.T) {
 			name:     "cut inside an event",
 			parts:    []string{"data: " + roleChunk + "\n\n", "data: {\"cho"},
 			wantData: []string{roleChunk},
+			wantRaw:  "data: " + roleChunk + "\n\n",
 			wantErr:  ErrorStreamCut,
 		},
 		{
-			name:     "named event kept",
+			name:     "named event and comment kept",
 			parts:    []string{"event: ping\ndata: {}\n\n", ": comment\n\n", "data: [DONE]\n\n"},
 			wantData: []string{"{}", "[DONE]"},
 		},
@@ -199,6 +217,7 @@ func TestForwardStream(t *testing.T) {
 			}
 
 			var data []string
+			var raw strings.Builder
 			for {
 				event, err := forwarded.NextEvent()
 				if err != nil {
@@ -212,10 +231,20 @@ func TestForwardStream(t *testing.T) {
 					}
 					break
 				}
-				data = append(data, event.Data)
+				raw.Write(event.Raw)
+				if event.HasData {
+					data = append(data, string(event.Data))
+				}
 			}
 			if !reflect.DeepEqual(data, tt.wantData) {
 				t.Errorf("event data = %q, want %q", data, tt.wantData)
+			}
+			wantRaw := tt.wantRaw
+			if wantRaw == "" {
+				wantRaw = strings.Join(tt.parts, "")
+			}
+			if raw.String() != wantRaw {
+				t.Errorf("raw events = %q, want %q", raw.String(), wantRaw)
 			}
 			if got := upstream.lastRequest(t).Header.Get("Accept"); got != "text/event-stream" {
 				t.Errorf("Accept = %q, want text/event-stream", got)
@@ -244,6 +273,63 @@ func TestForwardFirstEventTimeout(t *testing.T) {
 	}
 	if elapsed := time.Since(started); elapsed > 900*time.Millisecond {
 		t.Errorf("first-event timeout fired after %s, want about 100ms", elapsed)
+	}
+}
+
+func TestForwardIdleTimeout(t *testing.T) {
+	tests := []struct {
+		name string
+		// trickle sends part of an event every 40 ms after the second event,
+		// which must not move the deadline without a whole event.
+		trickle bool
+	}{
+		{name: "silent upstream"},
+		{name: "partial event trickles", trickle: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			upstream := newTestUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+				startSSE(w)
+				writeSSE(w, dataEvents(roleChunk)...)
+				// Within the idle timeout of the first event.
+				time.Sleep(100 * time.Millisecond)
+				writeSSE(w, dataEvents(deltaChunk("a"))...)
+				if tt.trickle {
+					writeSSE(w, "data: {")
+					for r.Context().Err() == nil {
+						time.Sleep(40 * time.Millisecond)
+						writeSSE(w, " ")
+					}
+				}
+				waitForDisconnect(r)
+			})
+			client := newTestClient(t, ClientOptions{FirstByteTimeout: time.Second, IdleTimeout: 300 * time.Millisecond})
+
+			// The context ends a deadline that never fires, so that the test
+			// fails instead of hanging.
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			forwarded, err := client.Forward(ctx, upstream.provider(), []byte(`{}`), true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer forwarded.Close()
+
+			for i := range 2 {
+				if _, err := forwarded.NextEvent(); err != nil {
+					t.Fatalf("event %d: %v", i+1, err)
+				}
+			}
+			started := time.Now()
+			_, err = forwarded.NextEvent()
+			got := asUpstreamError(t, err)
+			if got.Kind != ErrorTimeout || !got.Streamed {
+				t.Errorf("error kind/streamed = %s/%v, want upstream_timeout/true", got.Kind, got.Streamed)
+			}
+			if elapsed := time.Since(started); elapsed > 2*time.Second {
+				t.Errorf("idle timeout fired after %s, want about 300 ms", elapsed)
+			}
+		})
 	}
 }
 
@@ -307,7 +393,7 @@ func TestForwardBeforeRead(t *testing.T) {
 	}
 	before := reads
 	event, err := forwarded.NextEvent()
-	if err != nil || event.Data != "[DONE]" {
+	if err != nil || string(event.Data) != "[DONE]" {
 		t.Fatalf("fourth event = %q, %v; want [DONE]", event.Data, err)
 	}
 	if reads == before {
