@@ -57,6 +57,17 @@ type settings struct {
 	writePath string
 	keepTemp  bool
 	check     bool
+
+	// codecMode is "compare" to measure chat run throughput with the
+	// payload codec off and on instead of against the baseline.
+	codecMode string
+}
+
+// codecCompare is the -codec value that selects the codec comparison.
+const codecCompare = "compare"
+
+func (s settings) compareCodec() bool {
+	return s.codecMode == codecCompare
 }
 
 func parseSettings(args []string) (settings, error) {
@@ -79,6 +90,7 @@ func parseSettings(args []string) (settings, error) {
 	flags.StringVar(&s.writePath, "write", "", "also write the report to this markdown file; a relative path starts at the repository root")
 	flags.BoolVar(&s.keepTemp, "keep-temp", false, "keep the temporary folder with the binary, the logs and any SQLite file")
 	flags.BoolVar(&s.check, "check", false, fmt.Sprintf("exit with status %d when a target is missed", exitTargetMissed))
+	flags.StringVar(&s.codecMode, "codec", "", "\"compare\" measures chat run throughput with the payload codec off and on (TEMPORAL_PAYLOAD_KEY unset and set), restarting serve and worker between the two, instead of the latency and baseline phases")
 	if err := flags.Parse(args); err != nil {
 		return s, err
 	}
@@ -87,6 +99,8 @@ func parseSettings(args []string) (settings, error) {
 	}
 
 	switch {
+	case s.codecMode != "" && !s.compareCodec():
+		return s, fmt.Errorf("-codec must be %q or empty, got %q", codecCompare, s.codecMode)
 	case s.runs < 1 || s.warmup < 0:
 		return s, errors.New("-runs must be at least 1 and -warmup at least 0")
 	case s.concurrency < 1 || s.rounds < 1:
@@ -164,6 +178,16 @@ func run(ctx context.Context, s settings, logger *slog.Logger) ([]string, error)
 		return nil, fmt.Errorf("create conversations: %w", err)
 	}
 
+	if s.compareCodec() {
+		c := &codecResults{settings: s, command: commandLine(), revision: benchdoc.GitRevision(ctx, repoRoot), started: started,
+			backends: st.backends, loadBefore: benchdoc.LoadAverage()}
+		if err := measureCodec(ctx, s, st, api, conversations, c, logger); err != nil {
+			return nil, err
+		}
+		fmt.Print(c.terminalReport())
+		return c.missedTargets(), writeSection(repoRoot, s.writePath, "chatbench-codec", c.section(), logger)
+	}
+
 	base, err := startBaseline(ctx, st.temporal.FrontendHostPort(), st.redis, st.redisPrefix, logger)
 	if err != nil {
 		return nil, err
@@ -181,17 +205,24 @@ func run(ctx context.Context, s settings, logger *slog.Logger) ([]string, error)
 	}
 
 	fmt.Print(r.terminalReport())
-	if s.writePath != "" {
-		path := s.writePath
-		if !filepath.IsAbs(path) {
-			path = filepath.Join(repoRoot, path)
-		}
-		if err := benchdoc.WriteSection(path, "chatbench", sectionOf(r.document())); err != nil {
-			return nil, err
-		}
-		logger.Info("report written", "path", path)
+	return r.missedTargets(), writeSection(repoRoot, s.writePath, "chatbench", sectionOf(r.document()), logger)
+}
+
+// writeSection writes body as the section called name of the markdown file
+// at path, a relative path starting at repoRoot. An empty path writes
+// nothing.
+func writeSection(repoRoot, path, name, body string, logger *slog.Logger) error {
+	if path == "" {
+		return nil
 	}
-	return r.missedTargets(), nil
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(repoRoot, path)
+	}
+	if err := benchdoc.WriteSection(path, name, body); err != nil {
+		return err
+	}
+	logger.Info("report written", "path", path, "section", name)
+	return nil
 }
 
 // runPhases measures latency, the baseline first, and then throughput in
@@ -337,10 +368,10 @@ func loadFor(s settings, probes *windowProbes) loadOptions {
 // record.
 func cpuSources(st *stack) []cpuSource {
 	sources := []cpuSource{
-		pidSource("aihigress serve", st.serve.pid()),
-		pidSource("aihigress worker", st.worker.pid()),
-		pidSource("Temporal dev server", st.temporalPID),
-		pidSource("chatbench (clients, baseline worker, mock upstream)", os.Getpid()),
+		pidSource("aihigress serve", func() int { return st.serve.pid() }),
+		pidSource("aihigress worker", func() int { return st.worker.pid() }),
+		pidSource("Temporal dev server", func() int { return st.temporalPID }),
+		pidSource("chatbench (clients, baseline worker, mock upstream)", os.Getpid),
 	}
 	if st.databaseURL != "" {
 		sources = append(sources, commSource("PostgreSQL (all processes)", "postgres"))

@@ -16,9 +16,11 @@ type cpuSource struct {
 	read func() (int64, error)
 }
 
-func pidSource(name string, pid int) cpuSource {
+// pidSource reads the process whose pid the function returns at each
+// read, so that it follows a restarted child.
+func pidSource(name string, pid func() int) cpuSource {
 	return cpuSource{name: name, read: func() (int64, error) {
-		stat, err := readProcStat(pid)
+		stat, err := readProcStat(pid())
 		return stat.cpuTicks, err
 	}}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aihigress/aihigress/bench/internal/benchstat"
 	"github.com/aihigress/aihigress/internal/benchdoc"
 )
 
@@ -115,12 +116,7 @@ func (r *results) throughputRatio() float64 {
 	if len(ratios) == 0 {
 		return 0
 	}
-	slices.Sort(ratios)
-	middle := len(ratios) / 2
-	if len(ratios)%2 == 0 {
-		return (ratios[middle-1] + ratios[middle]) / 2
-	}
-	return ratios[middle]
+	return benchstat.Median(ratios)
 }
 
 func (r *results) allTally() chatTally {
@@ -342,14 +338,7 @@ func (r *results) document() string {
 	b.WriteString("`make bench` runs the same tool with the default flags. It needs the Temporal CLI at `TEMPORAL_CLI_PATH` or `./bin/temporal`, and by default PostgreSQL and Redis on 127.0.0.1 (`-sqlite` and `-embedded-redis` remove that need).\n\n")
 
 	b.WriteString("## Machine\n\n")
-	fmt.Fprintf(&b, "- Date: %s\n", r.started.UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(&b, "- Commit: %s\n", r.revision)
-	fmt.Fprintf(&b, "- CPU: %d cores (%s), %s\n", runtime.NumCPU(), benchdoc.CPUModel(), benchdoc.KernelRelease())
-	fmt.Fprintf(&b, "- Go: %s, %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
-	for _, backend := range r.backends {
-		fmt.Fprintf(&b, "- Backend: %s\n", backend)
-	}
-	fmt.Fprintf(&b, "- Upstream: the mock upstream in the benchmark process, time to first token 0, %s, 20 to 40 tokens per reply\n", tokensPerSecondText(s.tokensPerSecond))
+	b.WriteString(machineList(r.started, r.revision, r.backends, s.tokensPerSecond))
 	b.WriteString("\n")
 
 	b.WriteString("## Results\n\n")
@@ -390,6 +379,21 @@ func (r *results) methodNotes() string {
 		"**Limits.** The service, Temporal, PostgreSQL, Redis, the mock upstream and the clients share the machine's cores, so the figures show the cost of the whole stack on one machine, not the capacity of a deployment. The Temporal dev server is not a production cluster.",
 	}
 	return "- " + strings.Join(notes, "\n- ") + "\n"
+}
+
+// machineList lists the date, the commit, the machine, the backends and
+// the upstream of a run as markdown list items.
+func machineList(started time.Time, revision string, backends []string, tokensPerSecond float64) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "- Date: %s\n", started.UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&b, "- Commit: %s\n", revision)
+	fmt.Fprintf(&b, "- CPU: %d cores (%s), %s\n", runtime.NumCPU(), benchdoc.CPUModel(), benchdoc.KernelRelease())
+	fmt.Fprintf(&b, "- Go: %s, %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	for _, backend := range backends {
+		fmt.Fprintf(&b, "- Backend: %s\n", backend)
+	}
+	fmt.Fprintf(&b, "- Upstream: the mock upstream in the benchmark process, time to first token 0, %s, 20 to 40 tokens per reply\n", tokensPerSecondText(tokensPerSecond))
+	return b.String()
 }
 
 func tokensPerSecondText(tps float64) string {

@@ -53,7 +53,18 @@ type stack struct {
 	mock        *mockupstream.Server
 	serve       *child
 	worker      *child
+	apiAddr     string
 	apiURL      string
+
+	// secrets are the JWT secret, master key and admin password of the
+	// service, fixed at start so that a restart keeps tokens and stored
+	// keys valid.
+	secrets []string
+	// payloadKey, when set, is the service's TEMPORAL_PAYLOAD_KEY.
+	payloadKey string
+	// serviceStarts counts the starts of the service, to give the logs of
+	// each start their own files.
+	serviceStarts int
 
 	// backends describes each backend and its version for the report.
 	backends []string
@@ -311,20 +322,46 @@ func temporalVersion(ctx context.Context, cli string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// startService runs `serve` first, because both processes migrate the
-// database on start and the migrations take no lock, then `worker`.
+// startService picks the API address and the secrets of the service and
+// runs it.
 func (s *stack) startService(ctx context.Context) error {
 	addr, err := freeLoopbackAddr()
 	if err != nil {
 		return err
 	}
-	s.apiURL = "http://" + addr
-	env := s.serviceEnv(addr)
+	s.apiAddr, s.apiURL = addr, "http://"+addr
+	s.secrets = []string{"JWT_SECRET=" + randomHex(32), "MASTER_KEY=" + randomHex(32), "ADMIN_PASSWORD=" + randomHex(12)}
+	return s.runService(ctx)
+}
+
+// restartService stops `serve` and `worker` and starts them again on the
+// same address, database and Temporal server, with payloadKey as
+// TEMPORAL_PAYLOAD_KEY (none when empty). Runs still open when it is called
+// fail.
+func (s *stack) restartService(ctx context.Context, payloadKey string) error {
+	for _, c := range []*child{s.worker, s.serve} {
+		if err := c.stop(); err != nil {
+			return err
+		}
+	}
+	s.payloadKey = payloadKey
+	return s.runService(ctx)
+}
+
+// runService runs `serve` first, because both processes migrate the
+// database on start and the migrations take no lock, then `worker`.
+func (s *stack) runService(ctx context.Context) error {
+	env := s.serviceEnv(s.apiAddr)
+	s.serviceStarts++
+	suffix := ""
+	if s.serviceStarts > 1 {
+		suffix = fmt.Sprintf("-%d", s.serviceStarts)
+	}
 
 	readyCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 
-	serve, err := startChild("serve", s.binary, []string{"serve"}, env, s.tempDir, "HTTP API listening")
+	serve, err := startChild("serve"+suffix, s.binary, []string{"serve"}, env, s.tempDir, "HTTP API listening")
 	if err != nil {
 		return err
 	}
@@ -337,7 +374,7 @@ func (s *stack) startService(ctx context.Context) error {
 		return fmt.Errorf("%w; see %s", err, serve.logPath)
 	}
 
-	worker, err := startChild("worker", s.binary, []string{"worker"}, env, s.tempDir, "workers started")
+	worker, err := startChild("worker"+suffix, s.binary, []string{"worker"}, env, s.tempDir, "workers started")
 	if err != nil {
 		return err
 	}
@@ -362,9 +399,6 @@ func (s *stack) serviceEnv(httpAddr string) []string {
 		"REDIS_PREFIX=" + s.redisPrefix,
 		"TEMPORAL_ADDRESS=" + s.temporal.FrontendHostPort(),
 		"TEMPORAL_NAMESPACE=default",
-		"JWT_SECRET=" + randomHex(32),
-		"MASTER_KEY=" + randomHex(32),
-		"ADMIN_PASSWORD=" + randomHex(12),
 		"OPENAI_BASE_URL=" + s.mock.URL() + "/v1",
 		"OPENAI_API_KEY=x",
 		"OPENAI_MODELS=" + benchModel,
@@ -379,6 +413,10 @@ func (s *stack) serviceEnv(httpAddr string) []string {
 		// No maintenance job, such as the provider probes, runs beside
 		// the measured requests.
 		"MAINTENANCE_SCHEDULES=off",
+	}
+	env = append(env, s.secrets...)
+	if s.payloadKey != "" {
+		env = append(env, "TEMPORAL_PAYLOAD_KEY="+s.payloadKey)
 	}
 	for _, name := range []string{"PATH", "HOME", "TMPDIR", "GOMAXPROCS", "GOGC", "GOMEMLIMIT", "GODEBUG", "LOG_LEVEL", "LOG_FORMAT"} {
 		if value, ok := os.LookupEnv(name); ok {

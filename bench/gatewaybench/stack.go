@@ -28,6 +28,7 @@ import (
 	"github.com/aihigress/aihigress/internal/auth"
 	"github.com/aihigress/aihigress/internal/devenv"
 	"github.com/aihigress/aihigress/internal/events"
+	"github.com/aihigress/aihigress/internal/metrics"
 	"github.com/aihigress/aihigress/internal/mockupstream"
 	"github.com/aihigress/aihigress/internal/providers"
 	"github.com/aihigress/aihigress/internal/ratelimit"
@@ -53,6 +54,12 @@ type stack struct {
 	apiKey     string
 	requestLog *requestlog.Writer
 	backends   []string
+
+	// With -metrics compare, the gateway with metrics, its recorder, and
+	// the gateway without metrics.
+	metricsOnURL  string
+	recorder      *metrics.Recorder
+	metricsOffURL string
 
 	closers []func()
 }
@@ -194,39 +201,90 @@ func (s *stack) startGateway(ctx context.Context) error {
 	bus := events.NewBus(rdb, prefix)
 	hubCtx, stopHub := context.WithCancel(ctx)
 	s.onClose("stop event hub", func() error { stopHub(); return nil })
-	server := &api.Server{
-		Store:    st,
-		Issuer:   auth.NewIssuer("gatewaybench-jwt-secret-"+randomHex(16), time.Hour, time.Hour, time.Now),
-		Catalog:  catalog,
-		APIKeys:  keys,
-		Router:   rt,
-		Upstream: upstream,
-		Follower: &events.Follower{Store: st, Hub: events.NewHub(hubCtx, bus, s.logger), Logger: s.logger, Heartbeat: 15 * time.Second, Poll: 5 * time.Second},
-		Limits: api.Limits{
-			MaxBodyBytes: 1 << 20, MaxContentChars: 32000, SyncWaitTimeout: time.Minute, UpstreamMaxAttempts: 4,
-		},
-		Logger:     s.logger,
-		Metrics:    api.NewMetrics(),
-		RequestLog: s.requestLog,
-	}
+	follower := &events.Follower{Store: st, Hub: events.NewHub(hubCtx, bus, s.logger), Logger: s.logger, Heartbeat: 15 * time.Second, Poll: 5 * time.Second}
 
+	var apiKeyLimit *ratelimit.Rule
 	if s.settings.rateLimit {
-		rule, err := ratelimit.New(rdb, ratelimit.Options{Prefix: prefix}).NewRule("api_key", 1_000_000_000, time.Minute)
+		apiKeyLimit, err = ratelimit.New(rdb, ratelimit.Options{Prefix: prefix}).NewRule("api_key", 1_000_000_000, time.Minute)
 		if err != nil {
 			return err
 		}
 		// As internal/app does for the API key rule, whose default limit
 		// of 6000 per minute gives batches of up to 60.
-		rule.EnableLeases(60, time.Second)
-		server.Guards.RateLimits.APIKey = rule
+		apiKeyLimit.EnableLeases(60, time.Second)
 	}
 
+	// newServer returns a gateway without metrics. The servers that it
+	// returns share the database, Redis, the router and the request log,
+	// as several `aihigress serve` processes would.
+	issuer := auth.NewIssuer("gatewaybench-jwt-secret-"+randomHex(16), time.Hour, time.Hour, time.Now)
+	newServer := func() *api.Server {
+		server := &api.Server{
+			Store:    st,
+			Issuer:   issuer,
+			Catalog:  catalog,
+			APIKeys:  keys,
+			Router:   rt,
+			Upstream: upstream,
+			Follower: follower,
+			Limits: api.Limits{
+				MaxBodyBytes: 1 << 20, MaxContentChars: 32000, SyncWaitTimeout: time.Minute, UpstreamMaxAttempts: 4,
+			},
+			Logger:     s.logger,
+			RequestLog: s.requestLog,
+		}
+		server.Guards.RateLimits.APIKey = apiKeyLimit
+		return server
+	}
+
+	if s.settings.compareMetrics() {
+		return s.serveMetricsGateways(st, newServer)
+	}
+	server := newServer()
+	server.Metrics = api.NewMetrics()
 	gateway, err := serve(server.Handler(), s.logger)
 	if err != nil {
 		return err
 	}
 	s.gatewayURL = gateway.address
 	s.onClose("stop gateway", gateway.close)
+	return nil
+}
+
+// serveMetricsGateways serves two gateways for -metrics compare: one with
+// metrics as `aihigress serve` builds them (the API's Prometheus
+// collectors on the recorder's registry, provider buckets flushed every
+// -flush-interval) and one as METRICS_ENABLED=off leaves it, without any.
+func (s *stack) serveMetricsGateways(st *store.Store, newServer func() *api.Server) error {
+	recorder := metrics.New(metrics.Options{
+		DB:         st.DB,
+		Aggregator: metrics.AggregatorOptions{FlushInterval: s.settings.flushInterval},
+		Logger:     s.logger,
+	})
+	recorder.Start()
+	s.recorder = recorder
+	s.onClose("flush provider metrics", func() error {
+		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return recorder.Close(closeCtx)
+	})
+
+	on := newServer()
+	on.Metrics = api.NewMetricsOn(recorder.Registry())
+	on.Recorder = recorder
+	onListener, err := serve(on.Handler(), s.logger)
+	if err != nil {
+		return err
+	}
+	s.metricsOnURL = onListener.address
+	s.onClose("stop gateway with metrics", onListener.close)
+
+	offListener, err := serve(newServer().Handler(), s.logger)
+	if err != nil {
+		return err
+	}
+	s.metricsOffURL = offListener.address
+	s.onClose("stop gateway without metrics", offListener.close)
 	return nil
 }
 

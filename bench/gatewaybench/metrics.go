@@ -1,0 +1,286 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/aihigress/aihigress/bench/internal/benchstat"
+	"github.com/aihigress/aihigress/internal/benchdoc"
+)
+
+// maxP99Ratio caps the p99 latency with metrics over the p99 without.
+const maxP99Ratio = 1.05
+
+// Names of the two targets of -metrics compare.
+const (
+	metricsOn  = "metrics on"
+	metricsOff = "metrics off"
+)
+
+// metricsWindow is one measurement window of one target.
+type metricsWindow struct {
+	samples []sample
+	lag     []time.Duration
+	// The provider metrics flushes that ended during the window; zero for
+	// the gateway without metrics.
+	flushes   int64
+	rows      int64
+	flushTime time.Duration
+}
+
+// sentRate is the rate at which the window's requests were sent: the
+// request count over the time from the first send to the schedule slot
+// after the last one. It is below the requested rate when the load
+// generator fell behind its schedule.
+func (w metricsWindow) sentRate(rate int) float64 {
+	n := len(w.lag)
+	if n == 0 {
+		return 0
+	}
+	interval := time.Second / time.Duration(rate)
+	span := time.Duration(n)*interval + w.lag[n-1]
+	return float64(n) / span.Seconds()
+}
+
+// metricsResults is what -metrics compare measured.
+type metricsResults struct {
+	settings settings
+	runInfo
+
+	// rounds holds each round's window per target name.
+	rounds []map[string]metricsWindow
+
+	dropped           int64
+	flushErrors       int64
+	requestLogWritten int64
+	requestLogDropped int64
+}
+
+// measureMetrics sends non-streaming requests at -rate to the gateway with
+// metrics and to the one without, one window each per round, the gateway
+// with metrics first in odd rounds and second in even rounds.
+func measureMetrics(ctx context.Context, s settings, st *stack, load loadGenerator, run runInfo, logger *slog.Logger) (*metricsResults, error) {
+	header := http.Header{"Authorization": {"Bearer " + st.apiKey}}
+	targets := []target{
+		{name: metricsOn, url: st.metricsOnURL + "/v1/chat/completions", header: header},
+		{name: metricsOff, url: st.metricsOffURL + "/v1/chat/completions", header: header},
+	}
+	if err := warmUp(ctx, s, load, targets, false, logger); err != nil {
+		return nil, err
+	}
+
+	aggregator := st.recorder.Aggregator()
+	r := &metricsResults{settings: s, runInfo: run}
+	for round := range s.rounds {
+		windows := map[string]metricsWindow{}
+		for _, t := range rotate(targets, round) {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			logger.Info("measuring", "round", round+1, "target", t.name, "rate", s.rate, "window", s.window)
+			flushes, rows, flushTime := aggregator.Flushes(), aggregator.RowsWritten(), aggregator.FlushTime()
+			w, err := load.run(ctx, t, false, s.rate, s.window)
+			if err != nil {
+				return nil, err
+			}
+			windows[t.name] = metricsWindow{
+				samples:   w.samples,
+				lag:       w.lag,
+				flushes:   aggregator.Flushes() - flushes,
+				rows:      aggregator.RowsWritten() - rows,
+				flushTime: aggregator.FlushTime() - flushTime,
+			}
+		}
+		r.rounds = append(r.rounds, windows)
+	}
+
+	r.dropped, r.flushErrors = aggregator.Dropped(), aggregator.FlushErrors()
+	r.requestLogWritten, r.requestLogDropped = st.requestLog.Written(), st.requestLog.Dropped()
+	r.loadAfter = benchdoc.LoadAverage()
+	return r, nil
+}
+
+// pooled returns the samples and the lags of every round of a target.
+func (r *metricsResults) pooled(name string) ([]sample, []time.Duration) {
+	var samples []sample
+	var lags []time.Duration
+	for _, round := range r.rounds {
+		samples = append(samples, round[name].samples...)
+		lags = append(lags, round[name].lag...)
+	}
+	return samples, lags
+}
+
+// p99Ratio is the pooled p99 with metrics over the pooled p99 without.
+func (r *metricsResults) p99Ratio() float64 {
+	on, _ := r.pooled(metricsOn)
+	off, _ := r.pooled(metricsOff)
+	return ratio(percentile(latencies(on, false), 99), percentile(latencies(off, false), 99))
+}
+
+// roundRatios returns each round's p99 with metrics over its p99 without.
+func (r *metricsResults) roundRatios() []float64 {
+	ratios := make([]float64, len(r.rounds))
+	for i, round := range r.rounds {
+		ratios[i] = ratio(percentile(latencies(round[metricsOn].samples, false), 99), percentile(latencies(round[metricsOff].samples, false), 99))
+	}
+	return ratios
+}
+
+func ratio(a, b time.Duration) float64 {
+	if b <= 0 {
+		return math.NaN()
+	}
+	return float64(a) / float64(b)
+}
+
+// minFlushes is the fewest flushes that a window of the gateway with
+// metrics saw.
+func (r *metricsResults) minFlushes() int64 {
+	fewest := int64(math.MaxInt64)
+	for _, round := range r.rounds {
+		fewest = min(fewest, round[metricsOn].flushes)
+	}
+	return fewest
+}
+
+func (r *metricsResults) sectionName() string { return "metricsbench" }
+
+// missedTargets checks the pooled p99 ratio, that every window of the
+// gateway with metrics saw two flushes, and that the flushes wrote
+// everything.
+func (r *metricsResults) missedTargets() []string {
+	var missed []string
+	if !(r.p99Ratio() <= maxP99Ratio) {
+		missed = append(missed, "p99 with metrics")
+	}
+	if r.minFlushes() < 2 || r.flushErrors > 0 || r.dropped > 0 {
+		missed = append(missed, "provider metrics flushes")
+	}
+	return missed
+}
+
+// table renders the p50 and p99 of both targets, pooled over the rounds.
+func (r *metricsResults) table() string {
+	on, _ := r.pooled(metricsOn)
+	off, _ := r.pooled(metricsOff)
+	onLatencies, offLatencies := latencies(on, false), latencies(off, false)
+
+	var b strings.Builder
+	b.WriteString("| Latency, whole response | Metrics on | Metrics off | On ÷ off | Target | Result |\n")
+	b.WriteString("| --- | --- | --- | --- | --- | --- |\n")
+	p50On, p50Off := percentile(onLatencies, 50), percentile(offLatencies, 50)
+	fmt.Fprintf(&b, "| p50 | %s | %s | %.3f | none | – |\n", ms(p50On), ms(p50Off), ratio(p50On, p50Off))
+	p99On, p99Off := percentile(onLatencies, 99), percentile(offLatencies, 99)
+	result := "miss"
+	if r.p99Ratio() <= maxP99Ratio {
+		result = "pass"
+	}
+	fmt.Fprintf(&b, "| p99 | %s | %s | %.3f | ≤ %.2f | %s |\n", ms(p99On), ms(p99Off), r.p99Ratio(), maxP99Ratio, result)
+	return b.String()
+}
+
+// details renders the counts, the load generator's pace, the flushes and
+// the rounds.
+func (r *metricsResults) details() string {
+	s := r.settings
+	var b strings.Builder
+	b.WriteString("\n")
+	for _, name := range []string{metricsOn, metricsOff} {
+		samples, lags := r.pooled(name)
+		failed := 0
+		for _, sample := range samples {
+			if sample.failed {
+				failed++
+			}
+		}
+		lowest := math.Inf(1)
+		for _, round := range r.rounds {
+			lowest = min(lowest, round[name].sentRate(s.rate))
+		}
+		fmt.Fprintf(&b, "- %s: %d requests, %d failed. Sent at %.0f requests per second or more in every window; requests started late against the schedule by p99 %s, max %s.\n",
+			capitalize(name), len(samples), failed, lowest, ms(percentile(lags, 99)), ms(percentile(lags, 100)))
+	}
+
+	var flushes, rows int64
+	var flushTime time.Duration
+	for _, round := range r.rounds {
+		flushes += round[metricsOn].flushes
+		rows += round[metricsOn].rows
+		flushTime += round[metricsOn].flushTime
+	}
+	meanFlush := time.Duration(0)
+	if flushes > 0 {
+		meanFlush = flushTime / time.Duration(flushes)
+	}
+	fmt.Fprintf(&b, "- Provider metrics flushes during the windows with metrics: %d (at least %d per window), %d rows upserted, %s per flush on average. Over the whole run: %d requests dropped at the bucket limit, %d failed flushes.\n",
+		flushes, r.minFlushes(), rows, ms(meanFlush), r.dropped, r.flushErrors)
+
+	ratios := r.roundRatios()
+	fmt.Fprintf(&b, "- p99 on ÷ off per round: median %.3f.\n", benchstat.Median(ratios))
+	lowest, highest := math.Inf(1), math.Inf(-1)
+	for i, round := range r.rounds {
+		first := metricsOn
+		if i%2 == 1 {
+			first = metricsOff
+		}
+		fmt.Fprintf(&b, "  - Round %d (%s first): p99 on %s, off %s, on ÷ off %.3f; %d flushes, %d rows.\n", i+1, first,
+			ms(percentile(latencies(round[metricsOn].samples, false), 99)), ms(percentile(latencies(round[metricsOff].samples, false), 99)),
+			ratios[i], round[metricsOn].flushes, round[metricsOn].rows)
+		lowest, highest = min(lowest, ratios[i]), max(highest, ratios[i])
+	}
+	if len(ratios) > 1 && lowest <= maxP99Ratio && highest > maxP99Ratio {
+		fmt.Fprintf(&b, "- The per-round ratios range from %.3f to %.3f and so lie on both sides of the %.2f target: single windows do not settle the result.\n", lowest, highest, maxP99Ratio)
+	}
+	fmt.Fprintf(&b, "- Request log: %d rows written, %d dropped.\n", r.requestLogWritten, r.requestLogDropped)
+	return b.String()
+}
+
+func capitalize(text string) string {
+	if text == "" {
+		return text
+	}
+	return strings.ToUpper(text[:1]) + text[1:]
+}
+
+func (r *metricsResults) terminal() string {
+	return r.table() + r.details()
+}
+
+// section renders the "## Metrics on the gateway path" section of
+// docs/benchmarks.md.
+func (r *metricsResults) section() string {
+	s := r.settings
+	var b strings.Builder
+	b.WriteString("## Metrics on the gateway path\n\n")
+	b.WriteString("`bench/gatewaybench -metrics compare` measures what metrics cost the non-streaming gateway path (`POST /v1/chat/completions`): the p99 latency of a gateway with metrics, whose provider buckets are flushed to the database while the load runs, over that of a gateway with `METRICS_ENABLED=off`. Both figures come from the same run.\n\n")
+
+	b.WriteString("### Command\n\n")
+	fmt.Fprintf(&b, "```\n%s\n```\n\n", r.command)
+	b.WriteString("By default it needs PostgreSQL and Redis on 127.0.0.1; `-sqlite` and `-embedded-redis` remove that need. It does not need Temporal.\n\n")
+
+	b.WriteString(r.machine(s))
+
+	b.WriteString("### Results\n\n")
+	fmt.Fprintf(&b, "%d requests per second to each gateway, %d rounds of one %s window per gateway, provider buckets flushed every %s.\n\n", s.rate, s.rounds, s.window, s.flushInterval)
+	b.WriteString(r.table())
+	b.WriteString(r.details())
+
+	b.WriteString("\n### Method\n\n")
+	notes := []string{
+		"Both gateways are `api.Server` as `aihigress serve` builds it, in one process with the mock upstream, and share the database, Redis, the router and the batched request log writer, as two `serve` processes would share them. " +
+			"The gateway with metrics has the Prometheus middleware and collectors on the recorder's registry and records every upstream attempt into its per-minute provider buckets. " +
+			"Its recorder flushes the buckets with a batched upsert into `provider_metrics_minute` every `-flush-interval`, a shorter interval than the production default of 30s so that every window sees at least two flushes. " +
+			"The gateway without metrics is what `METRICS_ENABLED=off` builds: no collectors, no recorder and no `/metrics` route. Nothing scrapes `/metrics` during the run.",
+		fmt.Sprintf("The load generator is a second process (`gatewaybench load-generator`). Each window sends non-streaming requests at a fixed arrival rate of %d per second, each in its own goroutine, whether or not earlier responses have ended (an open loop). A request's latency runs from the client sending it to reading the end of the body. The sent rate is the request count over the time from the first send to the slot after the last one, so it shows whether the load generator kept its schedule.", s.rate),
+		"The gateway with metrics runs first in odd rounds and second in even rounds. A warmup window per gateway runs before the rounds and is not counted. The checked ratio divides the p99 with metrics by the p99 without, each over the samples of all rounds; the per-round ratios show how much single windows vary.",
+		"The flush figures come from the aggregator's counters: flushes that wrote at least one bucket, rows upserted and the time from taking the buckets to the commit. One provider and one logical model make one row per minute bucket, so a flush writes one or two rows however many requests it sums.",
+	}
+	b.WriteString("- " + strings.Join(notes, "\n- ") + "\n")
+	return b.String()
+}
