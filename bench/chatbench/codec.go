@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aihigress/aihigress/bench/internal/benchstack"
 	"github.com/aihigress/aihigress/bench/internal/benchstat"
 	"github.com/aihigress/aihigress/internal/benchdoc"
 )
@@ -17,8 +18,8 @@ import (
 // codec over the throughput without it.
 const minCodecRatio = 0.9
 
-// encryptedLogLine is what `serve` and `worker` log at start when a payload
-// key is set.
+// encryptedLogLine is the message that `serve` and `worker` log at start
+// when a payload key is set.
 const encryptedLogLine = "Temporal payloads are encrypted"
 
 // codecSide is one of the two configurations of -codec compare.
@@ -36,7 +37,7 @@ func (c codecSide) String() string {
 	return "codec off"
 }
 
-// codecResults is what -codec compare measured, indexed by codecSide.
+// codecResults holds the figures of -codec compare, indexed by codecSide.
 type codecResults struct {
 	settings   settings
 	command    string
@@ -56,10 +57,10 @@ type codecResults struct {
 // started without a payload key and with one, in rounds that alternate
 // which side goes first. The service restarts whenever the side changes.
 func measureCodec(ctx context.Context, s settings, st *stack, api *apiClient, conversations []string, r *codecResults, logger *slog.Logger) error {
-	key := randomHex(32)
+	key := benchstack.RandomHex(32)
 	sources := []cpuSource{
-		pidSource("aihigress serve", func() int { return st.serve.pid() }),
-		pidSource("aihigress worker", func() int { return st.worker.pid() }),
+		pidSource("aihigress serve", func() int { return st.serve.PID() }),
+		pidSource("aihigress worker", func() int { return st.worker.PID() }),
 		pidSource("Temporal dev server", func() int { return st.temporalPID }),
 	}
 	meters := [2]*cpuMeter{newCPUMeter(sources), newCPUMeter(sources)}
@@ -122,17 +123,17 @@ func measureCodec(ctx context.Context, s settings, st *stack, api *apiClient, co
 // show the payload codec as side expects, so that a configuration that
 // the service ignored cannot pass for a measurement.
 func checkCodecLogged(st *stack, side codecSide) error {
-	for _, c := range []*child{st.serve, st.worker} {
-		raw, err := os.ReadFile(c.logPath)
+	for _, c := range []*benchstack.Child{st.serve, st.worker} {
+		raw, err := os.ReadFile(c.LogPath)
 		if err != nil {
-			return fmt.Errorf("read the log of %s: %w", c.name, err)
+			return fmt.Errorf("read the log of %s: %w", c.Name, err)
 		}
 		logged := strings.Contains(string(raw), encryptedLogLine)
 		if side == codecOn && !logged {
-			return fmt.Errorf("%s should run with a payload key, but its log lacks %q; see %s", c.name, encryptedLogLine, c.logPath)
+			return fmt.Errorf("%s should run with a payload key, but its log lacks %q; see %s", c.Name, encryptedLogLine, c.LogPath)
 		}
 		if side == codecOff && logged {
-			return fmt.Errorf("%s should run without a payload key, but its log contains %q; see %s", c.name, encryptedLogLine, c.logPath)
+			return fmt.Errorf("%s should run without a payload key, but its log contains %q; see %s", c.Name, encryptedLogLine, c.LogPath)
 		}
 	}
 	return nil

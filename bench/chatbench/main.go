@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aihigress/aihigress/bench/internal/benchstack"
 	"github.com/aihigress/aihigress/internal/benchdoc"
 	"github.com/aihigress/aihigress/internal/testenv"
 )
@@ -262,7 +263,7 @@ func runPhases(ctx context.Context, s settings, st *stack, api *apiClient, conve
 	measureChat := func(round int) {
 		logger.Info("chat throughput", "round", round, "of", s.rounds, "clients", s.concurrency, "ramp", s.ramp, "window", s.window)
 		if memory == nil {
-			memory = startMemoryProbe([]namedPID{{"serve", st.serve.pid()}, {"worker", st.worker.pid()}}, memorySampleInterval)
+			memory = startMemoryProbe([]namedPID{{"serve", st.serve.PID()}, {"worker", st.worker.PID()}}, memorySampleInterval)
 		}
 		result, tally, steps := measureChatThroughput(ctx, api, conversations, loadFor(s, chatProbes), s.runTimeout)
 		r.chatRounds = append(r.chatRounds, result)
@@ -312,7 +313,7 @@ const (
 func waitForQuiet(ctx context.Context, logger *slog.Logger) error {
 	started := time.Now()
 	for time.Since(started) < quietMaxWait {
-		busyBefore, totalBefore, err := machineCPU()
+		busyBefore, totalBefore, err := benchstack.MachineCPU()
 		if err != nil {
 			return err
 		}
@@ -321,7 +322,7 @@ func waitForQuiet(ctx context.Context, logger *slog.Logger) error {
 			return ctx.Err()
 		case <-time.After(time.Second):
 		}
-		busyAfter, totalAfter, err := machineCPU()
+		busyAfter, totalAfter, err := benchstack.MachineCPU()
 		if err != nil {
 			return err
 		}
@@ -368,8 +369,8 @@ func loadFor(s settings, probes *windowProbes) loadOptions {
 // record.
 func cpuSources(st *stack) []cpuSource {
 	sources := []cpuSource{
-		pidSource("aihigress serve", func() int { return st.serve.pid() }),
-		pidSource("aihigress worker", func() int { return st.worker.pid() }),
+		pidSource("aihigress serve", func() int { return st.serve.PID() }),
+		pidSource("aihigress worker", func() int { return st.worker.PID() }),
 		pidSource("Temporal dev server", func() int { return st.temporalPID }),
 		pidSource("chatbench (clients, baseline worker, mock upstream)", os.Getpid),
 	}

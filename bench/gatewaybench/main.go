@@ -169,7 +169,7 @@ func main() {
 	}
 }
 
-// report is what a mode of the benchmark measured.
+// report holds the figures of one mode of the benchmark.
 type report interface {
 	// terminal renders what the tool prints.
 	terminal() string

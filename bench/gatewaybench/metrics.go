@@ -47,7 +47,7 @@ func (w metricsWindow) sentRate(rate int) float64 {
 	return float64(n) / span.Seconds()
 }
 
-// metricsResults is what -metrics compare measured.
+// metricsResults holds the figures of -metrics compare.
 type metricsResults struct {
 	settings settings
 	runInfo

@@ -3,9 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/aihigress/aihigress/api"
+	"github.com/aihigress/aihigress/bench/internal/benchstack"
 	"github.com/aihigress/aihigress/internal/apikeys"
 	"github.com/aihigress/aihigress/internal/auth"
 	"github.com/aihigress/aihigress/internal/devenv"
@@ -162,7 +161,7 @@ func (s *stack) startGateway(ctx context.Context) error {
 		return err
 	}
 
-	keys, err := apikeys.NewService(st, "gatewaybench-master-key-"+randomHex(16), apikeys.Options{Redis: rdb, RedisPrefix: prefix, Logger: s.logger})
+	keys, err := apikeys.NewService(st, "gatewaybench-master-key-"+benchstack.RandomHex(16), apikeys.Options{Redis: rdb, RedisPrefix: prefix, Logger: s.logger})
 	if err != nil {
 		return err
 	}
@@ -178,7 +177,7 @@ func (s *stack) startGateway(ctx context.Context) error {
 		background.Wait()
 		return nil
 	})
-	user := &models.User{Username: "bench_" + randomHex(4), PasswordHash: "-", IsActive: true}
+	user := &models.User{Username: "bench_" + benchstack.RandomHex(4), PasswordHash: "-", IsActive: true}
 	user.Email = user.Username + "@example.com"
 	if err := st.CreateUser(ctx, user); err != nil {
 		return err
@@ -217,7 +216,7 @@ func (s *stack) startGateway(ctx context.Context) error {
 	// newServer returns a gateway without metrics. The servers that it
 	// returns share the database, Redis, the router and the request log,
 	// as several `aihigress serve` processes would.
-	issuer := auth.NewIssuer("gatewaybench-jwt-secret-"+randomHex(16), time.Hour, time.Hour, time.Now)
+	issuer := auth.NewIssuer("gatewaybench-jwt-secret-"+benchstack.RandomHex(16), time.Hour, time.Hour, time.Now)
 	newServer := func() *api.Server {
 		server := &api.Server{
 			Store:    st,
@@ -310,11 +309,11 @@ func (s *stack) openStore(ctx context.Context) (*store.Store, error) {
 	if err := admin.QueryRowContext(ctx, "SHOW server_version").Scan(&version); err != nil {
 		return nil, fmt.Errorf("connect to PostgreSQL at -database-url: %w", err)
 	}
-	name := "aih_gwbench_" + randomHex(6)
+	name := "aih_gwbench_" + benchstack.RandomHex(6)
 	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
 		return nil, fmt.Errorf("create database %s: %w", name, err)
 	}
-	s.onClose("drop database "+name, func() error { return dropDatabase(s.settings.databaseURL, name) })
+	s.onClose("drop database "+name, func() error { return benchstack.DropDatabase(s.settings.databaseURL, name) })
 
 	u, err := url.Parse(s.settings.databaseURL)
 	if err != nil {
@@ -323,18 +322,6 @@ func (s *stack) openStore(ctx context.Context) (*store.Store, error) {
 	u.Path = "/" + name
 	s.backends = append(s.backends, "PostgreSQL "+strings.Fields(version)[0]+" on "+u.Host)
 	return store.Open(ctx, store.Options{DatabaseURL: u.String()})
-}
-
-func dropDatabase(adminURL, name string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	admin, err := sql.Open("pgx", adminURL)
-	if err != nil {
-		return err
-	}
-	defer admin.Close()
-	_, err = admin.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-	return err
 }
 
 // connectRedis connects to -redis-url or an embedded server and picks a key
@@ -359,26 +346,14 @@ func (s *stack) connectRedis(ctx context.Context) (*redis.Client, string, error)
 		return nil, "", fmt.Errorf("connect to Redis at %s: %w", opts.Addr, err)
 	}
 
-	prefix := "aihgwbench:" + randomHex(6) + ":"
-	s.onClose("delete Redis keys "+prefix+"*", func() error { return deleteKeys(rdb, prefix) })
+	prefix := "aihgwbench:" + benchstack.RandomHex(6) + ":"
+	s.onClose("delete Redis keys "+prefix+"*", func() error { return benchstack.DeleteKeys(rdb, prefix) })
 	if s.settings.embeddedRedis {
 		s.backends = append(s.backends, "embedded Redis-protocol server (miniredis) in the benchmark process")
 	} else {
 		s.backends = append(s.backends, "Redis on "+opts.Addr)
 	}
 	return rdb, prefix, nil
-}
-
-func deleteKeys(rdb *redis.Client, prefix string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	iter := rdb.Scan(ctx, 0, prefix+"*", 500).Iterator()
-	for iter.Next(ctx) {
-		if err := rdb.Del(ctx, iter.Val()).Err(); err != nil {
-			return err
-		}
-	}
-	return iter.Err()
 }
 
 // listener is an HTTP server on a free loopback port.
@@ -405,10 +380,4 @@ func serve(handler http.Handler, logger *slog.Logger) (listener, error) {
 		}
 	}()
 	return listener{address: "http://" + ln.Addr().String(), close: srv.Close}, nil
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
