@@ -87,7 +87,7 @@ func measureCodec(ctx context.Context, s settings, st *stack, api *apiClient, co
 				return err
 			}
 		}
-		if err := waitForQuiet(ctx, logger); err != nil {
+		if err := benchstack.WaitForQuiet(ctx, logger); err != nil {
 			return err
 		}
 
@@ -292,7 +292,7 @@ func (r *codecResults) section() string {
 	notes := []string{
 		"The stack is the one of `bench/chatbench`: `aihigress serve` and `aihigress worker` as child processes, a Temporal dev server with an in-memory database, and the mock upstream. Both sides use the same dev server, database and Redis. The tool restarts `serve` and `worker` whenever the side changes, with `TEMPORAL_PAYLOAD_KEY` set to a random key for the codec side and unset for the other, and checks that both processes logged the codec as expected.",
 		fmt.Sprintf("The load is the throughput phase of `bench/chatbench`: %d clients in a closed loop, each posting a streaming message to its own conversation and reading the SSE response until `done`. After a %s ramp, a window counts the runs whose `done` frame arrived within %s. Every run is then checked against `GET /v1/runs/{id}` as in the main benchmark.", s.concurrency, s.ramp, s.window),
-		fmt.Sprintf("Each of %d rounds has one window per side. Odd rounds measure the codec off first and even rounds the codec on first, because the dev server's in-memory database slows as it grows. Every window starts after the machine has been less than %d%% busy for a second (waiting up to %s). The checked ratio divides the median of the per-round rates with the codec by the median without it.", s.rounds, quietBusyPercent, quietMaxWait),
+		fmt.Sprintf("Each of %d rounds has one window per side. Odd rounds measure the codec off first and even rounds the codec on first, because the dev server's in-memory database slows as it grows. Every window starts after the machine has been less than %d%% busy for a second (waiting up to %s). The checked ratio divides the median of the per-round rates with the codec by the median without it.", s.rounds, benchstack.QuietBusyPercent, benchstack.QuietMaxWait),
 		"CPU per completed run is the user plus system CPU time of each process over the windows of a side, from /proc/<pid>/stat, divided by the runs completed in those windows.",
 	}
 	b.WriteString("- " + strings.Join(notes, "\n- ") + "\n")

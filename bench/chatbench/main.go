@@ -280,7 +280,7 @@ func runPhases(ctx context.Context, s settings, st *stack, api *apiClient, conve
 			order = []func(int){measureChat, measureBaseline}
 		}
 		for _, measure := range order {
-			if err := waitForQuiet(ctx, logger); err != nil {
+			if err := benchstack.WaitForQuiet(ctx, logger); err != nil {
 				return err
 			}
 			measure(round)
@@ -297,40 +297,6 @@ func runPhases(ctx context.Context, s settings, st *stack, api *apiClient, conve
 	r.chatCPU, r.chatCPUOK = chatProbes.cpu.usage()
 	r.baselineTemporal, r.baselineTemporalErr = baseProbes.temporal.perCompletion(r.baselineThroughput.inWindow)
 	r.chatTemporal, r.chatTemporalErr = chatProbes.temporal.perCompletion(r.chatThroughput.inWindow)
-	return nil
-}
-
-// Limits of waitForQuiet.
-const (
-	quietBusyPercent = 20
-	quietMaxWait     = time.Minute
-)
-
-// waitForQuiet waits until less than quietBusyPercent of the machine's CPU
-// time was busy over one second, or quietMaxWait has passed. Temporal keeps
-// working for a while after a load ends, for example on timers and
-// visibility records, and that work would otherwise slow the next window.
-func waitForQuiet(ctx context.Context, logger *slog.Logger) error {
-	started := time.Now()
-	for time.Since(started) < quietMaxWait {
-		busyBefore, totalBefore, err := benchstack.MachineCPU()
-		if err != nil {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Second):
-		}
-		busyAfter, totalAfter, err := benchstack.MachineCPU()
-		if err != nil {
-			return err
-		}
-		if total := totalAfter - totalBefore; total > 0 && 100*(busyAfter-busyBefore) < quietBusyPercent*total {
-			return nil
-		}
-	}
-	logger.Warn("the machine is still busy; starting the next window anyway", "waited", quietMaxWait, "busy_percent_limit", quietBusyPercent)
 	return nil
 }
 

@@ -6,9 +6,12 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"os"
+	"runtime"
 	"strings"
 	"time"
 
+	"github.com/aihigress/aihigress/bench/internal/benchstack"
 	"github.com/aihigress/aihigress/bench/internal/benchstat"
 	"github.com/aihigress/aihigress/internal/benchdoc"
 )
@@ -31,6 +34,10 @@ type metricsWindow struct {
 	flushes   int64
 	rows      int64
 	flushTime time.Duration
+	// otherCores is the average number of cores that processes other than
+	// the benchmark's kept busy during the window, or NaN when /proc could
+	// not be read.
+	otherCores float64
 }
 
 // sentRate is the rate at which the window's requests were sent: the
@@ -82,18 +89,23 @@ func measureMetrics(ctx context.Context, s settings, st *stack, load loadGenerat
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
+			if err := benchstack.WaitForQuiet(ctx, logger); err != nil {
+				return nil, err
+			}
 			logger.Info("measuring", "round", round+1, "target", t.name, "rate", s.rate, "window", s.window)
 			flushes, rows, flushTime := aggregator.Flushes(), aggregator.RowsWritten(), aggregator.FlushTime()
+			before := takeCPUSnapshot(load.pid())
 			w, err := load.run(ctx, t, false, s.rate, s.window)
 			if err != nil {
 				return nil, err
 			}
 			windows[t.name] = metricsWindow{
-				samples:   w.samples,
-				lag:       w.lag,
-				flushes:   aggregator.Flushes() - flushes,
-				rows:      aggregator.RowsWritten() - rows,
-				flushTime: aggregator.FlushTime() - flushTime,
+				samples:    w.samples,
+				lag:        w.lag,
+				flushes:    aggregator.Flushes() - flushes,
+				rows:       aggregator.RowsWritten() - rows,
+				flushTime:  aggregator.FlushTime() - flushTime,
+				otherCores: otherCores(before, takeCPUSnapshot(load.pid())),
 			}
 		}
 		r.rounds = append(r.rounds, windows)
@@ -103,6 +115,53 @@ func measureMetrics(ctx context.Context, s settings, st *stack, load loadGenerat
 	r.requestLogWritten, r.requestLogDropped = st.requestLog.Written(), st.requestLog.Dropped()
 	r.loadAfter = benchdoc.LoadAverage()
 	return r, nil
+}
+
+// cpuSnapshot holds the machine's busy and total CPU ticks and the ticks of
+// the benchmark's processes: this one, the load generator, and every
+// PostgreSQL and Redis process.
+type cpuSnapshot struct {
+	busy, total, own int64
+	ok               bool
+}
+
+func takeCPUSnapshot(loadPID int) cpuSnapshot {
+	busy, total, err := benchstack.MachineCPU()
+	if err != nil {
+		return cpuSnapshot{}
+	}
+	pids := []int{os.Getpid()}
+	if loadPID != os.Getpid() {
+		pids = append(pids, loadPID)
+	}
+	var own int64
+	for _, pid := range pids {
+		stat, err := benchstack.ReadProcStat(pid)
+		if err != nil {
+			return cpuSnapshot{}
+		}
+		own += stat.CPUTicks
+	}
+	for _, comm := range []string{"postgres", "redis-server"} {
+		ticks, _, err := benchstack.CPUTicksByComm(comm)
+		if err != nil {
+			return cpuSnapshot{}
+		}
+		own += ticks
+	}
+	return cpuSnapshot{busy: busy, total: total, own: own, ok: true}
+}
+
+// otherCores returns the average number of cores that were busy between
+// two snapshots with work outside the benchmark's processes, interrupt
+// handling included.
+func otherCores(before, after cpuSnapshot) float64 {
+	if !before.ok || !after.ok || after.total <= before.total {
+		return math.NaN()
+	}
+	ticksPerCore := float64(after.total-before.total) / float64(runtime.NumCPU())
+	other := (after.busy - before.busy) - (after.own - before.own)
+	return max(0, float64(other)) / ticksPerCore
 }
 
 // pooled returns the samples and the lags of every round of a target.
@@ -250,9 +309,9 @@ func (r *metricsResults) details() string {
 		if i%2 == 1 {
 			first = metricsOff
 		}
-		fmt.Fprintf(&b, "  - Round %d (%s first): p99 on %s, off %s, on ÷ off %.3f; %d flushes, %d rows.\n", i+1, first,
+		fmt.Fprintf(&b, "  - Round %d (%s first): p99 on %s, off %s, on ÷ off %.3f; %d flushes, %d rows; other processes kept %.2f cores busy during on, %.2f during off.\n", i+1, first,
 			ms(percentile(latencies(round[metricsOn].samples, false), 99)), ms(percentile(latencies(round[metricsOff].samples, false), 99)),
-			ratios[i], round[metricsOn].flushes, round[metricsOn].rows)
+			ratios[i], round[metricsOn].flushes, round[metricsOn].rows, round[metricsOn].otherCores, round[metricsOff].otherCores)
 		lowest, highest = min(lowest, ratios[i]), max(highest, ratios[i])
 	}
 	if len(ratios) > 1 && lowest <= maxP99Ratio && highest > maxP99Ratio {
@@ -300,6 +359,7 @@ func (r *metricsResults) section() string {
 			"The gateway without metrics is what `METRICS_ENABLED=off` builds: no collectors, no recorder and no `/metrics` route. Nothing scrapes `/metrics` during the run.",
 		fmt.Sprintf("The load generator is a second process (`gatewaybench load-generator`). Each window sends non-streaming requests at a fixed arrival rate of %d per second, each in its own goroutine, whether or not earlier responses have ended (an open loop). A request's latency runs from the client sending it to reading the end of the body. The sent rate is the request count over the time from the first send to the slot after the last one, so it shows whether the load generator kept its schedule.", s.rate),
 		"The gateway with metrics runs first in odd rounds and second in even rounds. A warmup window per gateway runs before the rounds and is not counted. The checked ratio divides the median of the window p99s with metrics by the median of the window p99s without, because a window that other processes on the machine slowed moves the median less than it moves the p99 of the pooled samples. The p99 of the pooled samples and the per-round ratios are listed too, to show how much single windows vary.",
+		fmt.Sprintf("Every window starts after the machine has been less than %d%% busy for a second (waiting up to %s). Other programs on the machine can still start during a window, so each round lists the cores that processes other than the benchmark's kept busy: the machine's busy time from /proc/stat, interrupt handling included, minus the CPU time of the benchmark process, the load generator and every PostgreSQL and Redis process, which also counts work that other programs gave those servers.", benchstack.QuietBusyPercent, benchstack.QuietMaxWait),
 		"The flush figures come from the aggregator's counters: flushes that wrote at least one bucket, rows upserted and the time from taking the buckets to the commit. One provider and one logical model make one row per minute bucket, so a flush writes one or two rows however many requests it sums.",
 	}
 	b.WriteString("- " + strings.Join(notes, "\n- ") + "\n")
