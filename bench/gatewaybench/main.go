@@ -68,24 +68,24 @@ func (s settings) compareMetrics() bool {
 	return s.metricsMode == metricsCompare
 }
 
-// modeDefaults returns the defaults of -rate and -rounds. The metrics
-// comparison needs 2,000 requests per second, and more rounds because a p99
-// ratio moves more from round to round than the p50 figures of the default
-// mode.
-func modeDefaults(compareMetrics bool) (rate, rounds int) {
+// modeDefaults returns the defaults of -rate, -rounds and -window. The
+// metrics comparison needs 2,000 requests per second, and alternates many
+// short windows, so that a build or test that another program starts on
+// the machine slows both gateways alike.
+func modeDefaults(compareMetrics bool) (rate, rounds int, window time.Duration) {
 	if compareMetrics {
-		return 2000, 6
+		return 2000, 40, 3 * time.Second
 	}
-	return 500, 3
+	return 500, 3, 10 * time.Second
 }
 
 func parseSettings(args []string) (settings, error) {
 	var s settings
 	flags := flag.NewFlagSet("gatewaybench", flag.ContinueOnError)
 	flags.IntVar(&s.rate, "rate", 0, "requests per second sent to each target, at a fixed arrival rate (default 500, or 2000 with -metrics compare)")
-	flags.DurationVar(&s.window, "window", 10*time.Second, "length of one measurement window of one target")
+	flags.DurationVar(&s.window, "window", 0, "length of one measurement window of one target (default 10s, or 3s with -metrics compare)")
 	flags.DurationVar(&s.warmup, "warmup", 2*time.Second, "load per target before the measured rounds of each request kind, not counted")
-	flags.IntVar(&s.rounds, "rounds", 0, "measurement rounds per request kind; each round has one window per target, in rotating order (default 3, or 6 with -metrics compare)")
+	flags.IntVar(&s.rounds, "rounds", 0, "measurement rounds per request kind; each round has one window per target, in rotating order (default 3, or 40 with -metrics compare)")
 	flags.DurationVar(&s.upstreamLatency, "upstream-latency", 20*time.Millisecond, "mock upstream delay before the first token (the whole body waits it too)")
 	flags.IntVar(&s.tokens, "tokens", 16, "content tokens per reply; streams send one chunk per token without pacing")
 	flags.StringVar(&s.databaseURL, "database-url", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
@@ -99,7 +99,7 @@ func parseSettings(args []string) (settings, error) {
 	flags.BoolVar(&s.loadProcess, "load-process", true, "send the requests from a child process, whose goroutines do not wait for the Go scheduler of the measured servers. With false, this process sends them")
 	flags.BoolVar(&s.check, "check", false, fmt.Sprintf("exit with status %d when a target is missed", exitTargetMissed))
 	flags.StringVar(&s.metricsMode, "metrics", "", "\"compare\" measures non-streaming requests to a gateway with metrics and to one without, in alternating order, instead of the direct, proxy and gateway targets")
-	flags.DurationVar(&s.flushInterval, "flush-interval", 3*time.Second, "with -metrics compare, how often the gateway with metrics flushes its provider buckets (METRICS_FLUSH_INTERVAL, 30s in production)")
+	flags.DurationVar(&s.flushInterval, "flush-interval", time.Second, "with -metrics compare, how often the gateway with metrics flushes its provider buckets (METRICS_FLUSH_INTERVAL, 30s in production)")
 	if err := flags.Parse(args); err != nil {
 		return s, err
 	}
@@ -109,12 +109,15 @@ func parseSettings(args []string) (settings, error) {
 	if s.metricsMode != "" && !s.compareMetrics() {
 		return s, fmt.Errorf("-metrics must be %q or empty, got %q", metricsCompare, s.metricsMode)
 	}
-	rate, rounds := modeDefaults(s.compareMetrics())
+	rate, rounds, window := modeDefaults(s.compareMetrics())
 	if s.rate == 0 {
 		s.rate = rate
 	}
 	if s.rounds == 0 {
 		s.rounds = rounds
+	}
+	if s.window == 0 {
+		s.window = window
 	}
 
 	switch {

@@ -15,10 +15,11 @@ func TestParseSettingsModes(t *testing.T) {
 		wantErr    string
 	}{
 		{name: "overhead defaults", args: nil, wantRate: 500, wantRounds: 3},
-		{name: "metrics defaults", args: []string{"-metrics", "compare"}, wantRate: 2000, wantRounds: 6},
+		{name: "metrics defaults", args: []string{"-metrics", "compare"}, wantRate: 2000, wantRounds: 40},
 		{name: "metrics with explicit rate", args: []string{"-metrics", "compare", "-rate", "800", "-rounds", "2"}, wantRate: 800, wantRounds: 2},
 		{name: "unknown metrics mode", args: []string{"-metrics", "on"}, wantErr: "-metrics must be"},
 		{name: "flush interval above half the window", args: []string{"-metrics", "compare", "-window", "10s", "-flush-interval", "6s"}, wantErr: "-flush-interval"},
+		{name: "flush interval above half the default window", args: []string{"-metrics", "compare", "-flush-interval", "2s"}, wantErr: "-flush-interval"},
 		{name: "flush interval below 1s", args: []string{"-metrics", "compare", "-flush-interval", "500ms"}, wantErr: "-flush-interval"},
 		{name: "negative rate", args: []string{"-rate", "-5"}, wantErr: "-rate"},
 	}

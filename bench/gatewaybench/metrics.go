@@ -83,16 +83,17 @@ func measureMetrics(ctx context.Context, s settings, st *stack, load loadGenerat
 
 	aggregator := st.recorder.Aggregator()
 	r := &metricsResults{settings: s, runInfo: run}
+	logger.Info("measuring", "rounds", s.rounds, "rate", s.rate, "window", s.window)
 	for round := range s.rounds {
+		if round > 0 && round%10 == 0 {
+			logger.Info("rounds done", "rounds", round, "of", s.rounds)
+		}
 		windows := map[string]metricsWindow{}
 		for _, t := range rotate(targets, round) {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			if err := benchstack.WaitForQuiet(ctx, logger); err != nil {
-				return nil, err
-			}
-			logger.Info("measuring", "round", round+1, "target", t.name, "rate", s.rate, "window", s.window)
+			logger.Debug("measuring", "round", round+1, "target", t.name, "rate", s.rate, "window", s.window)
 			flushes, rows, flushTime := aggregator.Flushes(), aggregator.RowsWritten(), aggregator.FlushTime()
 			before := takeCPUSnapshot(load.pid())
 			w, err := load.run(ctx, t, false, s.rate, s.window)
@@ -106,6 +107,15 @@ func measureMetrics(ctx context.Context, s settings, st *stack, load loadGenerat
 				rows:       aggregator.RowsWritten() - rows,
 				flushTime:  aggregator.FlushTime() - flushTime,
 				otherCores: otherCores(before, takeCPUSnapshot(load.pid())),
+			}
+			// Flush takes the aggregator's flush lock, so it also waits for
+			// a periodic flush in progress. No write of this window's
+			// buckets then falls into the next window.
+			flushCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err = aggregator.Flush(flushCtx)
+			cancel()
+			if err != nil {
+				return nil, fmt.Errorf("flush provider metrics after a window: %w", err)
 			}
 		}
 		r.rounds = append(r.rounds, windows)
@@ -176,8 +186,6 @@ func (r *metricsResults) pooled(name string) ([]sample, []time.Duration) {
 }
 
 // windowP99 returns the median over the rounds of a target's window p99.
-// A window that other processes on the machine slowed moves it less than
-// it moves the p99 of the pooled samples.
 func (r *metricsResults) windowP99(name string) time.Duration {
 	p99s := make([]float64, len(r.rounds))
 	for i, round := range r.rounds {
@@ -186,10 +194,12 @@ func (r *metricsResults) windowP99(name string) time.Duration {
 	return time.Duration(benchstat.Median(p99s))
 }
 
-// p99Ratio is the checked figure: the median window p99 with metrics over
-// the median window p99 without.
+// p99Ratio is the checked figure: the p99 of all samples with metrics over
+// the p99 of all samples without.
 func (r *metricsResults) p99Ratio() float64 {
-	return ratio(r.windowP99(metricsOn), r.windowP99(metricsOff))
+	on, _ := r.pooled(metricsOn)
+	off, _ := r.pooled(metricsOff)
+	return ratio(percentile(latencies(on, false), 99), percentile(latencies(off, false), 99))
 }
 
 // roundRatios returns each round's p99 with metrics over its p99 without.
@@ -249,8 +259,8 @@ func (r *metricsResults) table() string {
 		checked bool
 	}{
 		{"p50, all requests", percentile(onLatencies, 50), percentile(offLatencies, 50), false},
-		{"p99, all requests", percentile(onLatencies, 99), percentile(offLatencies, 99), false},
-		{fmt.Sprintf("p99, median of the %d windows", len(r.rounds)), r.windowP99(metricsOn), r.windowP99(metricsOff), true},
+		{"p99, all requests", percentile(onLatencies, 99), percentile(offLatencies, 99), true},
+		{fmt.Sprintf("p99, median of the %d window p99s", len(r.rounds)), r.windowP99(metricsOn), r.windowP99(metricsOff), false},
 	}
 	for _, row := range rows {
 		target, result := "none", "–"
@@ -301,9 +311,31 @@ func (r *metricsResults) details() string {
 	fmt.Fprintf(&b, "- Provider metrics flushes during the windows with metrics: %d (at least %d per window), %d rows upserted, %s per flush on average. Over the whole run: %d requests dropped at the bucket limit, %d failed flushes.\n",
 		flushes, r.minFlushes(), rows, ms(meanFlush), r.dropped, r.flushErrors)
 
+	b.WriteString(r.roundSummary())
+	fmt.Fprintf(&b, "- Request log: %d rows written, %d dropped.\n", r.requestLogWritten, r.requestLogDropped)
+	return b.String()
+}
+
+// maxListedRounds is the most rounds that the report lists one by one.
+const maxListedRounds = 12
+
+// roundSummary renders the spread of the per-round p99 ratios and the
+// load of other processes, round by round when there are few rounds.
+func (r *metricsResults) roundSummary() string {
+	var b strings.Builder
 	ratios := r.roundRatios()
-	fmt.Fprintf(&b, "- p99 on ÷ off per round: median %.3f.\n", benchstat.Median(ratios))
-	lowest, highest := math.Inf(1), math.Inf(-1)
+	var otherOn, otherOff []float64
+	for _, round := range r.rounds {
+		otherOn = append(otherOn, round[metricsOn].otherCores)
+		otherOff = append(otherOff, round[metricsOff].otherCores)
+	}
+	fmt.Fprintf(&b, "- Window p99 on ÷ off per round: median %.3f, middle half from %.3f to %.3f, all from %.3f to %.3f.\n",
+		benchstat.Median(ratios), percentileFloat(ratios, 25), percentileFloat(ratios, 75), percentileFloat(ratios, 0), percentileFloat(ratios, 100))
+	fmt.Fprintf(&b, "- Other processes on the machine kept %.2f cores busy during the median window with metrics and %.2f during the median window without.\n",
+		benchstat.Median(otherOn), benchstat.Median(otherOff))
+	if len(r.rounds) > maxListedRounds {
+		return b.String()
+	}
 	for i, round := range r.rounds {
 		first := metricsOn
 		if i%2 == 1 {
@@ -312,12 +344,7 @@ func (r *metricsResults) details() string {
 		fmt.Fprintf(&b, "  - Round %d (%s first): p99 on %s, off %s, on ÷ off %.3f; %d flushes, %d rows; other processes kept %.2f cores busy during on, %.2f during off.\n", i+1, first,
 			ms(percentile(latencies(round[metricsOn].samples, false), 99)), ms(percentile(latencies(round[metricsOff].samples, false), 99)),
 			ratios[i], round[metricsOn].flushes, round[metricsOn].rows, round[metricsOn].otherCores, round[metricsOff].otherCores)
-		lowest, highest = min(lowest, ratios[i]), max(highest, ratios[i])
 	}
-	if len(ratios) > 1 && lowest <= maxP99Ratio && highest > maxP99Ratio {
-		fmt.Fprintf(&b, "- The per-round ratios range from %.3f to %.3f and so lie on both sides of the %.2f target: single windows do not settle the result.\n", lowest, highest, maxP99Ratio)
-	}
-	fmt.Fprintf(&b, "- Request log: %d rows written, %d dropped.\n", r.requestLogWritten, r.requestLogDropped)
 	return b.String()
 }
 
@@ -358,8 +385,8 @@ func (r *metricsResults) section() string {
 			"Its recorder flushes the buckets with a batched upsert into `provider_metrics_minute` every `-flush-interval`, a shorter interval than the production default of 30s so that every window sees at least two flushes. " +
 			"The gateway without metrics is what `METRICS_ENABLED=off` builds: no collectors, no recorder and no `/metrics` route. Nothing scrapes `/metrics` during the run.",
 		fmt.Sprintf("The load generator is a second process (`gatewaybench load-generator`). Each window sends non-streaming requests at a fixed arrival rate of %d per second, each in its own goroutine, whether or not earlier responses have ended (an open loop). A request's latency runs from the client sending it to reading the end of the body. The sent rate is the request count over the time from the first send to the slot after the last one, so it shows whether the load generator kept its schedule.", s.rate),
-		"The gateway with metrics runs first in odd rounds and second in even rounds. A warmup window per gateway runs before the rounds and is not counted. The checked ratio divides the median of the window p99s with metrics by the median of the window p99s without, because a window that other processes on the machine slowed moves the median less than it moves the p99 of the pooled samples. The p99 of the pooled samples and the per-round ratios are listed too, to show how much single windows vary.",
-		fmt.Sprintf("Every window starts after the machine has been less than %d%% busy for a second (waiting up to %s). Other programs on the machine can still start during a window, so each round lists the cores that processes other than the benchmark's kept busy: the machine's busy time from /proc/stat, interrupt handling included, minus the CPU time of the benchmark process, the load generator and every PostgreSQL and Redis process, which also counts work that other programs gave those servers.", benchstack.QuietBusyPercent, benchstack.QuietMaxWait),
+		fmt.Sprintf("The gateways take turns: %d rounds of one %s window each, the gateway with metrics first in odd rounds and second in even rounds. A warmup window per gateway runs before the rounds and is not counted. The windows are short so that a build or test that another program starts on the shared machine, which lasts seconds to minutes, slows both gateways alike. After each window the benchmark flushes the remaining buckets itself, so that no write of one window's requests falls into the next. The checked ratio divides the p99 of all samples with metrics by the p99 of all samples without. Single %s windows have too few samples in their tail for a p99 of their own, so the per-round ratios are listed only to show how much they vary.", s.rounds, s.window, s.window),
+		"Each window also records the cores that processes other than the benchmark's kept busy: the machine's busy time from /proc/stat, interrupt handling included, minus the CPU time of the benchmark process, the load generator and every PostgreSQL and Redis process. That count also leaves out work that other programs gave PostgreSQL and Redis.",
 		"The flush figures come from the aggregator's counters: flushes that wrote at least one bucket, rows upserted and the time from taking the buckets to the commit. One provider and one logical model make one row per minute bucket, so a flush writes one or two rows however many requests it sums.",
 	}
 	b.WriteString("- " + strings.Join(notes, "\n- ") + "\n")
