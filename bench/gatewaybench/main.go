@@ -59,6 +59,7 @@ type settings struct {
 	// metrics instead of against the direct and proxy targets.
 	metricsMode   string
 	flushInterval time.Duration
+	maxOtherCores float64
 }
 
 // metricsCompare is the -metrics value that selects the metrics comparison.
@@ -74,7 +75,7 @@ func (s settings) compareMetrics() bool {
 // the machine slows both gateways alike.
 func modeDefaults(compareMetrics bool) (rate, rounds int, window time.Duration) {
 	if compareMetrics {
-		return 2000, 40, 3 * time.Second
+		return 2000, 80, 3 * time.Second
 	}
 	return 500, 3, 10 * time.Second
 }
@@ -85,7 +86,7 @@ func parseSettings(args []string) (settings, error) {
 	flags.IntVar(&s.rate, "rate", 0, "requests per second sent to each target, at a fixed arrival rate (default 500, or 2000 with -metrics compare)")
 	flags.DurationVar(&s.window, "window", 0, "length of one measurement window of one target (default 10s, or 3s with -metrics compare)")
 	flags.DurationVar(&s.warmup, "warmup", 2*time.Second, "load per target before the measured rounds of each request kind, not counted")
-	flags.IntVar(&s.rounds, "rounds", 0, "measurement rounds per request kind; each round has one window per target, in rotating order (default 3, or 40 with -metrics compare)")
+	flags.IntVar(&s.rounds, "rounds", 0, "measurement rounds per request kind; each round has one window per target, in rotating order (default 3, or 80 with -metrics compare)")
 	flags.DurationVar(&s.upstreamLatency, "upstream-latency", 20*time.Millisecond, "mock upstream delay before the first token (the whole body waits it too)")
 	flags.IntVar(&s.tokens, "tokens", 16, "content tokens per reply; streams send one chunk per token without pacing")
 	flags.StringVar(&s.databaseURL, "database-url", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
@@ -100,6 +101,7 @@ func parseSettings(args []string) (settings, error) {
 	flags.BoolVar(&s.check, "check", false, fmt.Sprintf("exit with status %d when a target is missed", exitTargetMissed))
 	flags.StringVar(&s.metricsMode, "metrics", "", "\"compare\" measures non-streaming requests to a gateway with metrics and to one without, in alternating order, instead of the direct, proxy and gateway targets")
 	flags.DurationVar(&s.flushInterval, "flush-interval", time.Second, "with -metrics compare, how often the gateway with metrics flushes its provider buckets (METRICS_FLUSH_INTERVAL, 30s in production)")
+	flags.Float64Var(&s.maxOtherCores, "max-other-cores", 0.2, "with -metrics compare, the most cores that other processes on the machine may keep busy during both windows of a round for the round to count in the checked p99")
 	if err := flags.Parse(args); err != nil {
 		return s, err
 	}
@@ -129,6 +131,8 @@ func parseSettings(args []string) (settings, error) {
 		return s, errors.New("-rounds must be at least 1")
 	case s.upstreamLatency < 0 || s.tokens < 1:
 		return s, errors.New("-upstream-latency must be at least 0 and -tokens at least 1")
+	case s.maxOtherCores < 0:
+		return s, errors.New("-max-other-cores must be at least 0")
 	case s.compareMetrics() && (s.flushInterval < time.Second || s.window < 2*s.flushInterval):
 		return s, fmt.Errorf("-flush-interval must be at least 1s and at most half of -window, so that each window sees two flushes; got %s and %s", s.flushInterval, s.window)
 	}

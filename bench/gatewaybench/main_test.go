@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +16,7 @@ func TestParseSettingsModes(t *testing.T) {
 		wantErr    string
 	}{
 		{name: "overhead defaults", args: nil, wantRate: 500, wantRounds: 3},
-		{name: "metrics defaults", args: []string{"-metrics", "compare"}, wantRate: 2000, wantRounds: 40},
+		{name: "metrics defaults", args: []string{"-metrics", "compare"}, wantRate: 2000, wantRounds: 80},
 		{name: "metrics with explicit rate", args: []string{"-metrics", "compare", "-rate", "800", "-rounds", "2"}, wantRate: 800, wantRounds: 2},
 		{name: "unknown metrics mode", args: []string{"-metrics", "on"}, wantErr: "-metrics must be"},
 		{name: "flush interval above half the window", args: []string{"-metrics", "compare", "-window", "10s", "-flush-interval", "6s"}, wantErr: "-flush-interval"},
@@ -62,5 +63,45 @@ func TestSentRate(t *testing.T) {
 				t.Errorf("sentRate = %g, want %g", got, tt.want)
 			}
 		})
+	}
+}
+
+// syntheticRound returns a round whose windows have the given other-process
+// load and n samples each, the slowest of which takes tail.
+func syntheticRound(otherOn, otherOff float64, n int, tailOn, tailOff time.Duration) map[string]metricsWindow {
+	window := func(other float64, tail time.Duration) metricsWindow {
+		samples := make([]sample, n)
+		for i := range samples {
+			samples[i] = sample{latency: 20 * time.Millisecond}
+		}
+		samples[n-1].latency = tail
+		return metricsWindow{samples: samples, otherCores: other}
+	}
+	return map[string]metricsWindow{metricsOn: window(otherOn, tailOn), metricsOff: window(otherOff, tailOff)}
+}
+
+func TestQuietRoundsDecideRatio(t *testing.T) {
+	r := &metricsResults{settings: settings{maxOtherCores: 0.2}}
+	// Ten quiet rounds, where the gateway with metrics has the slower
+	// tail, and two loaded rounds, where the gateway without has it.
+	for range minQuietRounds {
+		r.rounds = append(r.rounds, syntheticRound(0.1, 0.05, 50, 30*time.Millisecond, 25*time.Millisecond))
+	}
+	r.rounds = append(r.rounds, syntheticRound(0.1, 1.2, 50, 30*time.Millisecond, 900*time.Millisecond))
+	r.rounds = append(r.rounds, syntheticRound(math.NaN(), 0.1, 50, 30*time.Millisecond, 900*time.Millisecond))
+
+	if got := len(r.quietRounds()); got != minQuietRounds {
+		t.Errorf("quiet rounds = %d, want %d", got, minQuietRounds)
+	}
+	if got := r.p99Ratio(); math.Abs(got-1.2) > 1e-9 {
+		t.Errorf("p99 ratio = %g, want 1.2 from the quiet rounds alone", got)
+	}
+	if missed := r.missedTargets(); len(missed) == 0 || !strings.Contains(missed[0], "p99") {
+		t.Errorf("missed targets = %v, want the p99", missed)
+	}
+
+	r.rounds = r.rounds[1:]
+	if got := r.p99Ratio(); !math.IsNaN(got) {
+		t.Errorf("p99 ratio from %d quiet rounds = %g, want NaN", minQuietRounds-1, got)
 	}
 }
