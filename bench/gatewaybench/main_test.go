@@ -105,3 +105,21 @@ func TestQuietRoundsDecideRatio(t *testing.T) {
 		t.Errorf("p99 ratio from %d quiet rounds = %g, want NaN", minQuietRounds-1, got)
 	}
 }
+
+func TestRoundSummaryListsOutliers(t *testing.T) {
+	r := &metricsResults{settings: settings{maxOtherCores: 0.2, rate: 100}}
+	for i := range maxListedRounds + 3 {
+		r.rounds = append(r.rounds, syntheticRound(0.1, 0.1, 50, time.Duration(30+i)*time.Millisecond, 30*time.Millisecond))
+	}
+	summary := r.roundSummary()
+	if !strings.Contains(summary, "highest ratios") {
+		t.Fatalf("summary of %d rounds lists no outliers:\n%s", len(r.rounds), summary)
+	}
+	if got := strings.Count(summary, "  - Round "); got != 2*outlierRounds {
+		t.Errorf("listed rounds = %d, want %d", got, 2*outlierRounds)
+	}
+	// Round 15 has the slowest tail with metrics, so it comes first.
+	if !strings.Contains(summary, "- The 3 rounds with the highest ratios and the 3 with the lowest:\n  - Round 15 ") {
+		t.Errorf("the round with the highest ratio is not listed first:\n%s", summary)
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -360,7 +362,12 @@ func (r *metricsResults) details() string {
 }
 
 // maxListedRounds is the most rounds that the report lists one by one.
-const maxListedRounds = 12
+// Beyond it, the report lists outlierRounds rounds at each end of the
+// ratios.
+const (
+	maxListedRounds = 12
+	outlierRounds   = 3
+)
 
 // roundSummary renders the spread of the per-round p99 ratios and the
 // load of other processes, round by round when there are few rounds.
@@ -376,17 +383,24 @@ func (r *metricsResults) roundSummary() string {
 		benchstat.Median(ratios), percentileFloat(ratios, 25), percentileFloat(ratios, 75), percentileFloat(ratios, 0), percentileFloat(ratios, 100))
 	fmt.Fprintf(&b, "- Other processes on the machine kept %.2f cores busy during the median window with metrics and %.2f during the median window without. %d of %d rounds were quiet (at most %.2f cores in both windows).\n",
 		benchstat.Median(otherOn), benchstat.Median(otherOff), len(r.quietRounds()), len(r.rounds), r.settings.maxOtherCores)
-	if len(r.rounds) > maxListedRounds {
-		return b.String()
+	listed := r.allRounds()
+	if len(listed) > maxListedRounds {
+		// The rounds with the highest and the lowest ratios show whether
+		// the outliers came with other load.
+		slices.SortStableFunc(listed, func(a, b int) int { return cmp.Compare(ratios[b], ratios[a]) })
+		listed = append(listed[:outlierRounds], listed[len(listed)-outlierRounds:]...)
+		fmt.Fprintf(&b, "- The %d rounds with the highest ratios and the %d with the lowest:\n", outlierRounds, outlierRounds)
 	}
-	for i, round := range r.rounds {
+	for _, i := range listed {
+		round := r.rounds[i]
 		first := metricsOn
 		if i%2 == 1 {
 			first = metricsOff
 		}
-		fmt.Fprintf(&b, "  - Round %d (%s first): p99 on %s, off %s, on ÷ off %.3f; %d flushes, %d rows; other processes kept %.2f cores busy during on, %.2f during off.\n", i+1, first,
+		fmt.Fprintf(&b, "  - Round %d (%s first): p99 on %s, off %s, on ÷ off %.3f; %d flushes, %d rows; other processes kept %.2f cores busy during on, %.2f during off; requests started late by at most %s during on, %s during off.\n", i+1, first,
 			ms(percentile(latencies(round[metricsOn].samples, false), 99)), ms(percentile(latencies(round[metricsOff].samples, false), 99)),
-			ratios[i], round[metricsOn].flushes, round[metricsOn].rows, round[metricsOn].otherCores, round[metricsOff].otherCores)
+			ratios[i], round[metricsOn].flushes, round[metricsOn].rows, round[metricsOn].otherCores, round[metricsOff].otherCores,
+			ms(percentile(round[metricsOn].lag, 100)), ms(percentile(round[metricsOff].lag, 100)))
 	}
 	return b.String()
 }
