@@ -115,11 +115,11 @@ func TestRoundSummaryListsOutliers(t *testing.T) {
 	if !strings.Contains(summary, "highest ratios") {
 		t.Fatalf("summary of %d rounds lists no outliers:\n%s", len(r.rounds), summary)
 	}
-	if got := strings.Count(summary, "  - Round "); got != 2*outlierRounds {
-		t.Errorf("listed rounds = %d, want %d", got, 2*outlierRounds)
+	if got := strings.Count(summary, "\n| "); got != 2+2*outlierRounds {
+		t.Errorf("table lines = %d, want a header, a rule and %d rounds", got, 2*outlierRounds)
 	}
 	// Round 15 has the slowest tail with metrics, so it comes first.
-	if !strings.Contains(summary, "- The 3 rounds with the highest ratios and the 3 with the lowest:\n  - Round 15 ") {
+	if !strings.Contains(summary, "| --- |\n| 15 | ") {
 		t.Errorf("the round with the highest ratio is not listed first:\n%s", summary)
 	}
 }

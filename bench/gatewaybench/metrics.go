@@ -356,8 +356,8 @@ func (r *metricsResults) details() string {
 	fmt.Fprintf(&b, "- Provider metrics flushes during the windows with metrics: %d (at least %d per window), %d rows upserted, %s per flush on average. Over the whole run: %d requests dropped at the bucket limit, %d failed flushes.\n",
 		flushes, r.minFlushes(), rows, ms(meanFlush), r.dropped, r.flushErrors)
 
-	b.WriteString(r.roundSummary())
 	fmt.Fprintf(&b, "- Request log: %d rows written, %d dropped.\n", r.requestLogWritten, r.requestLogDropped)
+	b.WriteString(r.roundSummary())
 	return b.String()
 }
 
@@ -389,18 +389,21 @@ func (r *metricsResults) roundSummary() string {
 		// the outliers came with other load.
 		slices.SortStableFunc(listed, func(a, b int) int { return cmp.Compare(ratios[b], ratios[a]) })
 		listed = append(listed[:outlierRounds], listed[len(listed)-outlierRounds:]...)
-		fmt.Fprintf(&b, "- The %d rounds with the highest ratios and the %d with the lowest:\n", outlierRounds, outlierRounds)
+		fmt.Fprintf(&b, "\nThe %d rounds with the highest ratios and the %d with the lowest:\n\n", outlierRounds, outlierRounds)
+	} else {
+		b.WriteString("\nEvery round:\n\n")
 	}
+	b.WriteString("| Round | First | p99 on | p99 off | On ÷ off | Flushes | Rows | Other cores, on | Other cores, off | Latest start, on | Latest start, off |\n")
+	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, i := range listed {
-		round := r.rounds[i]
+		on, off := r.rounds[i][metricsOn], r.rounds[i][metricsOff]
 		first := metricsOn
 		if i%2 == 1 {
 			first = metricsOff
 		}
-		fmt.Fprintf(&b, "  - Round %d (%s first): p99 on %s, off %s, on ÷ off %.3f; %d flushes, %d rows; other processes kept %.2f cores busy during on, %.2f during off; requests started late by at most %s during on, %s during off.\n", i+1, first,
-			ms(percentile(latencies(round[metricsOn].samples, false), 99)), ms(percentile(latencies(round[metricsOff].samples, false), 99)),
-			ratios[i], round[metricsOn].flushes, round[metricsOn].rows, round[metricsOn].otherCores, round[metricsOff].otherCores,
-			ms(percentile(round[metricsOn].lag, 100)), ms(percentile(round[metricsOff].lag, 100)))
+		fmt.Fprintf(&b, "| %d | %s | %s | %s | %.3f | %d | %d | %.2f | %.2f | %s | %s |\n", i+1, first,
+			ms(percentile(latencies(on.samples, false), 99)), ms(percentile(latencies(off.samples, false), 99)), ratios[i],
+			on.flushes, on.rows, on.otherCores, off.otherCores, ms(percentile(on.lag, 100)), ms(percentile(off.lag, 100)))
 	}
 	return b.String()
 }
@@ -443,7 +446,7 @@ func (r *metricsResults) section() string {
 			"The gateway without metrics is what `METRICS_ENABLED=off` builds: no collectors, no recorder and no `/metrics` route. Nothing scrapes `/metrics` during the run.",
 		fmt.Sprintf("The load generator is a second process (`gatewaybench load-generator`). Each window sends non-streaming requests at a fixed arrival rate of %d per second, each in its own goroutine, whether or not earlier responses have ended (an open loop). A request's latency runs from the client sending it to reading the end of the body. The sent rate is the request count over the time from the first send to the slot after the last one, so it shows whether the load generator kept its schedule.", s.rate),
 		fmt.Sprintf("The gateways take turns: %d rounds of one %s window each, the gateway with metrics first in odd rounds and second in even rounds. A warmup window per gateway runs before the rounds and is not counted. The windows are short so that a build or test that another program starts on the shared machine, which lasts seconds to minutes, slows both gateways alike. After each window the benchmark flushes the remaining buckets itself, so that no write of one window's requests falls into the next. The checked ratio divides the p99 with metrics by the p99 without, over the samples of the quiet rounds: those in which other processes kept at most %.2f cores busy during both windows (`-max-other-cores`). Which rounds count depends only on the machine's load, never on the latencies, and the check needs %d of them. Single %s windows have too few samples in their tail for a p99 of their own, so the per-round ratios are listed only to show how much they vary.", s.rounds, s.window, s.maxOtherCores, minQuietRounds, s.window),
-		"Each window also records the cores that processes other than the benchmark's kept busy: the machine's busy time from /proc/stat, interrupt handling included, minus the CPU time of the benchmark process, the load generator and every PostgreSQL and Redis process. That count also leaves out work that other programs gave PostgreSQL and Redis.",
+		"Each window also records the cores that processes other than the benchmark's kept busy (\"other cores\"). It is the machine's busy time from /proc/stat, interrupt handling included, minus the CPU time of the benchmark process, the load generator and every PostgreSQL and Redis process, so it also leaves out work that other programs gave PostgreSQL and Redis. \"Latest start\" is how late against its schedule the load generator sent the latest request of a window, which grows when the whole machine stalls.",
 		"The flush figures come from the aggregator's counters: flushes that wrote at least one bucket, rows upserted and the time from taking the buckets to the commit. One provider and one logical model make one row per minute bucket, so a flush writes one or two rows however many requests it sums.",
 	}
 	b.WriteString("- " + strings.Join(notes, "\n- ") + "\n")
