@@ -370,7 +370,8 @@ const (
 )
 
 // roundSummary renders the spread of the per-round p99 ratios and the
-// load of other processes, round by round when there are few rounds.
+// load of other processes, and a table of every round, or of the outlier
+// rounds when there are many.
 func (r *metricsResults) roundSummary() string {
 	var b strings.Builder
 	ratios := r.roundRatios()
@@ -379,10 +380,12 @@ func (r *metricsResults) roundSummary() string {
 		otherOn = append(otherOn, round[metricsOn].otherCores)
 		otherOff = append(otherOff, round[metricsOff].otherCores)
 	}
+
 	fmt.Fprintf(&b, "- Window p99 on ÷ off per round: median %.3f, middle half from %.3f to %.3f, all from %.3f to %.3f.\n",
 		benchstat.Median(ratios), percentileFloat(ratios, 25), percentileFloat(ratios, 75), percentileFloat(ratios, 0), percentileFloat(ratios, 100))
 	fmt.Fprintf(&b, "- Other processes on the machine kept %.2f cores busy during the median window with metrics and %.2f during the median window without. %d of %d rounds were quiet (at most %.2f cores in both windows).\n",
 		benchstat.Median(otherOn), benchstat.Median(otherOff), len(r.quietRounds()), len(r.rounds), r.settings.maxOtherCores)
+
 	listed := r.allRounds()
 	if len(listed) > maxListedRounds {
 		// The rounds with the highest and the lowest ratios show whether
@@ -393,6 +396,7 @@ func (r *metricsResults) roundSummary() string {
 	} else {
 		b.WriteString("\nEvery round:\n\n")
 	}
+
 	b.WriteString("| Round | First | p99 on | p99 off | On ÷ off | Flushes | Rows | Other cores, on | Other cores, off | Latest start, on | Latest start, off |\n")
 	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, i := range listed {
@@ -446,7 +450,7 @@ func (r *metricsResults) section() string {
 			"The gateway without metrics is what `METRICS_ENABLED=off` builds: no collectors, no recorder and no `/metrics` route. Nothing scrapes `/metrics` during the run.",
 		fmt.Sprintf("The load generator is a second process (`gatewaybench load-generator`). Each window sends non-streaming requests at a fixed arrival rate of %d per second, each in its own goroutine, whether or not earlier responses have ended (an open loop). A request's latency runs from the client sending it to reading the end of the body. The sent rate is the request count over the time from the first send to the slot after the last one, so it shows whether the load generator kept its schedule.", s.rate),
 		fmt.Sprintf("The gateways take turns: %d rounds of one %s window each, the gateway with metrics first in odd rounds and second in even rounds. A warmup window per gateway runs before the rounds and is not counted. The windows are short so that a build or test that another program starts on the shared machine, which lasts seconds to minutes, slows both gateways alike. After each window the benchmark flushes the remaining buckets itself, so that no write of one window's requests falls into the next. The checked ratio divides the p99 with metrics by the p99 without, over the samples of the quiet rounds: those in which other processes kept at most %.2f cores busy during both windows (`-max-other-cores`). Which rounds count depends only on the machine's load, never on the latencies, and the check needs %d of them. Single %s windows have too few samples in their tail for a p99 of their own, so the per-round ratios are listed only to show how much they vary.", s.rounds, s.window, s.maxOtherCores, minQuietRounds, s.window),
-		"Each window also records the cores that processes other than the benchmark's kept busy (\"other cores\"). It is the machine's busy time from /proc/stat, interrupt handling included, minus the CPU time of the benchmark process, the load generator and every PostgreSQL and Redis process, so it also leaves out work that other programs gave PostgreSQL and Redis. \"Latest start\" is how late against its schedule the load generator sent the latest request of a window, which grows when the whole machine stalls.",
+		"Each window also records the cores that processes other than the benchmark's kept busy (\"other cores\"). It is the machine's busy time from /proc/stat, interrupt handling included, minus the CPU time of the benchmark process, the load generator and every PostgreSQL and Redis process. It therefore also leaves out work that other programs gave PostgreSQL and Redis. \"Latest start\" is how late against its schedule the load generator sent the latest request of a window, which grows when the whole machine stalls.",
 		"The flush figures come from the aggregator's counters: flushes that wrote at least one bucket, rows upserted and the time from taking the buckets to the commit. One provider and one logical model make one row per minute bucket, so a flush writes one or two rows however many requests it sums.",
 	}
 	b.WriteString("- " + strings.Join(notes, "\n- ") + "\n")

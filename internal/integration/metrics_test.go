@@ -47,6 +47,29 @@ func getWithToken(t *testing.T, url, token string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
+// startWorker runs the app's workers as `aihigress worker` does, with the
+// worker's HTTP server on addr, and waits until its /healthz returns 200.
+// The workers stop at the returned function or at the test's cleanup.
+func startWorker(t *testing.T, s *stack, addr string) func() {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.app.RunWorker(ctx) }()
+	stop := sync.OnceFunc(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("RunWorker: %v", err)
+		}
+	})
+	t.Cleanup(stop)
+
+	waitFor(t, 30*time.Second, "the worker's /healthz to answer 200", func() bool {
+		status, _ := getWithToken(t, "http://"+addr+"/healthz", "")
+		return status == http.StatusOK
+	})
+	return stop
+}
+
 // TestWorkerMetrics runs the worker as `aihigress worker` does, with its
 // metrics server, and checks that its /metrics shows the runs' upstream
 // calls, finished runs, event lag and the Temporal SDK's own metrics.
@@ -56,22 +79,8 @@ func TestWorkerMetrics(t *testing.T) {
 		"WORKER_METRICS_ADDR": addr,
 		"METRICS_TOKEN":       workerMetricsToken,
 	}})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.app.RunWorker(ctx) }()
-	stopWorker := sync.OnceFunc(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("RunWorker: %v", err)
-		}
-	})
-	t.Cleanup(stopWorker)
-
+	stopWorker := startWorker(t, s, addr)
 	base := "http://" + addr
-	waitFor(t, 30*time.Second, "the worker's /healthz to answer 200", func() bool {
-		status, _ := getWithToken(t, base+"/healthz", "")
-		return status == http.StatusOK
-	})
 
 	// A streamed chat run, a run whose first candidate returns 429 and an
 	// image run whose first candidate returns 500.
@@ -189,21 +198,8 @@ func TestMetricsOff(t *testing.T) {
 	if s.app.Recorder != nil {
 		t.Fatal("the app has a metrics recorder with METRICS_ENABLED off")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.app.RunWorker(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("RunWorker: %v", err)
-		}
-	})
-
+	startWorker(t, s, addr)
 	base := "http://" + addr
-	waitFor(t, 30*time.Second, "the worker's /healthz to answer 200", func() bool {
-		status, _ := getWithToken(t, base+"/healthz", "")
-		return status == http.StatusOK
-	})
 
 	alice := s.newUser()
 	stream := alice.postStreaming("/v1/conversations/"+alice.conversation("mock-gpt")+"/messages", map[string]any{"content": "Hello", "streaming": true})
