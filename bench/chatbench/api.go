@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/aihigress/aihigress/bench/internal/benchstack"
 )
 
 // benchModel is the logical model that OPENAI_MODELS registers for the
@@ -98,8 +100,8 @@ func (c *apiClient) doJSON(ctx context.Context, method, path string, body any, w
 
 // login registers a new user and stores its access token.
 func (c *apiClient) login(ctx context.Context) error {
-	name := "bench_" + randomHex(6)
-	password := randomHex(12)
+	name := "bench_" + benchstack.RandomHex(6)
+	password := benchstack.RandomHex(12)
 	register := map[string]any{"username": name, "email": name + "@example.com", "password": password}
 	if err := c.doJSON(ctx, http.MethodPost, "/auth/register", register, http.StatusCreated, nil); err != nil {
 		return err

@@ -16,6 +16,8 @@ import (
 	"go.temporal.io/sdk/temporal"
 	sdkworker "go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/aihigress/aihigress/bench/internal/benchstack"
 )
 
 // The baseline workflows run on their own task queue, in a worker inside
@@ -104,7 +106,7 @@ func startBaseline(ctx context.Context, hostPort string, rdb *redis.Client, redi
 		return nil, fmt.Errorf("connect to Temporal at %s: %w", hostPort, err)
 	}
 
-	b := &baseline{client: c, redis: rdb, channel: redisPrefix + "baseline", idBase: "chatbench-" + randomHex(4)}
+	b := &baseline{client: c, redis: rdb, channel: redisPrefix + "baseline", idBase: "chatbench-" + benchstack.RandomHex(4)}
 	acts := &baselineActivities{redis: rdb, channel: b.channel}
 	w := sdkworker.New(c, baselineTaskQueue, sdkworker.Options{
 		MaxConcurrentActivityExecutionSize:      1000,

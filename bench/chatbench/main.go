@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aihigress/aihigress/bench/internal/benchstack"
 	"github.com/aihigress/aihigress/internal/benchdoc"
 	"github.com/aihigress/aihigress/internal/testenv"
 )
@@ -57,6 +58,17 @@ type settings struct {
 	writePath string
 	keepTemp  bool
 	check     bool
+
+	// codecMode is "compare" to measure chat run throughput with the
+	// payload codec off and on instead of against the baseline.
+	codecMode string
+}
+
+// codecCompare is the -codec value that selects the codec comparison.
+const codecCompare = "compare"
+
+func (s settings) compareCodec() bool {
+	return s.codecMode == codecCompare
 }
 
 func parseSettings(args []string) (settings, error) {
@@ -79,6 +91,7 @@ func parseSettings(args []string) (settings, error) {
 	flags.StringVar(&s.writePath, "write", "", "also write the report to this markdown file; a relative path starts at the repository root")
 	flags.BoolVar(&s.keepTemp, "keep-temp", false, "keep the temporary folder with the binary, the logs and any SQLite file")
 	flags.BoolVar(&s.check, "check", false, fmt.Sprintf("exit with status %d when a target is missed", exitTargetMissed))
+	flags.StringVar(&s.codecMode, "codec", "", "\"compare\" measures chat run throughput with the payload codec off and on (TEMPORAL_PAYLOAD_KEY unset and set), restarting serve and worker between the two, instead of the latency and baseline phases")
 	if err := flags.Parse(args); err != nil {
 		return s, err
 	}
@@ -87,6 +100,8 @@ func parseSettings(args []string) (settings, error) {
 	}
 
 	switch {
+	case s.codecMode != "" && !s.compareCodec():
+		return s, fmt.Errorf("-codec must be %q or empty, got %q", codecCompare, s.codecMode)
 	case s.runs < 1 || s.warmup < 0:
 		return s, errors.New("-runs must be at least 1 and -warmup at least 0")
 	case s.concurrency < 1 || s.rounds < 1:
@@ -164,6 +179,16 @@ func run(ctx context.Context, s settings, logger *slog.Logger) ([]string, error)
 		return nil, fmt.Errorf("create conversations: %w", err)
 	}
 
+	if s.compareCodec() {
+		c := &codecResults{settings: s, command: commandLine(), revision: benchdoc.GitRevision(ctx, repoRoot), started: started,
+			backends: st.backends, loadBefore: benchdoc.LoadAverage()}
+		if err := measureCodec(ctx, s, st, api, conversations, c, logger); err != nil {
+			return nil, err
+		}
+		fmt.Print(c.terminalReport())
+		return c.missedTargets(), writeSection(repoRoot, s.writePath, "chatbench-codec", c.section(), logger)
+	}
+
 	base, err := startBaseline(ctx, st.temporal.FrontendHostPort(), st.redis, st.redisPrefix, logger)
 	if err != nil {
 		return nil, err
@@ -181,17 +206,24 @@ func run(ctx context.Context, s settings, logger *slog.Logger) ([]string, error)
 	}
 
 	fmt.Print(r.terminalReport())
-	if s.writePath != "" {
-		path := s.writePath
-		if !filepath.IsAbs(path) {
-			path = filepath.Join(repoRoot, path)
-		}
-		if err := benchdoc.WriteSection(path, "chatbench", sectionOf(r.document())); err != nil {
-			return nil, err
-		}
-		logger.Info("report written", "path", path)
+	return r.missedTargets(), writeSection(repoRoot, s.writePath, "chatbench", sectionOf(r.document()), logger)
+}
+
+// writeSection writes body as the section called name of the markdown file
+// at path, a relative path starting at repoRoot. An empty path writes
+// nothing.
+func writeSection(repoRoot, path, name, body string, logger *slog.Logger) error {
+	if path == "" {
+		return nil
 	}
-	return r.missedTargets(), nil
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(repoRoot, path)
+	}
+	if err := benchdoc.WriteSection(path, name, body); err != nil {
+		return err
+	}
+	logger.Info("report written", "path", path, "section", name)
+	return nil
 }
 
 // runPhases measures latency, the baseline first, and then throughput in
@@ -231,7 +263,7 @@ func runPhases(ctx context.Context, s settings, st *stack, api *apiClient, conve
 	measureChat := func(round int) {
 		logger.Info("chat throughput", "round", round, "of", s.rounds, "clients", s.concurrency, "ramp", s.ramp, "window", s.window)
 		if memory == nil {
-			memory = startMemoryProbe([]namedPID{{"serve", st.serve.pid()}, {"worker", st.worker.pid()}}, memorySampleInterval)
+			memory = startMemoryProbe([]namedPID{{"serve", st.serve.PID()}, {"worker", st.worker.PID()}}, memorySampleInterval)
 		}
 		result, tally, steps := measureChatThroughput(ctx, api, conversations, loadFor(s, chatProbes), s.runTimeout)
 		r.chatRounds = append(r.chatRounds, result)
@@ -248,7 +280,7 @@ func runPhases(ctx context.Context, s settings, st *stack, api *apiClient, conve
 			order = []func(int){measureChat, measureBaseline}
 		}
 		for _, measure := range order {
-			if err := waitForQuiet(ctx, logger); err != nil {
+			if err := benchstack.WaitForQuiet(ctx, logger); err != nil {
 				return err
 			}
 			measure(round)
@@ -265,40 +297,6 @@ func runPhases(ctx context.Context, s settings, st *stack, api *apiClient, conve
 	r.chatCPU, r.chatCPUOK = chatProbes.cpu.usage()
 	r.baselineTemporal, r.baselineTemporalErr = baseProbes.temporal.perCompletion(r.baselineThroughput.inWindow)
 	r.chatTemporal, r.chatTemporalErr = chatProbes.temporal.perCompletion(r.chatThroughput.inWindow)
-	return nil
-}
-
-// Limits of waitForQuiet.
-const (
-	quietBusyPercent = 20
-	quietMaxWait     = time.Minute
-)
-
-// waitForQuiet waits until less than quietBusyPercent of the machine's CPU
-// time was busy over one second, or quietMaxWait has passed. Temporal keeps
-// working for a while after a load ends, for example on timers and
-// visibility records, and that work would otherwise slow the next window.
-func waitForQuiet(ctx context.Context, logger *slog.Logger) error {
-	started := time.Now()
-	for time.Since(started) < quietMaxWait {
-		busyBefore, totalBefore, err := machineCPU()
-		if err != nil {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Second):
-		}
-		busyAfter, totalAfter, err := machineCPU()
-		if err != nil {
-			return err
-		}
-		if total := totalAfter - totalBefore; total > 0 && 100*(busyAfter-busyBefore) < quietBusyPercent*total {
-			return nil
-		}
-	}
-	logger.Warn("the machine is still busy; starting the next window anyway", "waited", quietMaxWait, "busy_percent_limit", quietBusyPercent)
 	return nil
 }
 
@@ -337,10 +335,10 @@ func loadFor(s settings, probes *windowProbes) loadOptions {
 // record.
 func cpuSources(st *stack) []cpuSource {
 	sources := []cpuSource{
-		pidSource("aihigress serve", st.serve.pid()),
-		pidSource("aihigress worker", st.worker.pid()),
-		pidSource("Temporal dev server", st.temporalPID),
-		pidSource("chatbench (clients, baseline worker, mock upstream)", os.Getpid()),
+		pidSource("aihigress serve", func() int { return st.serve.PID() }),
+		pidSource("aihigress worker", func() int { return st.worker.PID() }),
+		pidSource("Temporal dev server", func() int { return st.temporalPID }),
+		pidSource("chatbench (clients, baseline worker, mock upstream)", os.Getpid),
 	}
 	if st.databaseURL != "" {
 		sources = append(sources, commSource("PostgreSQL (all processes)", "postgres"))

@@ -3,6 +3,8 @@ package main
 import (
 	"sync"
 	"time"
+
+	"github.com/aihigress/aihigress/bench/internal/benchstack"
 )
 
 // clockTicksPerSecond is USER_HZ, the unit of the CPU times in /proc. It
@@ -16,10 +18,12 @@ type cpuSource struct {
 	read func() (int64, error)
 }
 
-func pidSource(name string, pid int) cpuSource {
+// pidSource reads the process whose pid the function returns at each
+// read, so that it follows a restarted child.
+func pidSource(name string, pid func() int) cpuSource {
 	return cpuSource{name: name, read: func() (int64, error) {
-		stat, err := readProcStat(pid)
-		return stat.cpuTicks, err
+		stat, err := benchstack.ReadProcStat(pid())
+		return stat.CPUTicks, err
 	}}
 }
 
@@ -27,7 +31,7 @@ func pidSource(name string, pid int) cpuSource {
 // PostgreSQL server.
 func commSource(name, comm string) cpuSource {
 	return cpuSource{name: name, read: func() (int64, error) {
-		ticks, _, err := cpuTicksByComm(comm)
+		ticks, _, err := benchstack.CPUTicksByComm(comm)
 		return ticks, err
 	}}
 }
@@ -85,7 +89,7 @@ func (m *cpuMeter) snapshot() *cpuSnapshot {
 		}
 		snap.ticks[i] = ticks
 	}
-	if busy, total, err := machineCPU(); err == nil {
+	if busy, total, err := benchstack.MachineCPU(); err == nil {
 		snap.busy, snap.total = busy, total
 	}
 	return snap
@@ -193,7 +197,7 @@ func startMemoryProbe(processes []namedPID, interval time.Duration) *memoryProbe
 		done:      make(chan struct{}),
 	}
 	for _, p := range processes {
-		if err := resetPeakRSS(p.pid); err != nil {
+		if err := benchstack.ResetPeakRSS(p.pid); err != nil {
 			m.resetOK = false
 		}
 	}
@@ -218,7 +222,7 @@ func (m *memoryProbe) sample() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for i, p := range m.processes {
-		if rss, err := procStatus(p.pid, "VmRSS"); err == nil {
+		if rss, err := benchstack.ProcStatus(p.pid, "VmRSS"); err == nil {
 			m.sampled[i] = max(m.sampled[i], rss)
 		}
 	}
@@ -235,7 +239,7 @@ func (m *memoryProbe) finish() memoryResult {
 		result.names = append(result.names, p.name)
 		peak := m.sampled[i]
 		if m.resetOK {
-			if hwm, err := procStatus(p.pid, "VmHWM"); err == nil {
+			if hwm, err := benchstack.ProcStatus(p.pid, "VmHWM"); err == nil {
 				peak = hwm
 			} else {
 				result.fromHWM = false

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aihigress/aihigress/bench/internal/benchstack"
+	"github.com/aihigress/aihigress/bench/internal/benchstat"
 	"github.com/aihigress/aihigress/internal/benchdoc"
 )
 
@@ -115,12 +117,7 @@ func (r *results) throughputRatio() float64 {
 	if len(ratios) == 0 {
 		return 0
 	}
-	slices.Sort(ratios)
-	middle := len(ratios) / 2
-	if len(ratios)%2 == 0 {
-		return (ratios[middle-1] + ratios[middle]) / 2
-	}
-	return ratios[middle]
+	return benchstat.Median(ratios)
 }
 
 func (r *results) allTally() chatTally {
@@ -342,14 +339,7 @@ func (r *results) document() string {
 	b.WriteString("`make bench` runs the same tool with the default flags. It needs the Temporal CLI at `TEMPORAL_CLI_PATH` or `./bin/temporal`, and by default PostgreSQL and Redis on 127.0.0.1 (`-sqlite` and `-embedded-redis` remove that need).\n\n")
 
 	b.WriteString("## Machine\n\n")
-	fmt.Fprintf(&b, "- Date: %s\n", r.started.UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(&b, "- Commit: %s\n", r.revision)
-	fmt.Fprintf(&b, "- CPU: %d cores (%s), %s\n", runtime.NumCPU(), benchdoc.CPUModel(), benchdoc.KernelRelease())
-	fmt.Fprintf(&b, "- Go: %s, %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
-	for _, backend := range r.backends {
-		fmt.Fprintf(&b, "- Backend: %s\n", backend)
-	}
-	fmt.Fprintf(&b, "- Upstream: the mock upstream in the benchmark process, time to first token 0, %s, 20 to 40 tokens per reply\n", tokensPerSecondText(s.tokensPerSecond))
+	b.WriteString(machineList(r.started, r.revision, r.backends, s.tokensPerSecond))
 	b.WriteString("\n")
 
 	b.WriteString("## Results\n\n")
@@ -383,13 +373,28 @@ func (r *results) methodNotes() string {
 	notes := []string{
 		"The tool builds `./cmd/aihigress` with `go build`, starts a Temporal dev server with an in-memory database and the mock upstream, and runs `aihigress serve` and `aihigress worker` as two child processes configured only through environment variables. All traffic stays on loopback. Every run uses a fresh database and a fresh Redis key prefix, which the tool drops and deletes at the end.",
 		fmt.Sprintf("**Latency.** %d runs one after another, after %d warmup runs, each posting `{\"content\": ..., \"streaming\": true}` to the next of %d conversations and reading the SSE response until `done`. The figure is the time from sending the POST to parsing the first `message.delta` frame. The baseline is a workflow with one activity that publishes one Redis message, run in a worker inside the benchmark process on its own task queue. Its figure is the time from the ExecuteWorkflow call to a Redis subscriber receiving the message. The baseline phase runs first, with the same number of warmup runs.", s.runs, s.warmup, s.concurrency),
-		fmt.Sprintf("**Throughput.** %d clients in a closed loop, each on its own conversation so that no two runs share a conversation's sequence numbers. Each client posts a streaming message and reads the SSE response until `done`, then starts the next run. After a %s ramp, a round counts the runs whose `done` frame arrived within a %s window. Runs still open when the window closes finish but do not count. The baseline is a workflow with the activities of a successful chat run (one local activity, then two activities, all doing nothing), started and awaited by %d concurrent clients in the same way. The rates add up %d rounds, each with one window of each kind, and the ratio is the median of the per-round ratios. Odd rounds measure the baseline first and even rounds ours first, because the dev server's in-memory database slows as it grows. Every window starts after the machine has been less than %d%% busy for a second (waiting up to %s), because Temporal keeps working for a while after a load ends. Single windows vary from round to round, so compare the per-round figures under the table before trusting a ratio near its target.", s.concurrency, s.ramp, s.window, s.concurrency, s.rounds, quietBusyPercent, quietMaxWait),
+		fmt.Sprintf("**Throughput.** %d clients in a closed loop, each on its own conversation so that no two runs share a conversation's sequence numbers. Each client posts a streaming message and reads the SSE response until `done`, then starts the next run. After a %s ramp, a round counts the runs whose `done` frame arrived within a %s window. Runs still open when the window closes finish but do not count. The baseline is a workflow with the activities of a successful chat run (one local activity, then two activities, all doing nothing), started and awaited by %d concurrent clients in the same way. The rates add up %d rounds, each with one window of each kind, and the ratio is the median of the per-round ratios. Odd rounds measure the baseline first and even rounds ours first, because the dev server's in-memory database slows as it grows. Every window starts after the machine has been less than %d%% busy for a second (waiting up to %s), because Temporal keeps working for a while after a load ends. Single windows vary from round to round, so compare the per-round figures under the table before trusting a ratio near its target.", s.concurrency, s.ramp, s.window, s.concurrency, s.rounds, benchstack.QuietBusyPercent, benchstack.QuietMaxWait),
 		"**Checks.** For every chat run, the run events in the stream must carry seq 1, 2, 3, … with the frame id equal to seq. A skipped number counts as lost, and a repeated or earlier number as duplicated. After the load, `GET /v1/runs/{id}` must return status `succeeded`, a `last_seq` equal to the last seq the client saw (any shortfall also counts as lost), and an `output_text` equal to the text rebuilt from the deltas, honouring `message.reset`. In the throughput rounds the checks run after the load of the round has ended, so they add no load to the window.",
 		"**Memory.** Peak RSS is read from VmHWM in /proc/<pid>/status of the serve and worker processes after the last throughput round. The peak is reset through /proc/<pid>/clear_refs when the first chat throughput round starts, so it covers the throughput rounds only. MB means 10^6 bytes.",
 		"**What the baseline leaves out.** The chat workflow also starts with five search attributes and a static summary, upserts the run status search attribute twice, gives each activity a summary, registers a query handler and sends activity heartbeats. The API process adds authentication, the database transaction that creates the turn, and the SSE fan-out through Redis. These costs are part of what the ratios measure.",
 		"**Limits.** The service, Temporal, PostgreSQL, Redis, the mock upstream and the clients share the machine's cores, so the figures show the cost of the whole stack on one machine, not the capacity of a deployment. The Temporal dev server is not a production cluster.",
 	}
 	return "- " + strings.Join(notes, "\n- ") + "\n"
+}
+
+// machineList lists the date, the commit, the machine, the backends and
+// the upstream of a run as markdown list items.
+func machineList(started time.Time, revision string, backends []string, tokensPerSecond float64) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "- Date: %s\n", started.UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&b, "- Commit: %s\n", revision)
+	fmt.Fprintf(&b, "- CPU: %d cores (%s), %s\n", runtime.NumCPU(), benchdoc.CPUModel(), benchdoc.KernelRelease())
+	fmt.Fprintf(&b, "- Go: %s, %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	for _, backend := range backends {
+		fmt.Fprintf(&b, "- Backend: %s\n", backend)
+	}
+	fmt.Fprintf(&b, "- Upstream: the mock upstream in the benchmark process, time to first token 0, %s, 20 to 40 tokens per reply\n", tokensPerSecondText(tokensPerSecond))
+	return b.String()
 }
 
 func tokensPerSecondText(tps float64) string {

@@ -2,13 +2,9 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -20,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/aihigress/aihigress/bench/internal/benchstack"
 	"github.com/aihigress/aihigress/internal/devenv"
 	"github.com/aihigress/aihigress/internal/mockupstream"
 )
@@ -51,9 +48,20 @@ type stack struct {
 	temporal    *testsuite.DevServer
 	temporalPID int
 	mock        *mockupstream.Server
-	serve       *child
-	worker      *child
+	serve       *benchstack.Child
+	worker      *benchstack.Child
+	apiAddr     string
 	apiURL      string
+
+	// secrets are the JWT secret, master key and admin password of the
+	// service, fixed at start so that a restart keeps tokens and stored
+	// keys valid.
+	secrets []string
+	// payloadKey, when set, is the service's TEMPORAL_PAYLOAD_KEY.
+	payloadKey string
+	// serviceStarts counts the starts of the service, to give the logs of
+	// each start their own files.
+	serviceStarts int
 
 	// backends describes each backend and its version for the report.
 	backends []string
@@ -156,11 +164,11 @@ func (s *stack) startDatabase(ctx context.Context) error {
 	if err := admin.QueryRowContext(ctx, "SHOW server_version").Scan(&version); err != nil {
 		return fmt.Errorf("connect to PostgreSQL at -database-url: %w", err)
 	}
-	name := "aih_bench_" + randomHex(6)
+	name := "aih_bench_" + benchstack.RandomHex(6)
 	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
 		return fmt.Errorf("create database %s: %w", name, err)
 	}
-	s.onClose("drop database "+name, func() error { return dropDatabase(s.opts.adminDatabaseURL, name) })
+	s.onClose("drop database "+name, func() error { return benchstack.DropDatabase(s.opts.adminDatabaseURL, name) })
 
 	u, err := url.Parse(s.opts.adminDatabaseURL)
 	if err != nil {
@@ -169,20 +177,6 @@ func (s *stack) startDatabase(ctx context.Context) error {
 	u.Path = "/" + name
 	s.databaseURL = u.String()
 	s.backends = append(s.backends, "PostgreSQL "+strings.Fields(version)[0]+" on "+u.Host)
-	return nil
-}
-
-func dropDatabase(adminURL, name string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	admin, err := sql.Open("pgx", adminURL)
-	if err != nil {
-		return fmt.Errorf("open -database-url: %w", err)
-	}
-	defer admin.Close()
-	if _, err := admin.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-		return fmt.Errorf("drop database %s: %w", name, err)
-	}
 	return nil
 }
 
@@ -211,39 +205,12 @@ func (s *stack) startRedis(ctx context.Context) error {
 		return fmt.Errorf("connect to Redis at %s: %w", opts.Addr, err)
 	}
 
-	s.redisPrefix = "aihbench:" + randomHex(6) + ":"
-	s.onClose("delete Redis keys "+s.redisPrefix+"*", func() error { return deleteKeys(s.redis, s.redisPrefix) })
+	s.redisPrefix = "aihbench:" + benchstack.RandomHex(6) + ":"
+	s.onClose("delete Redis keys "+s.redisPrefix+"*", func() error { return benchstack.DeleteKeys(s.redis, s.redisPrefix) })
 	if s.opts.redisURL != "" {
-		s.backends = append(s.backends, "Redis "+redisVersion(ctx, s.redis)+" on "+opts.Addr)
+		s.backends = append(s.backends, "Redis "+benchstack.RedisVersion(ctx, s.redis)+" on "+opts.Addr)
 	}
 	return nil
-}
-
-func redisVersion(ctx context.Context, rdb *redis.Client) string {
-	info, err := rdb.Info(ctx, "server").Result()
-	if err != nil {
-		return "(version unknown)"
-	}
-	for line := range strings.SplitSeq(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:"); ok {
-			return v
-		}
-	}
-	return "(version unknown)"
-}
-
-// deleteKeys deletes every key that starts with prefix, scanning at most
-// a million keys.
-func deleteKeys(rdb *redis.Client, prefix string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	iter := rdb.Scan(ctx, 0, prefix+"*", 500).Iterator()
-	for scanned := 0; scanned < 1_000_000 && iter.Next(ctx); scanned++ {
-		if err := rdb.Del(ctx, iter.Val()).Err(); err != nil {
-			return fmt.Errorf("delete %s: %w", iter.Val(), err)
-		}
-	}
-	return iter.Err()
 }
 
 func (s *stack) startTemporal(ctx context.Context) error {
@@ -267,7 +234,7 @@ func (s *stack) startTemporal(ctx context.Context) error {
 	}
 	s.temporal = srv
 
-	pid, err := findChildByExe(os.Getpid(), s.opts.temporalCLI)
+	pid, err := benchstack.FindChildByExe(os.Getpid(), s.opts.temporalCLI)
 	if err != nil {
 		// Without the pid the server cannot be killed if Stop hangs, so it
 		// is stopped without a time limit.
@@ -275,78 +242,74 @@ func (s *stack) startTemporal(ctx context.Context) error {
 		return fmt.Errorf("find the Temporal dev server process: %w", err)
 	}
 	s.temporalPID = pid
-	s.onClose("stop Temporal dev server", func() error { return stopDevServer(srv, pid) })
+	s.onClose("stop Temporal dev server", func() error { return benchstack.StopDevServer(srv, pid) })
 
-	s.backends = append(s.backends, temporalVersion(ctx, s.opts.temporalCLI)+" dev server with an in-memory database")
+	s.backends = append(s.backends, benchstack.TemporalVersion(ctx, s.opts.temporalCLI)+" dev server with an in-memory database")
 	return nil
 }
 
-// stopDevServer stops the server and kills it when it has not exited after
-// 30 seconds.
-func stopDevServer(srv *testsuite.DevServer, pid int) error {
-	done := make(chan error, 1)
-	go func() { done <- srv.Stop() }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(30 * time.Second):
-		if process, err := os.FindProcess(pid); err == nil {
-			_ = process.Kill()
-		}
-		return fmt.Errorf("the Temporal dev server (pid %d) did not stop within 30s and was killed", pid)
-	}
-}
-
-func temporalVersion(ctx context.Context, cli string) string {
-	out, err := exec.CommandContext(ctx, cli, "--version").Output()
-	if err != nil {
-		return "Temporal CLI"
-	}
-	// The output reads "temporal version X (Server Y, UI Z)".
-	if _, server, ok := strings.Cut(string(out), "Server "); ok {
-		if version, _, ok := strings.Cut(server, ","); ok {
-			return "Temporal Server " + version
-		}
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// startService runs `serve` first, because both processes migrate the
-// database on start and the migrations take no lock, then `worker`.
+// startService picks the API address and the secrets of the service and
+// runs it.
 func (s *stack) startService(ctx context.Context) error {
-	addr, err := freeLoopbackAddr()
+	addr, err := benchstack.FreeLoopbackAddr()
 	if err != nil {
 		return err
 	}
-	s.apiURL = "http://" + addr
-	env := s.serviceEnv(addr)
+	s.apiAddr, s.apiURL = addr, "http://"+addr
+	s.secrets = []string{"JWT_SECRET=" + benchstack.RandomHex(32), "MASTER_KEY=" + benchstack.RandomHex(32), "ADMIN_PASSWORD=" + benchstack.RandomHex(12)}
+	return s.runService(ctx)
+}
+
+// restartService stops `serve` and `worker` and starts them again on the
+// same address, database and Temporal server, with payloadKey as
+// TEMPORAL_PAYLOAD_KEY (none when empty). Runs still open when it is called
+// fail.
+func (s *stack) restartService(ctx context.Context, payloadKey string) error {
+	for _, c := range []*benchstack.Child{s.worker, s.serve} {
+		if err := c.Stop(); err != nil {
+			return err
+		}
+	}
+	s.payloadKey = payloadKey
+	return s.runService(ctx)
+}
+
+// runService runs `serve` first, because both processes migrate the
+// database on start and the migrations take no lock, then `worker`.
+func (s *stack) runService(ctx context.Context) error {
+	env := s.serviceEnv(s.apiAddr)
+	s.serviceStarts++
+	suffix := ""
+	if s.serviceStarts > 1 {
+		suffix = fmt.Sprintf("-%d", s.serviceStarts)
+	}
 
 	readyCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 
-	serve, err := startChild("serve", s.binary, []string{"serve"}, env, s.tempDir, "HTTP API listening")
+	serve, err := benchstack.StartChild("serve"+suffix, s.binary, []string{"serve"}, env, s.tempDir, "HTTP API listening")
 	if err != nil {
 		return err
 	}
 	s.serve = serve
-	s.onClose("stop serve", serve.stop)
-	if err := serve.waitReady(readyCtx); err != nil {
+	s.onClose("stop serve", serve.Stop)
+	if err := serve.WaitReady(readyCtx); err != nil {
 		return err
 	}
-	if err := waitHealthy(readyCtx, s.apiURL+"/healthz"); err != nil {
-		return fmt.Errorf("%w; see %s", err, serve.logPath)
+	if err := benchstack.WaitHealthy(readyCtx, s.apiURL+"/healthz"); err != nil {
+		return fmt.Errorf("%w; see %s", err, serve.LogPath)
 	}
 
-	worker, err := startChild("worker", s.binary, []string{"worker"}, env, s.tempDir, "workers started")
+	worker, err := benchstack.StartChild("worker"+suffix, s.binary, []string{"worker"}, env, s.tempDir, "workers started")
 	if err != nil {
 		return err
 	}
 	s.worker = worker
-	s.onClose("stop worker", worker.stop)
-	if err := worker.waitReady(readyCtx); err != nil {
+	s.onClose("stop worker", worker.Stop)
+	if err := worker.WaitReady(readyCtx); err != nil {
 		return err
 	}
-	s.opts.logger.Info("service is up", "api", s.apiURL, "serve_pid", serve.pid(), "worker_pid", worker.pid(), "logs", s.tempDir)
+	s.opts.logger.Info("service is up", "api", s.apiURL, "serve_pid", serve.PID(), "worker_pid", worker.PID(), "logs", s.tempDir)
 	return nil
 }
 
@@ -362,9 +325,6 @@ func (s *stack) serviceEnv(httpAddr string) []string {
 		"REDIS_PREFIX=" + s.redisPrefix,
 		"TEMPORAL_ADDRESS=" + s.temporal.FrontendHostPort(),
 		"TEMPORAL_NAMESPACE=default",
-		"JWT_SECRET=" + randomHex(32),
-		"MASTER_KEY=" + randomHex(32),
-		"ADMIN_PASSWORD=" + randomHex(12),
 		"OPENAI_BASE_URL=" + s.mock.URL() + "/v1",
 		"OPENAI_API_KEY=x",
 		"OPENAI_MODELS=" + benchModel,
@@ -380,51 +340,14 @@ func (s *stack) serviceEnv(httpAddr string) []string {
 		// the measured requests.
 		"MAINTENANCE_SCHEDULES=off",
 	}
+	env = append(env, s.secrets...)
+	if s.payloadKey != "" {
+		env = append(env, "TEMPORAL_PAYLOAD_KEY="+s.payloadKey)
+	}
 	for _, name := range []string{"PATH", "HOME", "TMPDIR", "GOMAXPROCS", "GOGC", "GOMEMLIMIT", "GODEBUG", "LOG_LEVEL", "LOG_FORMAT"} {
 		if value, ok := os.LookupEnv(name); ok {
 			env = append(env, name+"="+value)
 		}
 	}
 	return env
-}
-
-func freeLoopbackAddr() (string, error) {
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free loopback port: %w", err)
-	}
-	addr := listener.Addr().String()
-	if err := listener.Close(); err != nil {
-		return "", fmt.Errorf("release port %s: %w", addr, err)
-	}
-	return addr, nil
-}
-
-func waitHealthy(ctx context.Context, healthURL string) error {
-	ticker := time.NewTicker(100 * time.Millisecond)
-	defer ticker.Stop()
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, healthURL, nil)
-		if err != nil {
-			return fmt.Errorf("build request for %s: %w", healthURL, err)
-		}
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("GET %s did not return 200: %w", healthURL, ctx.Err())
-		case <-ticker.C:
-		}
-	}
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	// crypto/rand.Read never returns an error since Go 1.24.
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

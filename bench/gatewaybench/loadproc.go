@@ -22,6 +22,8 @@ const loadGeneratorCommand = "load-generator"
 type loadGenerator interface {
 	run(ctx context.Context, t target, stream bool, rate int, duration time.Duration) (window, error)
 	close() error
+	// pid is the process that sends the requests.
+	pid() int
 }
 
 // localLoad sends requests from this process, whose Go scheduler the mock
@@ -33,6 +35,8 @@ type localLoad struct {
 func (l localLoad) run(ctx context.Context, t target, stream bool, rate int, duration time.Duration) (window, error) {
 	return runWindow(ctx, l.client, t, stream, rate, duration), nil
 }
+
+func (l localLoad) pid() int { return os.Getpid() }
 
 func (l localLoad) close() error {
 	l.client.CloseIdleConnections()
@@ -122,6 +126,8 @@ func (l *processLoad) run(ctx context.Context, t target, stream bool, rate int, 
 	}
 	return w, nil
 }
+
+func (l *processLoad) pid() int { return l.cmd.Process.Pid }
 
 // close ends the load generator process by closing its stdin and waits for
 // it. A process that the end of the start context killed is no error.

@@ -54,15 +54,39 @@ type settings struct {
 	check       bool
 	rateLimit   bool
 	loadProcess bool
+
+	// metricsMode is "compare" to measure the gateway with and without
+	// metrics instead of against the direct and proxy targets.
+	metricsMode   string
+	flushInterval time.Duration
+	maxOtherCores float64
+}
+
+// metricsCompare is the -metrics value that selects the metrics comparison.
+const metricsCompare = "compare"
+
+func (s settings) compareMetrics() bool {
+	return s.metricsMode == metricsCompare
+}
+
+// modeDefaults returns the defaults of -rate, -rounds and -window. The
+// metrics comparison needs 2,000 requests per second, and alternates many
+// short windows, so that a build or test that another program starts on
+// the machine slows both gateways alike.
+func modeDefaults(compareMetrics bool) (rate, rounds int, window time.Duration) {
+	if compareMetrics {
+		return 2000, 80, 3 * time.Second
+	}
+	return 500, 3, 10 * time.Second
 }
 
 func parseSettings(args []string) (settings, error) {
 	var s settings
 	flags := flag.NewFlagSet("gatewaybench", flag.ContinueOnError)
-	flags.IntVar(&s.rate, "rate", 500, "requests per second sent to each target, at a fixed arrival rate")
-	flags.DurationVar(&s.window, "window", 10*time.Second, "length of one measurement window of one target")
+	flags.IntVar(&s.rate, "rate", 0, "requests per second sent to each target, at a fixed arrival rate (default 500, or 2000 with -metrics compare)")
+	flags.DurationVar(&s.window, "window", 0, "length of one measurement window of one target (default 10s, or 3s with -metrics compare)")
 	flags.DurationVar(&s.warmup, "warmup", 2*time.Second, "load per target before the measured rounds of each request kind, not counted")
-	flags.IntVar(&s.rounds, "rounds", 3, "measurement rounds per request kind; each round has one window per target, in rotating order")
+	flags.IntVar(&s.rounds, "rounds", 0, "measurement rounds per request kind; each round has one window per target, in rotating order (default 3, or 80 with -metrics compare)")
 	flags.DurationVar(&s.upstreamLatency, "upstream-latency", 20*time.Millisecond, "mock upstream delay before the first token (the whole body waits it too)")
 	flags.IntVar(&s.tokens, "tokens", 16, "content tokens per reply; streams send one chunk per token without pacing")
 	flags.StringVar(&s.databaseURL, "database-url", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
@@ -75,11 +99,27 @@ func parseSettings(args []string) (settings, error) {
 	flags.BoolVar(&s.rateLimit, "rate-limit", true, "check the per-key rate limit in Redis on every gateway request, as `aihigress serve` does; the limit is too high to reject any request")
 	flags.BoolVar(&s.loadProcess, "load-process", true, "send the requests from a child process, whose goroutines do not wait for the Go scheduler of the measured servers. With false, this process sends them")
 	flags.BoolVar(&s.check, "check", false, fmt.Sprintf("exit with status %d when a target is missed", exitTargetMissed))
+	flags.StringVar(&s.metricsMode, "metrics", "", "\"compare\" measures non-streaming requests to a gateway with metrics and to one without, in alternating order, instead of the direct, proxy and gateway targets")
+	flags.DurationVar(&s.flushInterval, "flush-interval", time.Second, "with -metrics compare, how often the gateway with metrics flushes its provider buckets (METRICS_FLUSH_INTERVAL, 30s in production)")
+	flags.Float64Var(&s.maxOtherCores, "max-other-cores", 0.2, "with -metrics compare, the most cores that other processes on the machine may keep busy during both windows of a round for the round to count in the checked p99")
 	if err := flags.Parse(args); err != nil {
 		return s, err
 	}
 	if flags.NArg() > 0 {
 		return s, fmt.Errorf("unexpected arguments: %s", strings.Join(flags.Args(), " "))
+	}
+	if s.metricsMode != "" && !s.compareMetrics() {
+		return s, fmt.Errorf("-metrics must be %q or empty, got %q", metricsCompare, s.metricsMode)
+	}
+	rate, rounds, window := modeDefaults(s.compareMetrics())
+	if s.rate == 0 {
+		s.rate = rate
+	}
+	if s.rounds == 0 {
+		s.rounds = rounds
+	}
+	if s.window == 0 {
+		s.window = window
 	}
 
 	switch {
@@ -91,6 +131,10 @@ func parseSettings(args []string) (settings, error) {
 		return s, errors.New("-rounds must be at least 1")
 	case s.upstreamLatency < 0 || s.tokens < 1:
 		return s, errors.New("-upstream-latency must be at least 0 and -tokens at least 1")
+	case s.maxOtherCores < 0:
+		return s, errors.New("-max-other-cores must be at least 0")
+	case s.compareMetrics() && (s.flushInterval < time.Second || s.window < 2*s.flushInterval):
+		return s, fmt.Errorf("-flush-interval must be at least 1s and at most half of -window, so that each window sees two flushes; got %s and %s", s.flushInterval, s.window)
 	}
 	return s, nil
 }
@@ -132,14 +176,26 @@ func main() {
 	}
 }
 
-// run starts the stack, measures both request kinds and reports. It
-// returns the targets that the results miss.
+// report holds the figures of one mode of the benchmark.
+type report interface {
+	// terminal renders what the tool prints.
+	terminal() string
+	// section renders the section of docs/benchmarks.md that sectionName
+	// delimits.
+	section() string
+	sectionName() string
+	missedTargets() []string
+}
+
+// run starts the stack, measures in the mode that s selects and reports.
+// It returns the targets that the results miss.
 func run(ctx context.Context, s settings, logger *slog.Logger) ([]string, error) {
 	started := time.Now()
 	repoRoot, err := testenv.RepoRoot()
 	if err != nil {
 		return nil, err
 	}
+	loadBefore := benchdoc.LoadAverage()
 
 	// The gateway logs a warning per failed attempt; the benchmark reports
 	// failures itself, so only errors reach the terminal.
@@ -159,14 +215,6 @@ func run(ctx context.Context, s settings, logger *slog.Logger) ([]string, error)
 			logger.Warn("stop the load generator failed", "error", err)
 		}
 	}()
-	targets := []target{
-		{name: "direct", url: st.mock.URL() + "/v1/chat/completions", header: http.Header{"X-Mock-Tokens": {fmt.Sprint(s.tokens)}}},
-		{name: "proxy", url: st.proxyURL + "/v1/chat/completions", header: http.Header{"X-Mock-Tokens": {fmt.Sprint(s.tokens)}}},
-		{name: "gateway", url: st.gatewayURL + "/v1/chat/completions", header: http.Header{"Authorization": {"Bearer " + st.apiKey}}},
-	}
-
-	r := &results{settings: s, command: commandLine(), revision: benchdoc.GitRevision(ctx, repoRoot), started: started,
-		backends: st.backends, loadAverage: loadAverage()}
 
 	if s.cpuProfile != "" {
 		stopProfile, err := startCPUProfile(s.cpuProfile)
@@ -176,15 +224,58 @@ func run(ctx context.Context, s settings, logger *slog.Logger) ([]string, error)
 		defer stopProfile()
 	}
 
+	run := runInfo{command: commandLine(), revision: benchdoc.GitRevision(ctx, repoRoot), started: started,
+		backends: st.backends, loadBefore: loadBefore}
+	var r report
+	if s.compareMetrics() {
+		r, err = measureMetrics(ctx, s, st, load, run, logger)
+	} else {
+		r, err = measureOverhead(ctx, s, st, load, run, logger)
+	}
+	if err != nil {
+		return nil, err
+	}
+
+	fmt.Print(r.terminal())
+	if s.writePath != "" {
+		path := s.writePath
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(repoRoot, path)
+		}
+		if err := benchdoc.WriteSection(path, r.sectionName(), r.section()); err != nil {
+			return nil, err
+		}
+		logger.Info("report written", "path", path)
+	}
+	return r.missedTargets(), nil
+}
+
+// runInfo describes the run for the report.
+type runInfo struct {
+	command  string
+	revision string // the commit that was measured
+	started  time.Time
+	backends []string
+	// loadBefore and loadAfter are the load averages before the stack
+	// started and after the last window.
+	loadBefore string
+	loadAfter  string
+}
+
+// measureOverhead sends both request kinds to the direct, proxy and
+// gateway targets.
+func measureOverhead(ctx context.Context, s settings, st *stack, load loadGenerator, run runInfo, logger *slog.Logger) (*results, error) {
+	targets := []target{
+		{name: "direct", url: st.mock.URL() + "/v1/chat/completions", header: http.Header{"X-Mock-Tokens": {fmt.Sprint(s.tokens)}}},
+		{name: "proxy", url: st.proxyURL + "/v1/chat/completions", header: http.Header{"X-Mock-Tokens": {fmt.Sprint(s.tokens)}}},
+		{name: "gateway", url: st.gatewayURL + "/v1/chat/completions", header: http.Header{"Authorization": {"Bearer " + st.apiKey}}},
+	}
+	r := &results{settings: s, runInfo: run}
+
 	for _, stream := range []bool{false, true} {
 		kind := kindResult{stream: stream, samples: map[string][]sample{}, lag: map[string][]time.Duration{}}
-		logger.Info("warming up", "stream", stream, "per_target", s.warmup)
-		for _, t := range targets {
-			if s.warmup > 0 {
-				if _, err := load.run(ctx, t, stream, s.rate, s.warmup); err != nil {
-					return nil, err
-				}
-			}
+		if err := warmUp(ctx, s, load, targets, stream, logger); err != nil {
+			return nil, err
 		}
 
 		for round := range s.rounds {
@@ -208,20 +299,22 @@ func run(ctx context.Context, s settings, logger *slog.Logger) ([]string, error)
 		r.kinds = append(r.kinds, kind)
 	}
 	r.requestLogWritten, r.requestLogDropped = st.requestLog.Written(), st.requestLog.Dropped()
+	r.loadAfter = benchdoc.LoadAverage()
+	return r, nil
+}
 
-	fmt.Print(r.table())
-	fmt.Print(r.details())
-	if s.writePath != "" {
-		path := s.writePath
-		if !filepath.IsAbs(path) {
-			path = filepath.Join(repoRoot, path)
-		}
-		if err := benchdoc.WriteSection(path, "gatewaybench", r.section()); err != nil {
-			return nil, err
-		}
-		logger.Info("report written", "path", path)
+// warmUp sends one -warmup window of the request kind to each target.
+func warmUp(ctx context.Context, s settings, load loadGenerator, targets []target, stream bool, logger *slog.Logger) error {
+	if s.warmup <= 0 {
+		return nil
 	}
-	return r.missedTargets(), nil
+	logger.Info("warming up", "stream", stream, "per_target", s.warmup)
+	for _, t := range targets {
+		if _, err := load.run(ctx, t, stream, s.rate, s.warmup); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // startLoad starts the load generator: a child process when childProcess is
@@ -258,18 +351,4 @@ func startCPUProfile(path string) (func(), error) {
 // commandLine is the command as a user would type it from the repository.
 func commandLine() string {
 	return strings.TrimSpace("go run ./bench/gatewaybench " + strings.Join(os.Args[1:], " "))
-}
-
-// loadAverage returns the 1, 5 and 15 minute load averages, because other
-// processes on the machine skew the figures.
-func loadAverage() string {
-	raw, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	fields := strings.Fields(string(raw))
-	if len(fields) < 3 {
-		return "unknown"
-	}
-	return strings.Join(fields[:3], " ")
 }

@@ -23,12 +23,8 @@ const sectionHeading = "## Gateway overhead"
 
 // results is everything one benchmark run measured.
 type results struct {
-	settings    settings
-	command     string
-	revision    string
-	started     time.Time
-	backends    []string
-	loadAverage string
+	settings settings
+	runInfo
 
 	kinds []kindResult
 
@@ -247,6 +243,13 @@ func (r *results) counts(k kindResult) string {
 	return strings.Join(parts, ", ")
 }
 
+func (r *results) sectionName() string { return "gatewaybench" }
+
+// terminal renders the table and the details.
+func (r *results) terminal() string {
+	return r.table() + r.details()
+}
+
 // section renders the "## Gateway overhead" section of docs/benchmarks.md.
 func (r *results) section() string {
 	s := r.settings
@@ -258,16 +261,7 @@ func (r *results) section() string {
 	fmt.Fprintf(&b, "```\n%s\n```\n\n", r.command)
 	b.WriteString("By default it needs PostgreSQL and Redis on 127.0.0.1; `-sqlite` and `-embedded-redis` remove that need. It does not need Temporal.\n\n")
 
-	b.WriteString("### Machine\n\n")
-	fmt.Fprintf(&b, "- Date: %s\n", r.started.UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(&b, "- Commit: %s\n", r.revision)
-	fmt.Fprintf(&b, "- CPU: %d cores (%s), %s\n", runtime.NumCPU(), benchdoc.CPUModel(), benchdoc.KernelRelease())
-	fmt.Fprintf(&b, "- Load average before the run (1, 5, 15 min): %s. Other processes shared the cores during the run.\n", r.loadAverage)
-	fmt.Fprintf(&b, "- Go: %s, %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
-	for _, backend := range r.backends {
-		fmt.Fprintf(&b, "- Backend: %s\n", backend)
-	}
-	fmt.Fprintf(&b, "- Upstream: the mock upstream in the benchmark process, %s before the first token, %d tokens per reply, streamed without pacing\n\n", s.upstreamLatency, s.tokens)
+	b.WriteString(r.machine(s))
 
 	b.WriteString("### Results\n\n")
 	fmt.Fprintf(&b, "%d requests per second to each target, %d rounds of %s windows per request kind.\n\n", s.rate, s.rounds, s.window)
@@ -304,4 +298,20 @@ func rateLimitNote(enabled bool) string {
 		return "the per-key rate limit check (a Redis round trip that reserves up to 60 slots for the next requests, with a limit no request reaches)"
 	}
 	return "no rate limit check (`-rate-limit=false`)"
+}
+
+// machine renders the "### Machine" part of a section.
+func (r runInfo) machine(s settings) string {
+	var b strings.Builder
+	b.WriteString("### Machine\n\n")
+	fmt.Fprintf(&b, "- Date: %s\n", r.started.UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&b, "- Commit: %s\n", r.revision)
+	fmt.Fprintf(&b, "- CPU: %d cores (%s), %s\n", runtime.NumCPU(), benchdoc.CPUModel(), benchdoc.KernelRelease())
+	fmt.Fprintf(&b, "- Load average (1, 5, 15 min): %s before the run, %s after it. Other processes shared the cores during the run.\n", r.loadBefore, r.loadAfter)
+	fmt.Fprintf(&b, "- Go: %s, %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	for _, backend := range r.backends {
+		fmt.Fprintf(&b, "- Backend: %s\n", backend)
+	}
+	fmt.Fprintf(&b, "- Upstream: the mock upstream in the benchmark process, %s before the first token, %d tokens per reply, streamed without pacing\n\n", s.upstreamLatency, s.tokens)
+	return b.String()
 }

@@ -3,9 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -24,10 +22,12 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/aihigress/aihigress/api"
+	"github.com/aihigress/aihigress/bench/internal/benchstack"
 	"github.com/aihigress/aihigress/internal/apikeys"
 	"github.com/aihigress/aihigress/internal/auth"
 	"github.com/aihigress/aihigress/internal/devenv"
 	"github.com/aihigress/aihigress/internal/events"
+	"github.com/aihigress/aihigress/internal/metrics"
 	"github.com/aihigress/aihigress/internal/mockupstream"
 	"github.com/aihigress/aihigress/internal/providers"
 	"github.com/aihigress/aihigress/internal/ratelimit"
@@ -53,6 +53,12 @@ type stack struct {
 	apiKey     string
 	requestLog *requestlog.Writer
 	backends   []string
+
+	// With -metrics compare, the gateway with metrics, its recorder, and
+	// the gateway without metrics.
+	metricsOnURL  string
+	recorder      *metrics.Recorder
+	metricsOffURL string
 
 	closers []func()
 }
@@ -155,7 +161,7 @@ func (s *stack) startGateway(ctx context.Context) error {
 		return err
 	}
 
-	keys, err := apikeys.NewService(st, "gatewaybench-master-key-"+randomHex(16), apikeys.Options{Redis: rdb, RedisPrefix: prefix, Logger: s.logger})
+	keys, err := apikeys.NewService(st, "gatewaybench-master-key-"+benchstack.RandomHex(16), apikeys.Options{Redis: rdb, RedisPrefix: prefix, Logger: s.logger})
 	if err != nil {
 		return err
 	}
@@ -171,7 +177,7 @@ func (s *stack) startGateway(ctx context.Context) error {
 		background.Wait()
 		return nil
 	})
-	user := &models.User{Username: "bench_" + randomHex(4), PasswordHash: "-", IsActive: true}
+	user := &models.User{Username: "bench_" + benchstack.RandomHex(4), PasswordHash: "-", IsActive: true}
 	user.Email = user.Username + "@example.com"
 	if err := st.CreateUser(ctx, user); err != nil {
 		return err
@@ -194,39 +200,90 @@ func (s *stack) startGateway(ctx context.Context) error {
 	bus := events.NewBus(rdb, prefix)
 	hubCtx, stopHub := context.WithCancel(ctx)
 	s.onClose("stop event hub", func() error { stopHub(); return nil })
-	server := &api.Server{
-		Store:    st,
-		Issuer:   auth.NewIssuer("gatewaybench-jwt-secret-"+randomHex(16), time.Hour, time.Hour, time.Now),
-		Catalog:  catalog,
-		APIKeys:  keys,
-		Router:   rt,
-		Upstream: upstream,
-		Follower: &events.Follower{Store: st, Hub: events.NewHub(hubCtx, bus, s.logger), Logger: s.logger, Heartbeat: 15 * time.Second, Poll: 5 * time.Second},
-		Limits: api.Limits{
-			MaxBodyBytes: 1 << 20, MaxContentChars: 32000, SyncWaitTimeout: time.Minute, UpstreamMaxAttempts: 4,
-		},
-		Logger:     s.logger,
-		Metrics:    api.NewMetrics(),
-		RequestLog: s.requestLog,
-	}
+	follower := &events.Follower{Store: st, Hub: events.NewHub(hubCtx, bus, s.logger), Logger: s.logger, Heartbeat: 15 * time.Second, Poll: 5 * time.Second}
 
+	var apiKeyLimit *ratelimit.Rule
 	if s.settings.rateLimit {
-		rule, err := ratelimit.New(rdb, ratelimit.Options{Prefix: prefix}).NewRule("api_key", 1_000_000_000, time.Minute)
+		apiKeyLimit, err = ratelimit.New(rdb, ratelimit.Options{Prefix: prefix}).NewRule("api_key", 1_000_000_000, time.Minute)
 		if err != nil {
 			return err
 		}
 		// As internal/app does for the API key rule, whose default limit
 		// of 6000 per minute gives batches of up to 60.
-		rule.EnableLeases(60, time.Second)
-		server.Guards.RateLimits.APIKey = rule
+		apiKeyLimit.EnableLeases(60, time.Second)
 	}
 
+	// newServer returns a gateway without metrics. The servers that it
+	// returns share the database, Redis, the router and the request log,
+	// as several `aihigress serve` processes would.
+	issuer := auth.NewIssuer("gatewaybench-jwt-secret-"+benchstack.RandomHex(16), time.Hour, time.Hour, time.Now)
+	newServer := func() *api.Server {
+		server := &api.Server{
+			Store:    st,
+			Issuer:   issuer,
+			Catalog:  catalog,
+			APIKeys:  keys,
+			Router:   rt,
+			Upstream: upstream,
+			Follower: follower,
+			Limits: api.Limits{
+				MaxBodyBytes: 1 << 20, MaxContentChars: 32000, SyncWaitTimeout: time.Minute, UpstreamMaxAttempts: 4,
+			},
+			Logger:     s.logger,
+			RequestLog: s.requestLog,
+		}
+		server.Guards.RateLimits.APIKey = apiKeyLimit
+		return server
+	}
+
+	if s.settings.compareMetrics() {
+		return s.serveMetricsGateways(st, newServer)
+	}
+	server := newServer()
+	server.Metrics = api.NewMetrics()
 	gateway, err := serve(server.Handler(), s.logger)
 	if err != nil {
 		return err
 	}
 	s.gatewayURL = gateway.address
 	s.onClose("stop gateway", gateway.close)
+	return nil
+}
+
+// serveMetricsGateways serves two gateways for -metrics compare: one with
+// metrics as `aihigress serve` builds them (the API's Prometheus
+// collectors on the recorder's registry, provider buckets flushed every
+// -flush-interval) and one as METRICS_ENABLED=off leaves it, without any.
+func (s *stack) serveMetricsGateways(st *store.Store, newServer func() *api.Server) error {
+	recorder := metrics.New(metrics.Options{
+		DB:         st.DB,
+		Aggregator: metrics.AggregatorOptions{FlushInterval: s.settings.flushInterval},
+		Logger:     s.logger,
+	})
+	recorder.Start()
+	s.recorder = recorder
+	s.onClose("flush provider metrics", func() error {
+		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return recorder.Close(closeCtx)
+	})
+
+	on := newServer()
+	on.Metrics = api.NewMetricsOn(recorder.Registry())
+	on.Recorder = recorder
+	onListener, err := serve(on.Handler(), s.logger)
+	if err != nil {
+		return err
+	}
+	s.metricsOnURL = onListener.address
+	s.onClose("stop gateway with metrics", onListener.close)
+
+	offListener, err := serve(newServer().Handler(), s.logger)
+	if err != nil {
+		return err
+	}
+	s.metricsOffURL = offListener.address
+	s.onClose("stop gateway without metrics", offListener.close)
 	return nil
 }
 
@@ -252,11 +309,11 @@ func (s *stack) openStore(ctx context.Context) (*store.Store, error) {
 	if err := admin.QueryRowContext(ctx, "SHOW server_version").Scan(&version); err != nil {
 		return nil, fmt.Errorf("connect to PostgreSQL at -database-url: %w", err)
 	}
-	name := "aih_gwbench_" + randomHex(6)
+	name := "aih_gwbench_" + benchstack.RandomHex(6)
 	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
 		return nil, fmt.Errorf("create database %s: %w", name, err)
 	}
-	s.onClose("drop database "+name, func() error { return dropDatabase(s.settings.databaseURL, name) })
+	s.onClose("drop database "+name, func() error { return benchstack.DropDatabase(s.settings.databaseURL, name) })
 
 	u, err := url.Parse(s.settings.databaseURL)
 	if err != nil {
@@ -265,18 +322,6 @@ func (s *stack) openStore(ctx context.Context) (*store.Store, error) {
 	u.Path = "/" + name
 	s.backends = append(s.backends, "PostgreSQL "+strings.Fields(version)[0]+" on "+u.Host)
 	return store.Open(ctx, store.Options{DatabaseURL: u.String()})
-}
-
-func dropDatabase(adminURL, name string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	admin, err := sql.Open("pgx", adminURL)
-	if err != nil {
-		return err
-	}
-	defer admin.Close()
-	_, err = admin.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-	return err
 }
 
 // connectRedis connects to -redis-url or an embedded server and picks a key
@@ -301,26 +346,14 @@ func (s *stack) connectRedis(ctx context.Context) (*redis.Client, string, error)
 		return nil, "", fmt.Errorf("connect to Redis at %s: %w", opts.Addr, err)
 	}
 
-	prefix := "aihgwbench:" + randomHex(6) + ":"
-	s.onClose("delete Redis keys "+prefix+"*", func() error { return deleteKeys(rdb, prefix) })
+	prefix := "aihgwbench:" + benchstack.RandomHex(6) + ":"
+	s.onClose("delete Redis keys "+prefix+"*", func() error { return benchstack.DeleteKeys(rdb, prefix) })
 	if s.settings.embeddedRedis {
 		s.backends = append(s.backends, "embedded Redis-protocol server (miniredis) in the benchmark process")
 	} else {
 		s.backends = append(s.backends, "Redis on "+opts.Addr)
 	}
 	return rdb, prefix, nil
-}
-
-func deleteKeys(rdb *redis.Client, prefix string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	iter := rdb.Scan(ctx, 0, prefix+"*", 500).Iterator()
-	for iter.Next(ctx) {
-		if err := rdb.Del(ctx, iter.Val()).Err(); err != nil {
-			return err
-		}
-	}
-	return iter.Err()
 }
 
 // listener is an HTTP server on a free loopback port.
@@ -347,10 +380,4 @@ func serve(handler http.Handler, logger *slog.Logger) (listener, error) {
 		}
 	}()
 	return listener{address: "http://" + ln.Addr().String(), close: srv.Close}, nil
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

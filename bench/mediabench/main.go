@@ -113,7 +113,7 @@ func run(ctx context.Context, s settings) error {
 	args := []string{"test", "-run", "^$", "-bench", "^" + benchmarkName + "$",
 		"-benchtime", strconv.Itoa(s.rounds) + "x", "-count", strconv.Itoa(s.count), "./internal/media/"}
 	r.testCommand = "go " + strings.Join(quoteArgs(args), " ")
-	r.loadBefore = loadAverage()
+	r.loadBefore = benchdoc.LoadAverage()
 	fmt.Fprintln(os.Stderr, r.testCommand)
 
 	var output bytes.Buffer
@@ -124,7 +124,7 @@ func run(ctx context.Context, s settings) error {
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("%s: %w", r.testCommand, err)
 	}
-	r.loadAfter = loadAverage()
+	r.loadAfter = benchdoc.LoadAverage()
 
 	r.runs, err = parseRuns(output.Bytes())
 	if err != nil {
@@ -250,18 +250,4 @@ func quoteArgs(args []string) []string {
 		quoted[i] = arg
 	}
 	return quoted
-}
-
-// loadAverage returns the 1, 5 and 15 minute load averages, because other
-// processes on the machine skew the figures.
-func loadAverage() string {
-	raw, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	fields := strings.Fields(string(raw))
-	if len(fields) < 3 {
-		return "unknown"
-	}
-	return strings.Join(fields[:3], " ")
 }

@@ -339,7 +339,7 @@ func (a *App) APIServer(hub *events.Hub) (*api.Server, error) {
 			MediaHandler:    media.NewHandler(a.Media, a.MediaLinks, a.Logger.With("component", "media")),
 		},
 		Logger:         a.Logger,
-		Metrics:        api.NewMetricsOn(a.Recorder.Registry()),
+		Metrics:        a.apiMetrics(),
 		MetricsToken:   cfg.MetricsToken,
 		Recorder:       a.Recorder,
 		ProviderHealth: a.providerHealth(),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/aihigress/aihigress/api"
 	"github.com/aihigress/aihigress/internal/metrics"
 )
 
@@ -13,8 +14,14 @@ const metricsCloseTimeout = 10 * time.Second
 
 // startMetrics creates the process's metrics recorder, whose registry the
 // API's /metrics, the worker's /metrics and the Temporal SDK share, and
-// starts the periodic flush of its provider buckets until Close.
+// starts the periodic flush of its provider buckets until Close. With
+// METRICS_ENABLED off it leaves Recorder nil, which every consumer accepts
+// and which records nothing.
 func (a *App) startMetrics() {
+	if !a.Config.Metrics.Enabled {
+		a.Logger.Info("metrics are off: no /metrics endpoint and no provider buckets", "variable", "METRICS_ENABLED")
+		return
+	}
 	a.Recorder = metrics.New(metrics.Options{
 		DB:         a.Store.DB,
 		Aggregator: metrics.AggregatorOptions{FlushInterval: a.Config.Metrics.FlushInterval},
@@ -35,6 +42,15 @@ func (a *App) closeMetrics() {
 	}
 }
 
+// apiMetrics returns the API's collectors on the process's registry, or nil
+// when metrics are off, which leaves /metrics unrouted.
+func (a *App) apiMetrics() *api.Metrics {
+	if a.Recorder == nil {
+		return nil
+	}
+	return api.NewMetricsOn(a.Recorder.Registry())
+}
+
 // providerHealth returns the thresholds of GET /admin/metrics/providers.
 func (a *App) providerHealth() metrics.HealthThresholds {
 	m := a.Config.Metrics
@@ -45,9 +61,9 @@ func (a *App) providerHealth() metrics.HealthThresholds {
 	}
 }
 
-// startWorkerMetrics serves /metrics and /healthz on WORKER_METRICS_ADDR.
-// It returns nil when the address is empty, as in `dev`, whose API serves
-// the same registry.
+// startWorkerMetrics serves /metrics and /healthz on WORKER_METRICS_ADDR,
+// or /healthz alone when metrics are off. It returns nil when the address
+// is empty, as in `dev`, whose API serves the same registry.
 func (a *App) startWorkerMetrics() (*metrics.Server, error) {
 	addr := a.Config.Metrics.WorkerAddr
 	if addr == "" {

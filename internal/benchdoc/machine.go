@@ -45,3 +45,18 @@ func GitRevision(ctx context.Context, repoRoot string) string {
 	}
 	return revision
 }
+
+// LoadAverage returns the 1, 5 and 15 minute load averages from
+// /proc/loadavg, or "unknown". Benchmarks report it because other processes
+// on the machine skew their figures.
+func LoadAverage() string {
+	raw, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	fields := strings.Fields(string(raw))
+	if len(fields) < 3 {
+		return "unknown"
+	}
+	return strings.Join(fields[:3], " ")
+}

@@ -14,6 +14,10 @@ const DefaultWorkerMetricsAddr = "127.0.0.1:9464"
 // Metrics configures the worker's metrics server, the provider metrics
 // buckets and the health status of GET /admin/metrics/providers.
 type Metrics struct {
+	// Enabled is false when METRICS_ENABLED is off. The process then keeps
+	// no Prometheus collectors and no provider buckets: /metrics is not
+	// served and nothing is added to provider_metrics_minute.
+	Enabled bool
 	// WorkerAddr is the listen address of the worker's /metrics and
 	// /healthz. It is empty when WORKER_METRICS_ADDR is "off". `dev` does
 	// not use it, because the API's /metrics there covers the worker too.
@@ -32,6 +36,7 @@ type Metrics struct {
 
 func loadMetrics(env *lookup) Metrics {
 	m := Metrics{
+		Enabled:            env.switchOn("METRICS_ENABLED", true),
 		WorkerAddr:         env.str("WORKER_METRICS_ADDR", DefaultWorkerMetricsAddr),
 		FlushInterval:      env.duration("METRICS_FLUSH_INTERVAL", 30*time.Second),
 		DegradedErrorRate:  env.fraction("METRICS_DEGRADED_ERROR_RATE", 0.05),

@@ -47,6 +47,29 @@ func getWithToken(t *testing.T, url, token string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
+// startWorker runs the app's workers as `aihigress worker` does, with the
+// worker's HTTP server on addr, and waits until its /healthz returns 200.
+// The workers stop at the returned function or at the test's cleanup.
+func startWorker(t *testing.T, s *stack, addr string) func() {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.app.RunWorker(ctx) }()
+	stop := sync.OnceFunc(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("RunWorker: %v", err)
+		}
+	})
+	t.Cleanup(stop)
+
+	waitFor(t, 30*time.Second, "the worker's /healthz to answer 200", func() bool {
+		status, _ := getWithToken(t, "http://"+addr+"/healthz", "")
+		return status == http.StatusOK
+	})
+	return stop
+}
+
 // TestWorkerMetrics runs the worker as `aihigress worker` does, with its
 // metrics server, and checks that its /metrics shows the runs' upstream
 // calls, finished runs, event lag and the Temporal SDK's own metrics.
@@ -56,22 +79,8 @@ func TestWorkerMetrics(t *testing.T) {
 		"WORKER_METRICS_ADDR": addr,
 		"METRICS_TOKEN":       workerMetricsToken,
 	}})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.app.RunWorker(ctx) }()
-	stopWorker := sync.OnceFunc(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("RunWorker: %v", err)
-		}
-	})
-	t.Cleanup(stopWorker)
-
+	stopWorker := startWorker(t, s, addr)
 	base := "http://" + addr
-	waitFor(t, 30*time.Second, "the worker's /healthz to answer 200", func() bool {
-		status, _ := getWithToken(t, base+"/healthz", "")
-		return status == http.StatusOK
-	})
 
 	// A streamed chat run, a run whose first candidate returns 429 and an
 	// image run whose first candidate returns 500.
@@ -174,5 +183,42 @@ func TestWorkerMetrics(t *testing.T) {
 	stopWorker()
 	if status, _ := getWithToken(t, base+"/healthz", ""); status == http.StatusOK {
 		t.Error("/healthz still answers 200 after the worker stopped")
+	}
+}
+
+// TestMetricsOff runs the API and the worker with METRICS_ENABLED off: chat
+// runs and gateway requests still work, neither process serves /metrics,
+// the worker still serves /healthz, and no provider bucket is written.
+func TestMetricsOff(t *testing.T) {
+	addr := freeAddr(t)
+	s := newStack(t, stackOptions{noWorker: true, env: map[string]string{
+		"METRICS_ENABLED":     "off",
+		"WORKER_METRICS_ADDR": addr,
+	}})
+	if s.app.Recorder != nil {
+		t.Fatal("the app has a metrics recorder with METRICS_ENABLED off")
+	}
+	startWorker(t, s, addr)
+	base := "http://" + addr
+
+	alice := s.newUser()
+	stream := alice.postStreaming("/v1/conversations/"+alice.conversation("mock-gpt")+"/messages", map[string]any{"content": "Hello", "streaming": true})
+	stream.readUntil(t, "done")
+	stream.close()
+	key := s.newAPIKey(alice, apikeys.NewKey{})
+	key.mustDo("POST", "/v1/chat/completions", map[string]any{"model": "mock-gpt", "messages": []map[string]string{{"role": "user", "content": "Hello"}}}, 200, nil)
+
+	if status, body := getWithToken(t, base+"/metrics", ""); status != http.StatusNotFound {
+		t.Errorf("worker GET /metrics: status %d, want 404: %.300s", status, body)
+	}
+	if status, body := getWithToken(t, s.baseURL+"/metrics", ""); status != http.StatusNotFound {
+		t.Errorf("API GET /metrics: status %d, want 404: %.300s", status, body)
+	}
+	var rows int64
+	if err := s.app.Store.DB.Table("provider_metrics_minute").Count(&rows).Error; err != nil {
+		t.Fatal(err)
+	}
+	if rows != 0 {
+		t.Errorf("provider_metrics_minute has %d rows, want 0", rows)
 	}
 }

@@ -95,6 +95,10 @@ type Aggregator struct {
 	dropped     atomic.Int64
 	flushErrors atomic.Int64
 	rowsWritten atomic.Int64
+	// flushes and flushNanos count the flushes that wrote buckets and the
+	// time they took.
+	flushes    atomic.Int64
+	flushNanos atomic.Int64
 	// droppedLogged is the value of dropped at the last warning about it.
 	droppedLogged atomic.Int64
 }
@@ -156,6 +160,13 @@ func (a *Aggregator) FlushErrors() int64 { return a.flushErrors.Load() }
 // RowsWritten returns the number of bucket rows that flushes upserted.
 func (a *Aggregator) RowsWritten() int64 { return a.rowsWritten.Load() }
 
+// Flushes returns the number of flushes that wrote at least one bucket.
+func (a *Aggregator) Flushes() int64 { return a.flushes.Load() }
+
+// FlushTime returns the time that the flushes counted by Flushes took, from
+// taking the pending buckets to the commit.
+func (a *Aggregator) FlushTime() time.Duration { return time.Duration(a.flushNanos.Load()) }
+
 // Flush writes the pending buckets in one transaction. When the write
 // fails, the buckets go back into memory, merged with what was recorded
 // since, and the next flush retries them.
@@ -163,6 +174,7 @@ func (a *Aggregator) Flush(ctx context.Context) error {
 	a.flushMu.Lock()
 	defer a.flushMu.Unlock()
 
+	started := time.Now()
 	a.mu.Lock()
 	batch := a.pending
 	a.pending = make(map[BucketKey]*BucketValues, len(batch))
@@ -196,6 +208,8 @@ func (a *Aggregator) Flush(ctx context.Context) error {
 		return fmt.Errorf("upsert %d provider metric buckets: %w", len(batch), err)
 	}
 	a.rowsWritten.Add(int64(len(batch)))
+	a.flushes.Add(1)
+	a.flushNanos.Add(int64(time.Since(started)))
 	return nil
 }
 

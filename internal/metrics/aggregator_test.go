@@ -173,6 +173,9 @@ func TestAggregatorRetriesFailedFlush(t *testing.T) {
 	if a.Pending() != 1 {
 		t.Fatalf("pending buckets after a failed flush = %d, want 1", a.Pending())
 	}
+	if a.Flushes() != 0 || a.RowsWritten() != 0 {
+		t.Errorf("after a failed flush: flushes = %d, rows written = %d, want 0 and 0", a.Flushes(), a.RowsWritten())
+	}
 
 	a.Record(key, values(1, 0, time.Second, 1, 1))
 	if err := st.DB.Exec("ALTER TABLE provider_metrics_hidden RENAME TO provider_metrics_minute").Error; err != nil {
@@ -184,6 +187,20 @@ func TestAggregatorRetriesFailedFlush(t *testing.T) {
 	rows := readRows(t, st)
 	if len(rows) != 1 || rows[0].Requests != 3 || rows[0].TokensIn != 4 || rows[0].TokensOut != 5 {
 		t.Errorf("rows after the retry = %+v, want one with 3 requests, 4 tokens in, 5 out", rows)
+	}
+	if a.Flushes() != 1 || a.RowsWritten() != 1 {
+		t.Errorf("after the retry: flushes = %d, rows written = %d, want 1 and 1", a.Flushes(), a.RowsWritten())
+	}
+	if a.FlushTime() <= 0 {
+		t.Errorf("flush time = %s, want more than 0", a.FlushTime())
+	}
+
+	// A flush with nothing pending writes nothing and is not counted.
+	if err := a.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if a.Flushes() != 1 {
+		t.Errorf("flushes after an empty flush = %d, want 1", a.Flushes())
 	}
 }
 

@@ -60,8 +60,8 @@ type Server struct {
 }
 
 // Listen binds addr and serves /metrics, protected by token when it is
-// non-empty, and /healthz. /healthz returns 503 until SetReady(true).
-// Binding happens before Listen returns, so a taken port is an error here.
+// non-empty, and /healthz. A nil Recorder serves /healthz alone. /healthz
+// returns 503 until SetReady(true). Binding happens before Listen returns, so a taken port is an error here.
 func (r *Recorder) Listen(addr, token string, logger *slog.Logger) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -72,7 +72,9 @@ func (r *Recorder) Listen(addr, token string, logger *slog.Logger) (*Server, err
 	}
 	s := &Server{listener: listener, done: make(chan struct{})}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", r.Handler(token))
+	if r != nil {
+		mux.Handle("GET /metrics", r.Handler(token))
+	}
 	mux.HandleFunc("GET /healthz", s.healthz)
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {

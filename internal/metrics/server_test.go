@@ -140,3 +140,20 @@ func TestNilWorkerServerSetReady(t *testing.T) {
 	var server *metrics.Server
 	server.SetReady(true)
 }
+
+func TestWorkerServerMetricsOff(t *testing.T) {
+	var r *metrics.Recorder
+	server, err := r.Listen("127.0.0.1:0", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = server.Shutdown(context.Background()) })
+	server.SetReady(true)
+
+	if status, body := httpGet(t, "http://"+server.Addr()+"/metrics", ""); status != http.StatusNotFound {
+		t.Errorf("GET /metrics with metrics off = %d %s, want 404", status, body)
+	}
+	if status, body := httpGet(t, "http://"+server.Addr()+"/healthz", ""); status != http.StatusOK {
+		t.Errorf("GET /healthz with metrics off = %d %s, want 200", status, body)
+	}
+}

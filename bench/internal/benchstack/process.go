@@ -1,4 +1,7 @@
-package main
+// Package benchstack holds the process handling that the benchmark commands
+// share: child processes with their logs, and the CPU and memory figures of
+// processes read from /proc.
+package benchstack
 
 import (
 	"bytes"
@@ -16,19 +19,21 @@ import (
 	"time"
 )
 
-// stopGrace is how long a child may take to exit after SIGTERM before it is
+// StopGrace is how long a child may take to exit after SIGTERM before it is
 // killed.
-const stopGrace = 15 * time.Second
+const StopGrace = 15 * time.Second
 
-// child is an `aihigress` subcommand running as a separate process, with its
+// Child is an `aihigress` subcommand running as a separate process, with its
 // standard output and error written to a log file.
-type child struct {
-	name    string
+type Child struct {
+	// Name and LogPath are set by StartChild.
+	Name    string
+	LogPath string
+
 	cmd     *exec.Cmd
-	logPath string
 	logFile *os.File
 
-	// ready is closed when the log contains the marker passed to startChild.
+	// ready is closed when the log contains the marker passed to StartChild.
 	ready chan struct{}
 	// exited is closed when the process has exited, after waitErr is set.
 	exited  chan struct{}
@@ -37,17 +42,17 @@ type child struct {
 	stopOnce sync.Once
 }
 
-// startChild runs binary with args and env, logging to dir/name.log.
-func startChild(name, binary string, args, env []string, dir, marker string) (*child, error) {
+// StartChild runs binary with args and env, logging to dir/name.log.
+func StartChild(name, binary string, args, env []string, dir, marker string) (*Child, error) {
 	logPath := filepath.Join(dir, name+".log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("create log file for %s: %w", name, err)
 	}
 
-	c := &child{
-		name:    name,
-		logPath: logPath,
+	c := &Child{
+		Name:    name,
+		LogPath: logPath,
 		logFile: logFile,
 		ready:   make(chan struct{}),
 		exited:  make(chan struct{}),
@@ -69,42 +74,42 @@ func startChild(name, binary string, args, env []string, dir, marker string) (*c
 	return c, nil
 }
 
-func (c *child) pid() int {
+func (c *Child) PID() int {
 	return c.cmd.Process.Pid
 }
 
-// waitReady waits until the child logs its marker, exits or ctx ends.
-func (c *child) waitReady(ctx context.Context) error {
+// WaitReady waits until the child logs its marker, exits or ctx ends.
+func (c *Child) WaitReady(ctx context.Context) error {
 	select {
 	case <-c.ready:
 		return nil
 	case <-c.exited:
-		return fmt.Errorf("%s exited before it was ready (%v); see %s", c.name, c.waitErr, c.logPath)
+		return fmt.Errorf("%s exited before it was ready (%v); see %s", c.Name, c.waitErr, c.LogPath)
 	case <-ctx.Done():
-		return fmt.Errorf("wait for %s to start: %w; see %s", c.name, ctx.Err(), c.logPath)
+		return fmt.Errorf("wait for %s to start: %w; see %s", c.Name, ctx.Err(), c.LogPath)
 	}
 }
 
-// stop sends SIGTERM, kills the process after stopGrace and closes the log.
-func (c *child) stop() error {
+// Stop sends SIGTERM, kills the process after StopGrace and closes the log.
+func (c *Child) Stop() error {
 	var err error
 	c.stopOnce.Do(func() {
 		select {
 		case <-c.exited:
 		default:
 			if signalErr := c.cmd.Process.Signal(syscall.SIGTERM); signalErr != nil && !errors.Is(signalErr, os.ErrProcessDone) {
-				err = fmt.Errorf("send SIGTERM to %s: %w", c.name, signalErr)
+				err = fmt.Errorf("send SIGTERM to %s: %w", c.Name, signalErr)
 			}
 			select {
 			case <-c.exited:
-			case <-time.After(stopGrace):
+			case <-time.After(StopGrace):
 				_ = c.cmd.Process.Kill()
 				<-c.exited
-				err = fmt.Errorf("%s did not exit within %s of SIGTERM and was killed", c.name, stopGrace)
+				err = fmt.Errorf("%s did not exit within %s of SIGTERM and was killed", c.Name, StopGrace)
 			}
 		}
 		if closeErr := c.logFile.Close(); closeErr != nil && err == nil {
-			err = fmt.Errorf("close log of %s: %w", c.name, closeErr)
+			err = fmt.Errorf("close log of %s: %w", c.Name, closeErr)
 		}
 	})
 	return err
@@ -137,9 +142,9 @@ func (w *markerWriter) Write(p []byte) (int, error) {
 	return w.dst.Write(p)
 }
 
-// procStatus reads one kB field of /proc/<pid>/status, such as VmHWM, in
+// ProcStatus reads one kB field of /proc/<pid>/status, such as VmHWM, in
 // bytes.
-func procStatus(pid int, field string) (int64, error) {
+func ProcStatus(pid int, field string) (int64, error) {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, fmt.Errorf("read status of process %d: %w", pid, err)
@@ -158,9 +163,9 @@ func procStatus(pid int, field string) (int64, error) {
 	return 0, fmt.Errorf("process %d has no %s field", pid, field)
 }
 
-// resetPeakRSS makes VmHWM restart from the current RSS. Linux supports it
+// ResetPeakRSS makes VmHWM restart from the current RSS. Linux supports it
 // since 4.0, by writing 5 to /proc/<pid>/clear_refs.
-func resetPeakRSS(pid int) error {
+func ResetPeakRSS(pid int) error {
 	path := fmt.Sprintf("/proc/%d/clear_refs", pid)
 	if err := os.WriteFile(path, []byte("5"), 0); err != nil {
 		return fmt.Errorf("reset peak RSS of process %d: %w", pid, err)
@@ -168,17 +173,17 @@ func resetPeakRSS(pid int) error {
 	return nil
 }
 
-// procStat holds the fields of /proc/<pid>/stat that the benchmark uses.
-type procStat struct {
-	comm     string
-	ppid     int
-	cpuTicks int64 // utime + stime
+// ProcStat holds the fields of /proc/<pid>/stat that the benchmarks use.
+type ProcStat struct {
+	Comm     string
+	PPID     int
+	CPUTicks int64 // utime + stime
 }
 
-func readProcStat(pid int) (procStat, error) {
+func ReadProcStat(pid int) (ProcStat, error) {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return procStat{}, fmt.Errorf("read stat of process %d: %w", pid, err)
+		return ProcStat{}, fmt.Errorf("read stat of process %d: %w", pid, err)
 	}
 
 	// comm may contain spaces and parentheses, so the fields after it are
@@ -186,30 +191,30 @@ func readProcStat(pid int) (procStat, error) {
 	line := string(raw)
 	open, end := strings.IndexByte(line, '('), strings.LastIndexByte(line, ')')
 	if open < 0 || end < open {
-		return procStat{}, fmt.Errorf("parse stat of process %d: no command name", pid)
+		return ProcStat{}, fmt.Errorf("parse stat of process %d: no command name", pid)
 	}
 	fields := strings.Fields(line[end+1:])
 	// fields[0] is field 3 (state), so field n is fields[n-3].
 	if len(fields) < 13 {
-		return procStat{}, fmt.Errorf("parse stat of process %d: %d fields", pid, len(fields)+2)
+		return ProcStat{}, fmt.Errorf("parse stat of process %d: %d fields", pid, len(fields)+2)
 	}
 	ppid, err := strconv.Atoi(fields[1])
 	if err != nil {
-		return procStat{}, fmt.Errorf("parse ppid of process %d: %w", pid, err)
+		return ProcStat{}, fmt.Errorf("parse ppid of process %d: %w", pid, err)
 	}
 	utime, err := strconv.ParseInt(fields[11], 10, 64)
 	if err != nil {
-		return procStat{}, fmt.Errorf("parse utime of process %d: %w", pid, err)
+		return ProcStat{}, fmt.Errorf("parse utime of process %d: %w", pid, err)
 	}
 	stime, err := strconv.ParseInt(fields[12], 10, 64)
 	if err != nil {
-		return procStat{}, fmt.Errorf("parse stime of process %d: %w", pid, err)
+		return ProcStat{}, fmt.Errorf("parse stime of process %d: %w", pid, err)
 	}
-	return procStat{comm: line[open+1 : end], ppid: ppid, cpuTicks: utime + stime}, nil
+	return ProcStat{Comm: line[open+1 : end], PPID: ppid, CPUTicks: utime + stime}, nil
 }
 
-// listPIDs returns the numeric entries of /proc.
-func listPIDs() ([]int, error) {
+// ListPIDs returns the numeric entries of /proc.
+func ListPIDs() ([]int, error) {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil, fmt.Errorf("list processes: %w", err)
@@ -223,19 +228,19 @@ func listPIDs() ([]int, error) {
 	return pids, nil
 }
 
-// findChildByExe returns the child of parent whose executable is exe.
-func findChildByExe(parent int, exe string) (int, error) {
+// FindChildByExe returns the child of parent whose executable is exe.
+func FindChildByExe(parent int, exe string) (int, error) {
 	want, err := filepath.EvalSymlinks(exe)
 	if err != nil {
 		return 0, fmt.Errorf("resolve %s: %w", exe, err)
 	}
-	pids, err := listPIDs()
+	pids, err := ListPIDs()
 	if err != nil {
 		return 0, err
 	}
 	for _, pid := range pids {
-		stat, err := readProcStat(pid)
-		if err != nil || stat.ppid != parent {
+		stat, err := ReadProcStat(pid)
+		if err != nil || stat.PPID != parent {
 			continue
 		}
 		if got, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil && got == want {
@@ -245,28 +250,28 @@ func findChildByExe(parent int, exe string) (int, error) {
 	return 0, fmt.Errorf("no child of process %d runs %s", parent, want)
 }
 
-// cpuTicksByComm sums utime + stime over every process named comm. Processes
+// CPUTicksByComm sums utime + stime over every process named comm. Processes
 // that exited earlier are not counted.
-func cpuTicksByComm(comm string) (int64, int, error) {
-	pids, err := listPIDs()
+func CPUTicksByComm(comm string) (int64, int, error) {
+	pids, err := ListPIDs()
 	if err != nil {
 		return 0, 0, err
 	}
 	var ticks int64
 	count := 0
 	for _, pid := range pids {
-		stat, err := readProcStat(pid)
-		if err != nil || stat.comm != comm {
+		stat, err := ReadProcStat(pid)
+		if err != nil || stat.Comm != comm {
 			continue
 		}
-		ticks += stat.cpuTicks
+		ticks += stat.CPUTicks
 		count++
 	}
 	return ticks, count, nil
 }
 
-// machineCPU reads the busy and total ticks of all cores from /proc/stat.
-func machineCPU() (busy, total int64, err error) {
+// MachineCPU reads the busy and total ticks of all cores from /proc/stat.
+func MachineCPU() (busy, total int64, err error) {
 	raw, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return 0, 0, fmt.Errorf("read /proc/stat: %w", err)
