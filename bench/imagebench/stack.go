@@ -409,6 +409,9 @@ func (s *shared) serviceEnv(st *serviceStack, httpAddr string) []string {
 		// No maintenance job, such as the provider probes, runs beside
 		// the measured requests.
 		"MAINTENANCE_SCHEDULES=off",
+		// Both stacks' workers run at once, and the default metrics
+		// address would let only one of them listen.
+		"WORKER_METRICS_ADDR=off",
 	}
 	for _, name := range []string{"PATH", "HOME", "TMPDIR", "GOMAXPROCS", "GOGC", "GOMEMLIMIT", "LOG_LEVEL", "LOG_FORMAT"} {
 		if value, ok := os.LookupEnv(name); ok {
