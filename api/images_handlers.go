@@ -72,8 +72,7 @@ func (s *Server) imageGenerations(c *gin.Context) {
 	}
 
 	ctx, cancel := context.WithTimeout(c, s.Images.SyncWaitTimeout)
-	var result workflows.FinalizeResult
-	err := s.Temporal.GetWorkflow(ctx, run.WorkflowID, "").Get(ctx, &result)
+	err := s.waitForRunEnd(ctx, run)
 	cancel()
 	if c.Request.Context().Err() != nil {
 		s.Logger.Info("client left before the image run ended; the run goes on", "run_id", run.ID, "workflow_id", run.WorkflowID, "user_id", run.UserID)

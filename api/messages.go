@@ -156,6 +156,11 @@ func (s *Server) startRun(c *gin.Context, run *models.ChatRun, prompt string) bo
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		StaticSummary:            runSummary(run.Kind, run.RequestedLogicalModel, prompt),
 		TypedSearchAttributes:    runSearchAttributes(run),
+		// The SDK requests eager start only when a worker of the task
+		// queue shares this client, as in `dev` and in `serve` with
+		// IMAGE_WORKER_IN_API. The server then returns the first workflow
+		// task with the start response, and the local worker runs it.
+		EnableEagerStart: run.Kind == models.RunKindImage,
 	}
 	// The start must not be abandoned when the client disconnects, or the
 	// committed run would be failed below although Temporal may have it.

@@ -407,6 +407,23 @@ func (a *App) ImageWorker() sdkworker.Worker {
 	return worker.NewImageWorker(a.Temporal, a.chatActivities(), images, worker.Options{})
 }
 
+// StartImageWorker starts a worker for the image task queue on the API's
+// Temporal client, for `serve` with IMAGE_WORKER_IN_API. The API starts
+// image workflows with eager start, which the SDK applies only when a
+// worker of the workflow's task queue shares the client. It returns the
+// function that stops the worker.
+func (a *App) StartImageWorker() (stop func(), err error) {
+	images := a.ImageWorker()
+	if err := images.Start(); err != nil {
+		return nil, fmt.Errorf("start the image worker in the API process: %w", err)
+	}
+	a.Logger.Info("image worker started in the API process", "task_queue", workflows.ImageTaskQueue, "image_storage", a.Media.Name())
+	return func() {
+		images.Stop()
+		a.Logger.Info("image worker in the API process stopped", "task_queue", workflows.ImageTaskQueue)
+	}, nil
+}
+
 func (a *App) chatActivities() *activities.Chat {
 	return &activities.Chat{
 		Store:   a.Store,
