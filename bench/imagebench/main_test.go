@@ -23,6 +23,8 @@ func TestParseSettings(t *testing.T) {
 		{name: "n too large", args: []string{"-memory-images", "20", "-memory-n", "20"}, wantErr: "-memory-n"},
 		{name: "unknown format", args: []string{"-memory-format", "png"}, wantErr: "-memory-format"},
 		{name: "config without value", args: []string{"-tuned-config", "history.x"}, wantErr: "KEY=VALUE"},
+		{name: "variant stack", args: []string{"-variant-env", "IMAGE_WORKER_IN_API=true"}},
+		{name: "variant without value", args: []string{"-variant-env", "IMAGE_WORKER_IN_API"}, wantErr: "-variant-env"},
 		{name: "extra argument", args: []string{"now"}, wantErr: "unexpected arguments"},
 	}
 	for _, tt := range tests {
@@ -123,9 +125,14 @@ func testReport(t *testing.T) *report {
 		command:  "go run ./bench/imagebench",
 		started:  time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC),
 		latency: &latencyResult{
-			paths:    []string{"direct", "ours (default)", "ours (tuned)"},
-			samples:  [][]sample{samples(10 * time.Millisecond), samples(40 * time.Millisecond), samples(12 * time.Millisecond)},
-			failures: []int{0, 0, 0},
+			paths:    []string{"direct", "ours (default)", "ours (tuned)", "ours (variant)"},
+			samples:  [][]sample{samples(10 * time.Millisecond), samples(40 * time.Millisecond), samples(12 * time.Millisecond), samples(30 * time.Millisecond)},
+			failures: []int{0, 0, 0, 0},
+		},
+		stacks: []stackInfo{
+			{name: "default"},
+			{name: "tuned", config: []string{"history.transferProcessorMaxPollRPS=1000"}},
+			{name: "variant", env: []string{"IMAGE_WORKER_IN_API=true"}},
 		},
 		timelines: []stackTimeline{{stack: "default", timeline: &timeline{
 			workflows: 1, steps: []string{"workflow completed"},
@@ -167,7 +174,9 @@ func TestReportVerdicts(t *testing.T) {
 		"at most 50 in flight) | 419 MB | 210 MB in flight | 2.00× | < 3× | pass |",
 		"our path adds 30.0 ms at p50 to the direct path's 10.0 ms, and the target allows 15.0 ms in all.",
 		"| Workflow run, start event to close event | 230.0 ms |",
-		"| API process outside the workflow run: checks, run row, start call, wait for the result, response | 9.0 ms |",
+		"| POST until response read, beyond the workflow run: checks, run row, start call, response. The terminal event on Redis can end the wait before the close event | 9.0 ms |",
+		"| Time beyond the mock's latency, p50, default dev server with `IMAGE_WORKER_IN_API=true` | 30.0 ms | 10.0 ms | 3.0× | none | – |",
+		"#### Where our time goes, default dev server (`system.enableActivityEagerExecution=true`)",
 		"The worker's RSS grew by 2.00× the bytes in flight, against the 2.33×",
 		"Its Go heap held at most 252 MB of live data after any of the phase's 3 collections (1.20× the bytes in flight)",
 	} {
