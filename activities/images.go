@@ -73,7 +73,7 @@ func (a *Images) GenerateImages(ctx context.Context, in workflows.AttemptInput) 
 	pick, err := chooseUpstream(ctx, a.Router, run, in)
 	if err != nil {
 		logger.Warn("no usable upstream for the attempt", "provider", in.Candidate.ProviderID, "model", in.Candidate.Model, "error", err)
-		if recordErr := a.Store.RecordAttempt(ctx, run.ID, in.Attempt, in.Candidate.ProviderID, in.Candidate.Model); recordErr != nil {
+		if recordErr := a.Store.StartAttempt(ctx, run.ID, in.Attempt, in.Candidate.ProviderID, in.Candidate.Model); recordErr != nil {
 			return workflows.GenerateImagesResult{}, fmt.Errorf("record attempt: %w", recordErr)
 		}
 		return workflows.GenerateImagesResult{}, err
@@ -81,7 +81,7 @@ func (a *Images) GenerateImages(ctx context.Context, in workflows.AttemptInput) 
 	used := workflows.Candidate{ProviderID: pick.Candidate.ProviderID, Model: pick.Candidate.Model}
 	recordFailover(a.Metrics, run, in.Attempt, used)
 	logger = logger.With("provider", used.ProviderID, "model", used.Model)
-	if err := a.Store.RecordAttempt(ctx, run.ID, in.Attempt, used.ProviderID, used.Model); err != nil {
+	if err := a.Store.StartAttempt(ctx, run.ID, in.Attempt, used.ProviderID, used.Model); err != nil {
 		return workflows.GenerateImagesResult{}, fmt.Errorf("record attempt: %w", err)
 	}
 

@@ -112,7 +112,8 @@ func TestImageSyncWaitWakesOnTerminalEvent(t *testing.T) {
 // TestImageWorkflowStartsEagerly runs the image worker on the API's
 // Temporal client, as `dev` and `serve` with IMAGE_WORKER_IN_API do. The
 // server must hand the first workflow task to that worker with the start
-// response, and the run must still record its activity summary.
+// response. The API plans the run, so the workflow must skip StartRun and
+// still record the activity summary with the planned candidate.
 func TestImageWorkflowStartsEagerly(t *testing.T) {
 	s := newStack(t, stackOptions{})
 	alice := s.newUser()
@@ -125,10 +126,15 @@ func TestImageWorkflowStartsEagerly(t *testing.T) {
 		t.Fatalf("%d image runs, want 1", len(runs))
 	}
 
+	// The response can leave on the terminal event, before the workflow
+	// task that finalized the run has completed.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if err := s.app.Temporal.GetWorkflow(ctx, runs[0].WorkflowID, "").Get(ctx, nil); err != nil {
+		t.Fatalf("wait for %s to close: %v", runs[0].WorkflowID, err)
+	}
 	iter := s.app.Temporal.GetWorkflowHistory(ctx, runs[0].WorkflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	eager, summaries := false, []string{}
+	eager, summaries, localActivities := false, []string{}, []string{}
 	for iter.HasNext() {
 		event, err := iter.Next()
 		if err != nil {
@@ -136,6 +142,13 @@ func TestImageWorkflowStartsEagerly(t *testing.T) {
 		}
 		if attrs := event.GetWorkflowExecutionStartedEventAttributes(); attrs != nil {
 			eager = attrs.GetEagerExecutionAccepted()
+		}
+		if attrs := event.GetMarkerRecordedEventAttributes(); attrs.GetMarkerName() == "LocalActivity" {
+			var data struct{ ActivityType string }
+			if err := json.Unmarshal(attrs.GetDetails()["data"].GetPayloads()[0].GetData(), &data); err != nil {
+				t.Fatalf("decode local activity marker: %v", err)
+			}
+			localActivities = append(localActivities, data.ActivityType)
 		}
 		if event.GetEventType() == enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED {
 			var summary string
@@ -150,6 +163,12 @@ func TestImageWorkflowStartsEagerly(t *testing.T) {
 	}
 	if want := fmt.Sprintf("images %s/%s attempt 1", runs[0].SelectedProviderID, runs[0].SelectedProviderModel); len(summaries) != 1 || summaries[0] != want {
 		t.Errorf("activity summaries = %q, want [%q]", summaries, want)
+	}
+	if len(localActivities) != 1 || localActivities[0] != "FinalizeRun" {
+		t.Errorf("local activities = %q, want only FinalizeRun", localActivities)
+	}
+	if runs[0].Status != models.RunSucceeded || runs[0].StartedAt == nil {
+		t.Errorf("run status %s, started_at %v; want succeeded with a start time", runs[0].Status, runs[0].StartedAt)
 	}
 }
 
