@@ -393,6 +393,7 @@ func (a *App) ChatWorker() sdkworker.Worker {
 
 // ImageWorker builds the image task queue worker.
 func (a *App) ImageWorker() sdkworker.Worker {
+	chat := a.chatActivities()
 	images := &activities.Images{
 		Store:            a.Store,
 		Bus:              a.Bus,
@@ -403,8 +404,9 @@ func (a *App) ImageWorker() sdkworker.Worker {
 		DeltaMergeWindow: a.Config.DeltaMergeWindow,
 		Logger:           a.Logger,
 		Metrics:          a.Recorder,
+		Finalize:         chat.FinalizeRun,
 	}
-	return worker.NewImageWorker(a.Temporal, a.chatActivities(), images, worker.Options{})
+	return worker.NewImageWorker(a.Temporal, chat, images, worker.Options{})
 }
 
 // StartImageWorker starts a worker for the image task queue on the API's
