@@ -43,6 +43,13 @@ type sample struct {
 	store time.Duration
 	// readBack is the GET of the stored image until its last byte.
 	readBack time.Duration
+
+	// prompt, sent and responded identify our path's sample in the
+	// workflow histories: the prompt is in the workflow's summary, and
+	// sent and responded are when the POST went out and its response was
+	// read, on the machine's clock that the dev server's event times use.
+	prompt          string
+	sent, responded time.Time
 }
 
 // directPath calls the mock upstream, decodes the image, writes it to a
@@ -219,7 +226,10 @@ func (o *ourPath) run(ctx context.Context, prompt string) (sample, error) {
 		return sample{}, err
 	}
 	done := time.Now()
-	return sample{total: done.Sub(started), generate: generated.Sub(started), readBack: done.Sub(generated)}, nil
+	return sample{
+		total: done.Sub(started), generate: generated.Sub(started), readBack: done.Sub(generated),
+		prompt: prompt, sent: started, responded: generated,
+	}, nil
 }
 
 // generate requests n images as links and returns the links.
