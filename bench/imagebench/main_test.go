@@ -196,7 +196,7 @@ func TestReportVerdicts(t *testing.T) {
 		"| Start event to GenerateImages started: the first workflow task and the activity's dispatch | 12.0 ms |",
 		"beyond the direct path's POST until the decoded image (209.0 ms): run reads and writes, storage write, events, the run's finalization, the wake on its terminal event and the response | 10.0 ms |",
 		"from the 10 of 10 samples whose workflow the prompt in its summary identifies",
-		"At p50 our path spends 8.0 ms before the workflow's start event",
+		"At p50 our path spends 8.0 ms before the workflow's start event, on the API's checks",
 		"| Time beyond the mock's latency, p50, default dev server with `IMAGE_WORKER_IN_API=true` | 30.0 ms | 10.0 ms | 3.0× | none | – |",
 		"#### Where our time goes, default dev server (`system.enableActivityEagerExecution=true`)",
 		"The worker's RSS grew by 2.00× the bytes in flight, against the 2.33×",
