@@ -44,10 +44,10 @@ type sample struct {
 	// readBack is the GET of the stored image until its last byte.
 	readBack time.Duration
 
-	// prompt, sent and responded identify our path's sample in the
-	// workflow histories: the prompt is in the workflow's summary, and
-	// sent and responded are when the POST went out and its response was
-	// read, on the machine's clock that the dev server's event times use.
+	// prompt joins our path's sample with its workflow, whose summary
+	// contains it. sent and responded are when the POST went out and when
+	// its response was read, on the machine's clock, which the dev
+	// server's event times also use.
 	prompt          string
 	sent, responded time.Time
 }

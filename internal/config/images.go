@@ -53,9 +53,10 @@ type Images struct {
 	// WorkerInAPI makes `serve` also run a worker for the image task
 	// queue, with its workflows and activities, on the API's Temporal
 	// client. Image workflows that the API starts then run their first
-	// workflow task in the API process without a trip through the matching
-	// service (eager workflow start), and the activities they schedule
-	// run there too when the cluster allows eager activity execution.
+	// workflow task in the API process, without a trip through the
+	// matching service (eager workflow start). The activities that they
+	// schedule run there too when the cluster allows eager activity
+	// execution.
 	WorkerInAPI bool
 }
 

@@ -92,8 +92,11 @@ func TestImageSyncWaitWakesOnTerminalEvent(t *testing.T) {
 			if r.err != nil {
 				t.Fatal(r.err)
 			}
-			if r.status != http.StatusOK || len(r.body.Data) != 1 {
-				t.Fatalf("status %d with %d images, want 200 with 1", r.status, len(r.body.Data))
+			if r.status != http.StatusOK {
+				t.Fatalf("status %d, want 200", r.status)
+			}
+			if len(r.body.Data) != 1 {
+				t.Fatalf("%d images, want 1", len(r.body.Data))
 			}
 			if want := "/media/images/" + objectKey + "?"; !strings.Contains(r.body.Data[0].URL, want) {
 				t.Errorf("url = %q, want a signed link containing %q", r.body.Data[0].URL, want)
