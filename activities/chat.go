@@ -60,7 +60,7 @@ func (a *Chat) StartRun(ctx context.Context, runID string) (workflows.StartRunRe
 	}
 
 	capability := capabilityOf(run)
-	candidates, err := planCandidates(ctx, a.Router, a.Catalog, run.RequestedLogicalModel, capability)
+	candidates, err := a.Router.PlanRun(ctx, run.RequestedLogicalModel, capability)
 	if err != nil {
 		return workflows.StartRunResult{}, temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("logical model %q cannot serve %s: %v", run.RequestedLogicalModel, capability, err), workflows.ErrorUnknownModel, nil)

@@ -45,12 +45,20 @@ type Images struct {
 	Logger            *slog.Logger
 	// Metrics receives the upstream calls; nil records none.
 	Metrics *metrics.Recorder
+	// Finalize is the FinalizeRun activity. GenerateImages calls it once
+	// the images are stored, so that a request waiting for the run's
+	// terminal event does not wait for the workflow too. Nil leaves every
+	// run to the workflow's FinalizeRun.
+	Finalize func(ctx context.Context, in workflows.FinalizeInput) (workflows.FinalizeResult, error)
 }
 
 // GenerateImages makes one upstream attempt of an image run: it requests the
 // images from the chosen upstream, stores them under keys derived from the
-// run ID and the image index, and returns only the keys. A retried attempt
-// derives the same keys, so it overwrites instead of leaving orphans.
+// run ID and the image index, finalizes the run as succeeded, and returns
+// only the keys. A retried attempt derives the same keys, so it overwrites
+// instead of leaving orphans. An attempt for a run that an earlier attempt
+// already finalized as succeeded returns that attempt's images without
+// calling the upstream.
 func (a *Images) GenerateImages(ctx context.Context, in workflows.AttemptInput) (workflows.GenerateImagesResult, error) {
 	info := activity.GetInfo(ctx)
 	logger := a.Logger.With("run_id", in.RunID, "workflow_id", info.WorkflowExecution.ID, "attempt", in.Attempt)
@@ -63,6 +71,9 @@ func (a *Images) GenerateImages(ctx context.Context, in workflows.AttemptInput) 
 		return workflows.GenerateImagesResult{}, err
 	}
 	logger = logger.With("user_id", run.UserID)
+	if run.Status == models.RunSucceeded {
+		return a.storedResult(ctx, run, logger)
+	}
 
 	var params models.ImageParams
 	if err := json.Unmarshal(run.RequestBody, &params); err != nil || params.Prompt == "" {
@@ -73,7 +84,7 @@ func (a *Images) GenerateImages(ctx context.Context, in workflows.AttemptInput) 
 	pick, err := chooseUpstream(ctx, a.Router, run, in)
 	if err != nil {
 		logger.Warn("no usable upstream for the attempt", "provider", in.Candidate.ProviderID, "model", in.Candidate.Model, "error", err)
-		if recordErr := a.Store.RecordAttempt(ctx, run.ID, in.Attempt, in.Candidate.ProviderID, in.Candidate.Model); recordErr != nil {
+		if recordErr := a.Store.StartAttempt(ctx, run.ID, in.Attempt, in.Candidate.ProviderID, in.Candidate.Model); recordErr != nil {
 			return workflows.GenerateImagesResult{}, fmt.Errorf("record attempt: %w", recordErr)
 		}
 		return workflows.GenerateImagesResult{}, err
@@ -81,7 +92,7 @@ func (a *Images) GenerateImages(ctx context.Context, in workflows.AttemptInput) 
 	used := workflows.Candidate{ProviderID: pick.Candidate.ProviderID, Model: pick.Candidate.Model}
 	recordFailover(a.Metrics, run, in.Attempt, used)
 	logger = logger.With("provider", used.ProviderID, "model", used.Model)
-	if err := a.Store.RecordAttempt(ctx, run.ID, in.Attempt, used.ProviderID, used.Model); err != nil {
+	if err := a.Store.StartAttempt(ctx, run.ID, in.Attempt, used.ProviderID, used.Model); err != nil {
 		return workflows.GenerateImagesResult{}, fmt.Errorf("record attempt: %w", err)
 	}
 
@@ -133,7 +144,44 @@ func (a *Images) GenerateImages(ctx context.Context, in workflows.AttemptInput) 
 		return workflows.GenerateImagesResult{}, fmt.Errorf("store events: %w", err)
 	}
 	logger.Info("image attempt succeeded", "images", len(refs), "duration_ms", time.Since(started).Milliseconds(), "storage", a.Storage.Name())
+	a.finalizeSucceeded(ctx, run.ID, logger)
 	return workflows.GenerateImagesResult{Images: refs, Candidate: used, LastSeq: writer.LastSeq()}, nil
+}
+
+// finalizeSucceeded stores the run's success and publishes its terminal
+// event. Without it, the run's end waits for the activity result to reach
+// the workflow, for the next workflow task and for its FinalizeRun, about
+// 10 ms at p50 in imagebench on a 2-core machine. The workflow still runs
+// FinalizeRun, which changes nothing once the run is terminal, and which
+// finalizes the run when this call fails.
+func (a *Images) finalizeSucceeded(ctx context.Context, runID string, logger *slog.Logger) {
+	if a.Finalize == nil {
+		return
+	}
+	if _, err := a.Finalize(ctx, workflows.FinalizeInput{RunID: runID, Status: models.RunSucceeded}); err != nil {
+		logger.Warn("finalize the run after its images were stored failed; the workflow finalizes it", "error", err)
+	}
+}
+
+// storedResult returns the result of the attempt that stored the images of
+// run and finalized it. That attempt's result did not reach the workflow,
+// for example because its worker stopped before it reported the result.
+func (a *Images) storedResult(ctx context.Context, run *models.ChatRun, logger *slog.Logger) (workflows.GenerateImagesResult, error) {
+	images, err := store.Images(run)
+	if err != nil {
+		return workflows.GenerateImagesResult{}, err
+	}
+	lastSeq, err := a.Store.LastSeq(ctx, run.ID)
+	if err != nil {
+		return workflows.GenerateImagesResult{}, err
+	}
+	refs := make([]workflows.ImageRef, len(images))
+	for i, image := range images {
+		refs[i] = workflows.ImageRef{ObjectKey: image.ObjectKey, Size: image.Size, ContentType: image.ContentType}
+	}
+	logger.Info("run already succeeded; returning its stored images", "images", len(refs))
+	used := workflows.Candidate{ProviderID: run.SelectedProviderID, Model: run.SelectedProviderModel}
+	return workflows.GenerateImagesResult{Images: refs, Candidate: used, LastSeq: lastSeq}, nil
 }
 
 // storeImages writes the images to the media storage. It drops each image's

@@ -15,18 +15,6 @@ import (
 	"github.com/aihigress/aihigress/workflows"
 )
 
-// planCandidates returns the router's plan for a run's logical model. When
-// every candidate is cooling down, the run still gets all of them in plan
-// order, because its attempts come later, after backoff, and StreamChat
-// checks the cooldowns again.
-func planCandidates(ctx context.Context, rt *router.Router, catalog *providers.Catalog, logicalModel string, capability providers.Capability) ([]providers.Candidate, error) {
-	candidates, err := rt.Plan(ctx, logicalModel, capability)
-	if errors.Is(err, router.ErrAllCoolingDown) {
-		return catalog.Candidates(logicalModel, capability)
-	}
-	return candidates, err
-}
-
 // capabilityOf returns what a run of this kind needs from its logical model.
 func capabilityOf(run *models.ChatRun) providers.Capability {
 	if run.Kind == models.RunKindImage {

@@ -74,8 +74,7 @@ func (s *Server) imageGenerations(c *gin.Context) {
 	// A server that shuts down stops waiting and responds with 202 and the run.
 	ctx, stop := s.untilStreamsEnd(c.Request.Context())
 	ctx, cancel := context.WithTimeout(ctx, s.Images.SyncWaitTimeout)
-	var result workflows.FinalizeResult
-	err := s.Temporal.GetWorkflow(ctx, run.WorkflowID, "").Get(ctx, &result)
+	err := s.waitForRunEnd(ctx, run)
 	cancel()
 	stop()
 	if c.Request.Context().Err() != nil {

@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/aihigress/aihigress/internal/providers"
 	"github.com/aihigress/aihigress/internal/store"
 	"github.com/aihigress/aihigress/models"
 	"github.com/aihigress/aihigress/workflows"
@@ -147,7 +148,7 @@ func (s *Server) startRun(c *gin.Context, run *models.ChatRun, prompt string) bo
 	var input any = workflows.ChatRunInput{RunID: run.ID, MaxAttempts: s.Limits.UpstreamMaxAttempts}
 	if run.Kind == models.RunKindImage {
 		taskQueue, workflowName = workflows.ImageTaskQueue, workflows.ImageGenerationWorkflowName
-		input = workflows.ImageRunInput{RunID: run.ID, MaxAttempts: s.Images.MaxAttempts}
+		input = workflows.ImageRunInput{RunID: run.ID, MaxAttempts: s.Images.MaxAttempts, Candidates: s.planImageRun(c, run)}
 	}
 	opts := client.StartWorkflowOptions{
 		ID:                       run.WorkflowID,
@@ -156,6 +157,11 @@ func (s *Server) startRun(c *gin.Context, run *models.ChatRun, prompt string) bo
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		StaticSummary:            runSummary(run.Kind, run.RequestedLogicalModel, prompt),
 		TypedSearchAttributes:    runSearchAttributes(run),
+		// The SDK requests eager start only when a worker of the task
+		// queue shares this client, as in `dev` and in `serve` with
+		// IMAGE_WORKER_IN_API. The server then returns the first workflow
+		// task with the start response, and the local worker runs it.
+		EnableEagerStart: run.Kind == models.RunKindImage,
 	}
 	// The start must not be abandoned when the client disconnects, or the
 	// committed run would be failed below although Temporal may have it.
@@ -179,6 +185,30 @@ func (s *Server) startRun(c *gin.Context, run *models.ChatRun, prompt string) bo
 	}
 	abortError(c, http.StatusServiceUnavailable, "workflow_start_failed", "the run could not be started on Temporal; the server log has the cause; try again shortly")
 	return false
+}
+
+// planImageRun returns the router's plan for an image run, which spares
+// the workflow its StartRun local activity. It returns nil when the server
+// has no router or the plan fails or is empty, and the workflow then plans
+// in StartRun, which also reports why no candidate can serve the run.
+func (s *Server) planImageRun(ctx context.Context, run *models.ChatRun) []workflows.Candidate {
+	if s.Router == nil {
+		return nil
+	}
+	planned, err := s.Router.PlanRun(ctx, run.RequestedLogicalModel, providers.CapabilityImageGeneration)
+	if err != nil {
+		s.Logger.Info("image run not planned in the API; the workflow plans it", "run_id", run.ID, "workflow_id", run.WorkflowID,
+			"user_id", run.UserID, "model", run.RequestedLogicalModel, "error", err)
+		return nil
+	}
+	if len(planned) == 0 {
+		return nil
+	}
+	candidates := make([]workflows.Candidate, 0, len(planned))
+	for _, c := range planned {
+		candidates = append(candidates, workflows.Candidate{ProviderID: c.ProviderID, Model: c.Model})
+	}
+	return candidates
 }
 
 // runSummary is the workflow's static summary: the kind, the model and the

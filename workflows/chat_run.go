@@ -39,7 +39,7 @@ func ChatRunWorkflow(ctx workflow.Context, in ChatRunInput) (FinalizeResult, err
 		return FinalizeResult{}, fmt.Errorf("register %s query: %w", RunStateQuery, err)
 	}
 
-	outcome := runUpstream(ctx, in.RunID, in.MaxAttempts, streamChatAttempt, &state)
+	outcome := runUpstream(ctx, in.RunID, in.MaxAttempts, startRunLocally, streamChatAttempt, &state)
 	return finalize(ctx, outcome, &state)
 }
 
@@ -103,24 +103,36 @@ func finalized(finalCtx workflow.Context, outcome FinalizeInput, state *RunState
 	return result, nil
 }
 
-// attemptFunc makes one upstream attempt of a run. It returns the candidate
-// that the attempt used, which the activity may have switched, and the
-// run's last event number after a success.
-type attemptFunc func(ctx workflow.Context, in AttemptInput) (used Candidate, lastSeq int64, err error)
+// startFunc prepares a run for its upstream attempts and returns the
+// candidates to try.
+type startFunc func(ctx workflow.Context, runID string) (StartRunResult, error)
 
-// runUpstream marks the run running and makes upstream attempts until one
-// succeeds, the policy gives up or the workflow is canceled. It returns the
-// outcome to finalize.
-func runUpstream(ctx workflow.Context, runID string, maxAttempts int, attemptOnce attemptFunc, state *RunState) FinalizeInput {
-	logger := workflow.GetLogger(ctx)
-	outcome := FinalizeInput{RunID: runID}
-
+// startRunLocally runs the StartRun local activity, which marks the run
+// running and plans its candidates.
+func startRunLocally(ctx workflow.Context, runID string) (StartRunResult, error) {
 	startCtx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout: 10 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5, NonRetryableErrorTypes: UpstreamRetryPolicy.NonRetryableErrorTypes},
 	})
 	var started StartRunResult
-	if err := workflow.ExecuteLocalActivity(startCtx, StartRunActivity, runID).Get(startCtx, &started); err != nil {
+	err := workflow.ExecuteLocalActivity(startCtx, StartRunActivity, runID).Get(startCtx, &started)
+	return started, err
+}
+
+// attemptFunc makes one upstream attempt of a run. It returns the candidate
+// that the attempt used, which the activity may have switched, and the
+// run's last event number after a success.
+type attemptFunc func(ctx workflow.Context, in AttemptInput) (used Candidate, lastSeq int64, err error)
+
+// runUpstream starts the run with start and makes upstream attempts until
+// one succeeds, the policy gives up or the workflow is canceled. It returns
+// the outcome to finalize.
+func runUpstream(ctx workflow.Context, runID string, maxAttempts int, start startFunc, attemptOnce attemptFunc, state *RunState) FinalizeInput {
+	logger := workflow.GetLogger(ctx)
+	outcome := FinalizeInput{RunID: runID}
+
+	started, err := start(ctx, runID)
+	if err != nil {
 		return failure(ctx, outcome, err)
 	}
 	state.Status = "running"

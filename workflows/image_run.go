@@ -9,7 +9,8 @@ import (
 )
 
 // ImageGenerationWorkflow carries one image run, from the gateway or from a
-// conversation. It marks the run running, requests the images from an upstream,
+// conversation. It starts the run, which marks it running and plans its
+// candidates unless the input carries the API's plan, requests the images from an upstream,
 // retrying on the next candidate when an attempt fails in a retryable way,
 // and finalizes the run. The GenerateImages activity stores the images and
 // returns only their object keys, so no image bytes enter the history.
@@ -19,7 +20,14 @@ func ImageGenerationWorkflow(ctx workflow.Context, in ImageRunInput) (FinalizeRe
 		return FinalizeResult{}, fmt.Errorf("register %s query: %w", RunStateQuery, err)
 	}
 
-	outcome := runUpstream(ctx, in.RunID, in.MaxAttempts, generateImagesAttempt, &state)
+	start := startRunLocally
+	// Only inputs with a plan reach GetVersion, so histories of runs
+	// without one, recorded before or after plannedStartChange, have no
+	// marker to match.
+	if len(in.Candidates) > 0 && workflow.GetVersion(ctx, plannedStartChange, workflow.DefaultVersion, 1) == 1 {
+		start = plannedStart(in.Candidates)
+	}
+	outcome := runUpstream(ctx, in.RunID, in.MaxAttempts, start, generateImagesAttempt, &state)
 	// Runs that reached this point under a worker from before
 	// localFinalizeChange recorded FinalizeRun as an activity, and replay
 	// must schedule it the same way.
@@ -32,6 +40,20 @@ func ImageGenerationWorkflow(ctx workflow.Context, in ImageRunInput) (FinalizeRe
 // localFinalizeChange is the change ID of finalizing image runs in a local
 // activity.
 const localFinalizeChange = "image-local-finalize"
+
+// plannedStartChange is the change ID of starting image runs with the
+// candidates that the API planned, instead of the StartRun local activity.
+const plannedStartChange = "image-planned-start"
+
+// plannedStart returns a startFunc that uses the API's plan. It saves the
+// StartRun local activity, whose database reads and writes and hand-off
+// to the local activity worker took several milliseconds of the first
+// workflow task. The first GenerateImages attempt marks the run running.
+func plannedStart(candidates []Candidate) startFunc {
+	return func(workflow.Context, string) (StartRunResult, error) {
+		return StartRunResult{Candidates: candidates}, nil
+	}
+}
 
 // generateImagesAttempt runs one GenerateImages activity.
 func generateImagesAttempt(ctx workflow.Context, in AttemptInput) (Candidate, int64, error) {

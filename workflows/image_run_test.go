@@ -207,3 +207,79 @@ func TestImageRunFinalizesLocally(t *testing.T) {
 		})
 	}
 }
+
+// TestImageRunPlannedStart checks that a run whose input carries the API's
+// plan skips the StartRun local activity and tries the planned candidates,
+// and that a run without a plan, or one that GetVersion sends down the old
+// path, still runs StartRun.
+func TestImageRunPlannedStart(t *testing.T) {
+	planned := []workflows.Candidate{{ProviderID: "c", Model: "m-c"}, {ProviderID: "d", Model: "m-d"}}
+	stored := workflows.GenerateImagesResult{Images: []workflows.ImageRef{{ObjectKey: "p/images/k.png", Size: 10, ContentType: "image/png"}}, LastSeq: 3}
+	// The first attempt fails over, so the second candidate shows too.
+	generate := func(in workflows.AttemptInput) (workflows.GenerateImagesResult, error) {
+		if in.Attempt == 1 {
+			return workflows.GenerateImagesResult{}, upstreamError("upstream_error", false)
+		}
+		return stored, nil
+	}
+	tests := []struct {
+		name                string
+		candidates          []workflows.Candidate
+		oldVersion          bool
+		wantLocalActivities []string
+		wantAttempts        []string
+	}{
+		{
+			name:                "plan in the input",
+			candidates:          planned,
+			wantLocalActivities: []string{workflows.FinalizeRunActivity},
+			wantAttempts:        []string{"c", "d"},
+		},
+		{
+			name:                "no plan",
+			wantLocalActivities: []string{workflows.StartRunActivity, workflows.FinalizeRunActivity},
+			wantAttempts:        []string{"a", "b"},
+		},
+		{
+			name:                "plan recorded by an older worker",
+			candidates:          planned,
+			oldVersion:          true,
+			wantLocalActivities: []string{workflows.StartRunActivity, workflows.FinalizeRunActivity},
+			wantAttempts:        []string{"a", "b"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeImageActivities{fakeActivities: fakeActivities{candidates: twoCandidates()}, generate: generate}
+			env := newImageEnv(t, f)
+			if tt.oldVersion {
+				env.OnGetVersion("image-planned-start", workflow.DefaultVersion, workflow.Version(1)).Return(workflow.DefaultVersion)
+			}
+			var localActivities []string
+			env.SetOnLocalActivityStartedListener(func(info *activity.Info, _ context.Context, _ []any) {
+				localActivities = append(localActivities, info.ActivityType.Name)
+			})
+			env.ExecuteWorkflow(workflows.ImageGenerationWorkflowName, workflows.ImageRunInput{RunID: "r1", MaxAttempts: 3, Candidates: tt.candidates})
+
+			if !env.IsWorkflowCompleted() {
+				t.Fatal("workflow did not complete")
+			}
+			if err := env.GetWorkflowError(); err != nil {
+				t.Fatalf("workflow error: %v", err)
+			}
+			if !slices.Equal(localActivities, tt.wantLocalActivities) {
+				t.Errorf("local activities = %v, want %v", localActivities, tt.wantLocalActivities)
+			}
+			var attempts []string
+			for _, in := range f.seenImg {
+				attempts = append(attempts, in.Candidate.ProviderID)
+			}
+			if !slices.Equal(attempts, tt.wantAttempts) {
+				t.Errorf("attempts on %v, want %v", attempts, tt.wantAttempts)
+			}
+			if len(f.finalized) != 1 || f.finalized[0].Status != "succeeded" {
+				t.Errorf("finalized = %+v, want one succeeded", f.finalized)
+			}
+		})
+	}
+}

@@ -19,9 +19,10 @@ import (
 // before it reaches a cluster with open runs.
 //
 // image_succeeded_activity_finalize.json was recorded before the image
-// workflow finalized its runs in a local activity, and no test records it
-// any more. Keep it: it proves that runs started by older workers still
-// replay.
+// workflow finalized its runs in a local activity, and the image histories
+// ending in _start_run before the API planned image runs, so those ran
+// StartRun. No test records them any more. Keep them: they prove that runs
+// started by older workers and APIs still replay.
 func TestReplayRecordedHistories(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("..", "testdata", "histories", "*.json"))
 	if err != nil {

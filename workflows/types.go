@@ -60,6 +60,11 @@ type ImageRunInput struct {
 	// MaxAttempts caps upstream attempts across all candidates; 0 means
 	// DefaultMaxAttempts.
 	MaxAttempts int
+	// Candidates is the router's plan that the API made when it created
+	// the run. With it, the workflow skips the StartRun local activity, and
+	// the first attempt marks the run running. Inputs from APIs before the
+	// field existed lack it, and so do runs whose plan came out empty.
+	Candidates []Candidate `json:",omitempty"`
 }
 
 // ImageRef is one stored image: its object key in the media storage, its

@@ -44,14 +44,14 @@ const (
 // exitTargetMissed is the exit status with -check when a target is missed.
 const exitTargetMissed = 3
 
-// defaultTunedConfig is the dynamic config of the second dev server. The
-// dev server has one history shard, and its transfer queue reads new tasks
-// at most 20 times a second per shard (history.transferProcessorMaxPollRPS
-// in Temporal Server 1.29.1). A task created less than 50 ms after the
-// previous read may wait up to 50 ms before the matching service receives
-// it. Eager activity execution (system.enableActivityEagerExecution) is off
-// by default.
-const defaultTunedConfig = "history.transferProcessorMaxPollRPS=1000,system.enableActivityEagerExecution=true"
+// defaultTunedConfig is the dynamic config of the second dev server, on top
+// of the eager activity execution that every dev server of
+// devenv.StartTemporal gets. The dev server has one history shard, and its
+// transfer queue reads new tasks at most 20 times a second per shard
+// (history.transferProcessorMaxPollRPS in Temporal Server 1.29.1). A task
+// created less than 50 ms after the previous read may wait up to 50 ms
+// before the matching service receives it.
+const defaultTunedConfig = "history.transferProcessorMaxPollRPS=1000"
 
 // settings are the command-line flags.
 type settings struct {
@@ -62,6 +62,7 @@ type settings struct {
 	imageBytes  int
 	runTimeout  time.Duration
 	tunedConfig string
+	variantEnv  string
 
 	memoryImages     int
 	memoryImageBytes int
@@ -90,6 +91,8 @@ func parseSettings(args []string) (settings, error) {
 	flags.DurationVar(&s.runTimeout, "run-timeout", 2*time.Minute, "limit for one request and its read back")
 	flags.StringVar(&s.tunedConfig, "tuned-config", defaultTunedConfig,
 		"comma-separated KEY=VALUE dynamic config of a second Temporal dev server with its own serve and worker; empty measures only the default dev server")
+	flags.StringVar(&s.variantEnv, "variant-env", "",
+		"comma-separated KEY=VALUE environment of the serve and worker processes of a further stack, on a dev server with the default stack's dynamic config; empty runs no such stack")
 	flags.IntVar(&s.memoryImages, "memory-images", 100, "images generated at once in the memory phase; 0 skips the phase")
 	flags.IntVar(&s.memoryImageBytes, "memory-image-bytes", 4<<20, "PNG size in bytes in the memory phase")
 	flags.IntVar(&s.memoryPerRequest, "memory-n", 1, "images per request (n) in the memory phase; -memory-images must be a multiple")
@@ -125,6 +128,11 @@ func parseSettings(args []string) (settings, error) {
 	for _, value := range splitConfig(s.tunedConfig) {
 		if key, _, ok := strings.Cut(value, "="); !ok || key == "" {
 			return s, fmt.Errorf("-tuned-config entries must be KEY=VALUE, got %q", value)
+		}
+	}
+	for _, value := range splitConfig(s.variantEnv) {
+		if key, _, ok := strings.Cut(value, "="); !ok || key == "" {
+			return s, fmt.Errorf("-variant-env entries must be KEY=VALUE, got %q", value)
 		}
 	}
 	return s, nil
@@ -187,17 +195,27 @@ func run(ctx context.Context, s settings, logger *slog.Logger) ([]string, error)
 		return nil, err
 	}
 	stacks := []*serviceStack{}
-	defaultStack, err := sh.startStack(ctx, "default", nil)
+	defaultStack, err := sh.startStack(ctx, "default", nil, nil)
 	if err != nil {
 		return nil, err
 	}
 	stacks = append(stacks, defaultStack)
 	if tuned := splitConfig(s.tunedConfig); len(tuned) > 0 {
-		tunedStack, err := sh.startStack(ctx, "tuned", tuned)
+		tunedStack, err := sh.startStack(ctx, "tuned", tuned, nil)
 		if err != nil {
 			return nil, err
 		}
 		stacks = append(stacks, tunedStack)
+	}
+	if env := splitConfig(s.variantEnv); len(env) > 0 {
+		variantStack, err := sh.startStack(ctx, "variant", nil, env)
+		if err != nil {
+			return nil, err
+		}
+		stacks = append(stacks, variantStack)
+	}
+	for _, st := range stacks {
+		r.stacks = append(r.stacks, stackInfo{name: st.name, config: st.dynamicConfig, env: st.env})
 	}
 	r.backends = append(sh.backends, defaultStack.backend, temporalVersion(ctx, s.temporalCLI)+" dev server with an in-memory database, one per stack")
 
@@ -285,7 +303,7 @@ func runPhases(ctx context.Context, s settings, sh *shared, stacks []*serviceSta
 			logger.Warn("the workflow timeline will be missing from the report", "stack", st.name, "error", err)
 			continue
 		}
-		r.timelines = append(r.timelines, stackTimeline{stack: st.name, config: st.dynamicConfig, timeline: t})
+		r.timelines = append(r.timelines, stackTimeline{stack: st.name, timeline: t})
 	}
 	return nil
 }

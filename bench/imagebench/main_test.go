@@ -1,11 +1,16 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	commonpb "go.temporal.io/api/common/v1"
+	historypb "go.temporal.io/api/history/v1"
+	sdkpb "go.temporal.io/api/sdk/v1"
 )
 
 func TestParseSettings(t *testing.T) {
@@ -23,6 +28,8 @@ func TestParseSettings(t *testing.T) {
 		{name: "n too large", args: []string{"-memory-images", "20", "-memory-n", "20"}, wantErr: "-memory-n"},
 		{name: "unknown format", args: []string{"-memory-format", "png"}, wantErr: "-memory-format"},
 		{name: "config without value", args: []string{"-tuned-config", "history.x"}, wantErr: "KEY=VALUE"},
+		{name: "variant stack", args: []string{"-variant-env", "IMAGE_WORKER_IN_API=true"}},
+		{name: "variant without value", args: []string{"-variant-env", "IMAGE_WORKER_IN_API"}, wantErr: "-variant-env"},
 		{name: "extra argument", args: []string{"now"}, wantErr: "unexpected arguments"},
 	}
 	for _, tt := range tests {
@@ -110,22 +117,39 @@ func testReport(t *testing.T) *report {
 	if err != nil {
 		t.Fatal(err)
 	}
+	base := time.Date(2026, 1, 2, 3, 5, 0, 0, time.UTC)
 	samples := func(excess time.Duration) []sample {
 		var out []sample
-		for range 10 {
+		for i := range 10 {
 			total := s.latency + excess
-			out = append(out, sample{total: total, generate: total - time.Millisecond, readBack: time.Millisecond})
+			sent := base.Add(time.Duration(i) * time.Second)
+			out = append(out, sample{
+				total: total, generate: total - time.Millisecond, readBack: time.Millisecond,
+				prompt: fmt.Sprintf("imagebench round %d", i), sent: sent, responded: sent.Add(total - time.Millisecond),
+			})
 		}
 		return out
+	}
+	// Each workflow of the default stack starts 8 ms after its POST, and
+	// its activity 12 ms after that.
+	runs := map[string]runTimes{}
+	for i := range 10 {
+		started := base.Add(time.Duration(i)*time.Second + 8*time.Millisecond)
+		runs[fmt.Sprintf("imagebench round %d", i)] = runTimes{started: started, activityStarted: started.Add(12 * time.Millisecond)}
 	}
 	return &report{
 		settings: s,
 		command:  "go run ./bench/imagebench",
 		started:  time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC),
 		latency: &latencyResult{
-			paths:    []string{"direct", "ours (default)", "ours (tuned)"},
-			samples:  [][]sample{samples(10 * time.Millisecond), samples(40 * time.Millisecond), samples(12 * time.Millisecond)},
-			failures: []int{0, 0, 0},
+			paths:    []string{"direct", "ours (default)", "ours (tuned)", "ours (variant)"},
+			samples:  [][]sample{samples(10 * time.Millisecond), samples(40 * time.Millisecond), samples(12 * time.Millisecond), samples(30 * time.Millisecond)},
+			failures: []int{0, 0, 0, 0},
+		},
+		stacks: []stackInfo{
+			{name: "default"},
+			{name: "tuned", config: []string{"history.transferProcessorMaxPollRPS=1000"}},
+			{name: "variant", env: []string{"IMAGE_WORKER_IN_API=true"}},
 		},
 		timelines: []stackTimeline{{stack: "default", timeline: &timeline{
 			workflows: 1, steps: []string{"workflow completed"},
@@ -134,6 +158,7 @@ func testReport(t *testing.T) *report {
 			workflowTasks: []int{2}, activityTasks: []int{1}, localActivities: []int{2},
 			dispatchWaits: []time.Duration{5 * time.Millisecond}, workflowTaskTimes: []time.Duration{15 * time.Millisecond},
 			activityTimes: []time.Duration{215 * time.Millisecond},
+			runs:          runs,
 		}}},
 		memory: &memoryResult{
 			requests: 100, imagesPerRequest: 1, imageBytes: 4 << 20, responseFormat: "b64_json", peakInFlight: 50,
@@ -166,13 +191,40 @@ func TestReportVerdicts(t *testing.T) {
 		"| Time beyond the mock's latency, p50, tuned dev server | 12.0 ms | 10.0 ms | 1.2× | none | – |",
 		"at most 50 in flight) | 419 MB | 210 MB in flight | 2.00× | < 3× | pass |",
 		"our path adds 30.0 ms at p50 to the direct path's 10.0 ms, and the target allows 15.0 ms in all.",
-		"| Workflow run, start event to close event | 230.0 ms |",
-		"| API process outside the workflow run: checks, run row, start call, wait for the result, response | 9.0 ms |",
+		"| Workflow run, start event to close event, which comes after the response | 230.0 ms |",
+		"| POST sent to the workflow's start event: the API's checks and run row, and the start call until the server recorded the start | 8.0 ms |",
+		"| Start event to GenerateImages started: the first workflow task and the activity's dispatch | 12.0 ms |",
+		"beyond the direct path's POST until the decoded image (209.0 ms): run reads and writes, storage write, events, the run's finalization, the wake on its terminal event and the response | 10.0 ms |",
+		"from the 10 of 10 samples whose workflow the prompt in its summary identifies",
+		"At p50 our path spends 8.0 ms before the workflow's start event, on the API's checks",
+		"| Time beyond the mock's latency, p50, default dev server with `IMAGE_WORKER_IN_API=true` | 30.0 ms | 10.0 ms | 3.0× | none | – |",
+		"#### Where our time goes, default dev server (`system.enableActivityEagerExecution=true`)",
 		"The worker's RSS grew by 2.00× the bytes in flight, against the 2.33×",
 		"Its Go heap held at most 252 MB of live data after any of the phase's 3 collections (1.20× the bytes in flight)",
 	} {
 		if !strings.Contains(section, want) {
 			t.Errorf("section lacks %q:\n%s", want, section)
 		}
+	}
+}
+
+func TestSummaryPrompt(t *testing.T) {
+	tests := []struct {
+		name    string
+		summary string
+		want    string
+	}{
+		{"run summary", `"image bench-image-latency: imagebench round 7"`, "imagebench round 7"},
+		{"prompt with a colon", `"image m: a: b"`, "a: b"},
+		{"no separator", `"image m"`, ""},
+		{"not a string", `42`, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			event := &historypb.HistoryEvent{UserMetadata: &sdkpb.UserMetadata{Summary: &commonpb.Payload{Data: []byte(tt.summary)}}}
+			if got := summaryPrompt(event); got != tt.want {
+				t.Errorf("summaryPrompt(%s) = %q, want %q", tt.summary, got, tt.want)
+			}
+		})
 	}
 }

@@ -43,6 +43,13 @@ type sample struct {
 	store time.Duration
 	// readBack is the GET of the stored image until its last byte.
 	readBack time.Duration
+
+	// prompt joins our path's sample with its workflow, whose summary
+	// contains it. sent and responded are when the POST went out and when
+	// its response was read, on the machine's clock, which the dev
+	// server's event times also use.
+	prompt          string
+	sent, responded time.Time
 }
 
 // directPath calls the mock upstream, decodes the image, writes it to a
@@ -219,7 +226,10 @@ func (o *ourPath) run(ctx context.Context, prompt string) (sample, error) {
 		return sample{}, err
 	}
 	done := time.Now()
-	return sample{total: done.Sub(started), generate: generated.Sub(started), readBack: done.Sub(generated)}, nil
+	return sample{
+		total: done.Sub(started), generate: generated.Sub(started), readBack: done.Sub(generated),
+		prompt: prompt, sent: started, responded: generated,
+	}, nil
 }
 
 // generate requests n images as links and returns the links.

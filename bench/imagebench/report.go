@@ -7,13 +7,38 @@ import (
 	"time"
 
 	"github.com/aihigress/aihigress/internal/benchdoc"
+	"github.com/aihigress/aihigress/internal/devenv"
 )
 
 // stackTimeline is the workflow timeline of one stack.
 type stackTimeline struct {
 	stack    string
-	config   []string
 	timeline *timeline
+}
+
+// stackInfo describes one stack for the report.
+type stackInfo struct {
+	name string
+	// config is the dev server's dynamic config beyond devenv's defaults,
+	// and env the processes' environment beyond the default stack's.
+	config, env []string
+}
+
+// label names the stack in the report's tables.
+func (s stackInfo) label() string {
+	if len(s.env) == 0 {
+		return s.name + " dev server"
+	}
+	return "default dev server with `" + strings.Join(s.env, "`, `") + "`"
+}
+
+// settings lists the stack's whole dynamic config and extra environment.
+func (s stackInfo) settings() string {
+	text := "`" + strings.Join(devenv.DynamicConfig(s.config), "`, `") + "`"
+	if len(s.env) > 0 {
+		text += "; processes with `" + strings.Join(s.env, "`, `") + "`"
+	}
+	return text
 }
 
 type report struct {
@@ -25,6 +50,7 @@ type report struct {
 	loadAfter  string
 	backends   []string
 
+	stacks    []stackInfo
 	latency   *latencyResult
 	timelines []stackTimeline
 	memory    *memoryResult
@@ -78,7 +104,7 @@ func (r *report) section() string {
 
 	b.WriteString("### Command\n\n")
 	fmt.Fprintf(&b, "```\n%s\n```\n\n", r.command)
-	b.WriteString("It needs the Temporal CLI at `TEMPORAL_CLI_PATH` or `./bin/temporal`, and by default PostgreSQL and Redis on 127.0.0.1 (`-sqlite` and `-embedded-redis` remove that need). `-tuned-config ''` skips the second dev server, `-memory-images 0` the memory phase.\n\n")
+	b.WriteString("It needs the Temporal CLI at `TEMPORAL_CLI_PATH` or `./bin/temporal`, and by default PostgreSQL and Redis on 127.0.0.1 (`-sqlite` and `-embedded-redis` remove that need). `-tuned-config ''` skips the second dev server, `-variant-env KEY=VALUE,...` adds a stack whose processes get those variables, and `-memory-images 0` skips the memory phase.\n\n")
 
 	b.WriteString("### Machine\n\n")
 	fmt.Fprintf(&b, "- Date: %s\n", r.started.UTC().Format("2006-01-02 15:04 MST"))
@@ -109,15 +135,15 @@ func (r *report) writeResults(b *strings.Builder) {
 	direct := r.excess(0)
 	for path := 1; path < len(r.latency.paths); path++ {
 		ours := r.excess(path)
-		stack := strings.TrimSuffix(strings.TrimPrefix(r.latency.paths[path], "ours ("), ")")
+		stack := r.stackLabel(strings.TrimSuffix(strings.TrimPrefix(r.latency.paths[path], "ours ("), ")"))
 		target, result := "none", "–"
 		if path == 1 {
 			target = fmt.Sprintf("≤ %.1f×", targetLatencyRatio)
 			result = verdict(r.latencyRatio(path, 50) <= targetLatencyRatio)
 		}
-		fmt.Fprintf(b, "| Time beyond the mock's latency, p50, %s dev server | %s | %s | %.1f× | %s | %s |\n",
+		fmt.Fprintf(b, "| Time beyond the mock's latency, p50, %s | %s | %s | %.1f× | %s | %s |\n",
 			stack, ms(percentile(ours, 50)), ms(percentile(direct, 50)), r.latencyRatio(path, 50), target, result)
-		fmt.Fprintf(b, "| Time beyond the mock's latency, p99, %s dev server | %s | %s | %.1f× | none | – |\n",
+		fmt.Fprintf(b, "| Time beyond the mock's latency, p99, %s | %s | %s | %.1f× | none | – |\n",
 			stack, ms(percentile(ours, 99)), ms(percentile(direct, 99)), r.latencyRatio(path, 99))
 	}
 
@@ -147,18 +173,50 @@ func (r *report) writeLatencyNote(b *strings.Builder) {
 	if len(r.timelines) == 0 || r.timelines[0].timeline.workflows == 0 {
 		return
 	}
-	t := r.timelines[0].timeline
 	p50 := func(values []time.Duration) time.Duration { return percentile(values, 50) }
 	direct, ours := p50(r.excess(0)), p50(r.excess(1))
-	directGenerate := p50(field(r.latency.samples[0], func(s sample) time.Duration { return s.generate }))
-	post := p50(field(r.latency.samples[1], func(s sample) time.Duration { return s.generate }))
 	verdictText := "meets"
 	if r.latencyRatio(1, 50) > targetLatencyRatio {
 		verdictText = "misses"
 	}
-	fmt.Fprintf(b, "- The latency figure %s its target. On the default dev server our path adds %s at p50 to the direct path's %s, and the target allows %s in all. At p50 our path spends %s waiting for Temporal to hand tasks to the worker and %s in workflow tasks, which include the StartRun and FinalizeRun local activities. GenerateImages' own work beyond the upstream call takes %s, and the API process outside the workflow run %s. The breakdown below has the details.\n",
-		verdictText, ms(ours-direct), ms(direct), ms(time.Duration(float64(direct)*targetLatencyRatio)),
-		ms(p50(t.dispatchWaits)), ms(p50(t.workflowTaskTimes)), ms(p50(t.activityTimes)-directGenerate), ms(post-p50(t.durations)))
+	fmt.Fprintf(b, "- The latency figure %s its target. On the default dev server our path adds %s at p50 to the direct path's %s, and the target allows %s in all.",
+		verdictText, ms(ours-direct), ms(direct), ms(time.Duration(float64(direct)*targetLatencyRatio)))
+	seg := r.segments(r.timelines[0].stack, r.timelines[0].timeline)
+	if len(seg.beforeStart) > 0 {
+		fmt.Fprintf(b, " At p50 our path spends %s before the workflow's start event, on the API's checks, the run row and the start call. It spends %s from the start event to the start of GenerateImages, on the first workflow task and the activity's dispatch. From there to the response it spends %s beyond the direct path's POST, on run writes, storage, events, the run's finalization, the wake on its terminal event and the response.",
+			ms(p50(seg.beforeStart)), ms(p50(seg.toActivity)), ms(p50(seg.activityToResponse)-seg.directGenerate))
+	}
+	b.WriteString(" The breakdown below has the details.\n")
+}
+
+// runSegments are per-run parts of our path on one stack, from the samples
+// joined with their workflows by prompt.
+type runSegments struct {
+	// beforeStart is from sending the POST to the workflow's start event,
+	// toActivity from the start event to GenerateImages' started event,
+	// and activityToResponse from there to reading the POST's response.
+	beforeStart, toActivity, activityToResponse []time.Duration
+	// directGenerate is the direct path's p50 POST until the decoded
+	// image.
+	directGenerate time.Duration
+}
+
+func (r *report) segments(stack string, t *timeline) runSegments {
+	seg := runSegments{directGenerate: percentile(field(r.latency.samples[0], func(s sample) time.Duration { return s.generate }), 50)}
+	path := r.pathIndex("ours (" + stack + ")")
+	if path < 0 {
+		return seg
+	}
+	for _, s := range r.latency.samples[path] {
+		times, ok := t.runs[s.prompt]
+		if !ok || times.activityStarted.IsZero() {
+			continue
+		}
+		seg.beforeStart = append(seg.beforeStart, times.started.Sub(s.sent))
+		seg.toActivity = append(seg.toActivity, times.activityStarted.Sub(times.started))
+		seg.activityToResponse = append(seg.activityToResponse, s.responded.Sub(times.activityStarted))
+	}
+	return seg
 }
 
 // writeMemoryNote compares the worker's growth and its largest live heap
@@ -211,11 +269,8 @@ func (r *report) writeTimelines(b *strings.Builder) {
 		if t.workflows == 0 {
 			continue
 		}
-		config := "default dynamic config"
-		if len(st.config) > 0 {
-			config = "`" + strings.Join(st.config, "`, `") + "`"
-		}
-		fmt.Fprintf(b, "#### Where our time goes, %s dev server (%s)\n\n", st.stack, config)
+		info := r.stackInfo(st.stack)
+		fmt.Fprintf(b, "#### Where our time goes, %s (%s)\n\n", info.label(), info.settings())
 		fmt.Fprintf(b, "From the histories of the %d image workflows of the latency rounds and the samples of the same rounds. Medians per run: workflow tasks %d, activity tasks %d, local activities %d. Medians of parts do not add up exactly to the median of the whole.\n\n",
 			t.workflows, medianCount(t.workflowTasks), medianCount(t.activityTasks), medianCount(t.localActivities))
 		r.writeBreakdown(b, st.stack, t)
@@ -237,29 +292,46 @@ func (r *report) writeBreakdown(b *strings.Builder, stack string, t *timeline) {
 	p50 := func(values []time.Duration) time.Duration { return percentile(values, 50) }
 	ours := r.latency.samples[path]
 	direct := r.latency.samples[0]
-	post := p50(field(ours, func(s sample) time.Duration { return s.generate }))
-	run := p50(t.durations)
-	directGenerate := p50(field(direct, func(s sample) time.Duration { return s.generate }))
-	activity := p50(t.activityTimes)
+	seg := r.segments(stack, t)
 
-	b.WriteString("| Part of our path | p50 |\n| --- | --- |\n")
-	rows := []struct {
+	type row struct {
 		part  string
-		value time.Duration
-	}{
-		{fmt.Sprintf("Waits from a task's scheduled event to its started event, summed over the run's %d workflow and %d activity tasks", medianCount(t.workflowTasks), medianCount(t.activityTasks)), p50(t.dispatchWaits)},
-		{"Workflow tasks from started to completed, summed, with the StartRun and FinalizeRun local activities", p50(t.workflowTaskTimes)},
-		{"GenerateImages activity, the upstream call included", activity},
-		{"GenerateImages beyond the direct path's POST until the decoded image (" + ms(directGenerate) + "): run reads and writes, storage write, events", activity - directGenerate},
-		{"Workflow run, start event to close event", run},
-		{"API process outside the workflow run: checks, run row, start call, wait for the result, response", post - run},
-		{"Read back through `/media/images`, against " + ms(p50(field(direct, func(s sample) time.Duration { return s.readBack }))) + " through `http.ServeFile`", p50(field(ours, func(s sample) time.Duration { return s.readBack }))},
+		value string
 	}
+	var rows []row
+	if len(seg.beforeStart) > 0 {
+		rows = append(rows,
+			row{"POST sent to the workflow's start event: the API's checks and run row, and the start call until the server recorded the start", ms(p50(seg.beforeStart))},
+			row{"Start event to GenerateImages started: the first workflow task and the activity's dispatch", ms(p50(seg.toActivity))},
+			row{"GenerateImages started to the POST's response read, beyond the direct path's POST until the decoded image (" + ms(seg.directGenerate) + "): run reads and writes, storage write, events, the run's finalization, the wake on its terminal event and the response", ms(p50(seg.activityToResponse) - seg.directGenerate)},
+		)
+	}
+	rows = append(rows,
+		row{"Read back through `/media/images`, against " + ms(p50(field(direct, func(s sample) time.Duration { return s.readBack }))) + " through `http.ServeFile`", ms(p50(field(ours, func(s sample) time.Duration { return s.readBack })))},
+		row{fmt.Sprintf("Waits from a task's scheduled event to its started event, summed over the run's %d workflow and %d activity tasks", medianCount(t.workflowTasks), medianCount(t.activityTasks)), ms(p50(t.dispatchWaits))},
+		row{"Workflow tasks from started to completed, summed, with their local activities", ms(p50(t.workflowTaskTimes))},
+		row{"GenerateImages activity, started to completed, with the upstream call and the run's finalization", ms(p50(t.activityTimes))},
+		row{"Workflow run, start event to close event, which comes after the response", ms(p50(t.durations))},
+	)
+	fmt.Fprintf(b, "The first rows are medians of each run's parts, from the %d of %d samples whose workflow the prompt in its summary identifies. The other rows come from the histories alone.\n\n", len(seg.beforeStart), len(ours))
+	b.WriteString("| Part of our path | p50 |\n| --- | --- |\n")
 	for _, row := range rows {
-		fmt.Fprintf(b, "| %s | %s |\n", row.part, ms(row.value))
+		fmt.Fprintf(b, "| %s | %s |\n", row.part, row.value)
 	}
 	b.WriteString("\n")
 }
+
+// stackInfo returns the description of the stack called name.
+func (r *report) stackInfo(name string) stackInfo {
+	for _, st := range r.stacks {
+		if st.name == name {
+			return st
+		}
+	}
+	return stackInfo{name: name}
+}
+
+func (r *report) stackLabel(name string) string { return r.stackInfo(name).label() }
 
 func (r *report) pathIndex(name string) int {
 	for i, p := range r.latency.paths {
@@ -296,10 +368,10 @@ func (r *report) writeMethod(b *strings.Builder) {
 	notes := []string{
 		"The tool builds `./cmd/aihigress` with `go build` and runs `aihigress serve` and `aihigress worker` as child processes, configured only through environment variables, with `IMAGE_LOCAL_DIR` selecting the local media storage and a `PROVIDERS_FILE` that points two logical models at the mock upstream. The mock runs in the benchmark process and sends real PNGs of the requested size as `b64_json`; a provider header (`X-Mock-Image-Bytes`) sets the size. Every stack has a fresh database, Redis key prefix and media folder. All traffic stays on loopback.",
 		fmt.Sprintf("**Direct path.** POST `{\"n\": 1, \"response_format\": \"b64_json\"}` to the mock's `/v1/images/generations` and decode the JSON and the base64 image. Write the image to a new file and fsync it. Then GET it from an `http.ServeFile` server in the benchmark process and read the %s body. This is the least that any service must do to generate an image and serve it back from local storage.", mib(s.imageBytes)),
-		"**Our path.** POST `{\"n\": 1, \"response_format\": \"url\"}` with an API key to `/v1/images/generations`, which waits for the run, then GET the signed `/media/images` link of the response and read the body. The API process checks the API key and the rate limit, stores the run row, starts the workflow on Temporal, waits for its result and writes the response. The workflow runs the StartRun local activity, then the GenerateImages activity, which calls the mock, stores the image with fsync and records the run's events, and then the FinalizeRun local activity. The GET checks the link's signature and serves the file.",
+		"**Our path.** POST `{\"n\": 1, \"response_format\": \"url\"}` with an API key to `/v1/images/generations`, which waits for the run, then GET the signed `/media/images` link of the response and read the body. The API process checks the API key and the rate limit, stores the run row, plans the run's candidates and starts the workflow on Temporal. It then waits for the run's terminal event on Redis or the workflow result, whichever comes first, and writes the response. The workflow runs the GenerateImages activity, which calls the mock, stores the image with fsync, records the run's events and finalizes the run, and then the FinalizeRun local activity, which finds the run finalized. The GET checks the link's signature and serves the file.",
 		fmt.Sprintf("**Latency figure.** Each sample's time from sending the POST to reading the last byte back, minus the mock's fixed %s. The ratio divides our percentile by the direct path's. The paths alternate within each round and the order turns every round, so load from other processes falls on all paths alike.", s.latency),
-		"**Two dev servers.** The default one runs Temporal's default dynamic config. The tuned one raises the history transfer queue's read rate (`history.transferProcessorMaxPollRPS`, 20 per shard by default). On a one-shard dev server that limit can delay a new workflow or activity task by up to 50 ms when tasks follow each other closely. The tuned one also turns on eager activity execution, which the worker requests by default. Both are settings of the Temporal cluster, not of AI Higress, so the tuned rows show the service's own cost on a cluster that does not throttle a single workflow's tasks.",
-		"**Timeline.** After the latency rounds the tool reads the histories of that phase's image workflows through the Temporal client. Event times come from the dev server's clock, which is the machine's clock.",
+		"**Dev servers.** Every dev server runs with eager activity execution (`" + devenv.EagerActivityConfig + "`), as the ones of `aihigress dev` and of the tests do, and otherwise with Temporal's default dynamic config. A worker that schedules an activity then receives its task in the response to the workflow task. The tuned one also raises the history transfer queue's read rate (`history.transferProcessorMaxPollRPS`, 20 per shard by default). On a one-shard dev server that limit can delay a new workflow or activity task by up to 50 ms when tasks follow each other closely. Both are settings of the Temporal cluster, not of AI Higress, so the tuned rows show the service's own cost on a cluster that does not throttle a single workflow's tasks. With `-variant-env`, a further stack runs on a dev server like the default one, and its serve and worker processes get the listed environment variables, such as `IMAGE_WORKER_IN_API=true`.",
+		"**Timeline.** After the latency rounds the tool reads the histories of that phase's image workflows through the Temporal client. Event times come from the dev server's clock, which is the machine's clock, as the samples' times do. Every round has its own prompt, and the workflow's summary contains it, which joins each sample of our path with its workflow.",
 		fmt.Sprintf("**Memory.** Before the phase the tool reads VmRSS of the serve and worker processes and resets their VmHWM through /proc/<pid>/clear_refs. It then sends all requests at once and decodes and checks every image of the responses. Peak RSS is the larger of VmHWM after the phase and the highest VmRSS sampled every %s. An image is in flight from the moment its upstream request reaches the mock until its file appears in the media folder, which the local storage does by a rename after the fsync. Every sample counts the requests that reached the mock minus the files in the folder, and the figure divides by the highest count, which is stricter than dividing by all images requested. Both processes run with `GODEBUG=gctrace=1`, and the tool reads the worker's heap sizes at each collection of the phase from its log. MB means 10^6 bytes.", rssSampleInterval),
 		"**Limits.** The service, Temporal, PostgreSQL, Redis, the mock and the clients share the machine's cores, and other work ran on the machine at the same time. A Temporal dev server is not a production cluster.",
 	}

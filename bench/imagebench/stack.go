@@ -195,8 +195,11 @@ func (s *shared) startRedis(ctx context.Context) error {
 type serviceStack struct {
 	name string
 	// dynamicConfig lists the dev server's dynamic config values as
-	// KEY=VALUE.
+	// KEY=VALUE, beyond devenv's defaults.
 	dynamicConfig []string
+	// env lists environment variables of the serve and worker processes
+	// as KEY=VALUE, beyond serviceEnv's.
+	env []string
 
 	temporal       *testsuite.DevServer
 	temporalPID    int
@@ -213,9 +216,9 @@ type serviceStack struct {
 }
 
 // startStack starts a service stack whose dev server runs with
-// dynamicConfig.
-func (s *shared) startStack(ctx context.Context, name string, dynamicConfig []string) (*serviceStack, error) {
-	st := &serviceStack{name: name, dynamicConfig: dynamicConfig}
+// dynamicConfig and whose processes get env.
+func (s *shared) startStack(ctx context.Context, name string, dynamicConfig, env []string) (*serviceStack, error) {
+	st := &serviceStack{name: name, dynamicConfig: dynamicConfig, env: env}
 	dir := filepath.Join(s.tempDir, name)
 	st.mediaDir = filepath.Join(dir, "media")
 	if err := os.MkdirAll(st.mediaDir, 0o755); err != nil {
@@ -409,6 +412,9 @@ func (s *shared) serviceEnv(st *serviceStack, httpAddr string) []string {
 		// No maintenance job, such as the provider probes, runs beside
 		// the measured requests.
 		"MAINTENANCE_SCHEDULES=off",
+		// Both stacks' workers run at once, and the default metrics
+		// address would let only one of them listen.
+		"WORKER_METRICS_ADDR=off",
 	}
 	for _, name := range []string{"PATH", "HOME", "TMPDIR", "GOMAXPROCS", "GOGC", "GOMEMLIMIT", "LOG_LEVEL", "LOG_FORMAT"} {
 		if value, ok := os.LookupEnv(name); ok {
@@ -421,7 +427,9 @@ func (s *shared) serviceEnv(st *serviceStack, httpAddr string) []string {
 	if value := os.Getenv("GODEBUG"); value != "" {
 		godebug = value + "," + godebug
 	}
-	return append(env, "GODEBUG="+godebug)
+	// os/exec uses the last value of a repeated variable, so the stack's
+	// own variables override the ones above.
+	return append(append(env, "GODEBUG="+godebug), st.env...)
 }
 
 // createAPIKey registers a user, logs in and creates an API key for it.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -32,6 +33,15 @@ type timeline struct {
 	// their local activities), and the activities from started to
 	// completed.
 	dispatchWaits, workflowTaskTimes, activityTimes []time.Duration
+	// runs holds the start event's time and the first activity's started
+	// event's time of each workflow, by the prompt in its summary.
+	runs map[string]runTimes
+}
+
+// runTimes are the event times of one workflow that the report joins with
+// the client's sample of the same prompt.
+type runTimes struct {
+	started, activityStarted time.Time
 }
 
 // fetchTimeline reads the histories of the image workflows for model that
@@ -39,7 +49,7 @@ type timeline struct {
 func fetchTimeline(ctx context.Context, c client.Client, model string, since time.Time) (*timeline, error) {
 	query := fmt.Sprintf("WorkflowType = '%s' AND %s = '%s' AND StartTime >= '%s'",
 		workflows.ImageGenerationWorkflowName, workflows.AttrLogicalModel.GetName(), model, since.UTC().Format(time.RFC3339Nano))
-	t := &timeline{offsets: map[string][]time.Duration{}}
+	t := &timeline{offsets: map[string][]time.Duration{}, runs: map[string]runTimes{}}
 	var token []byte
 	for {
 		page, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, NextPageToken: token})
@@ -74,6 +84,7 @@ func (t *timeline) add(ctx context.Context, c client.Client, workflowID, runID s
 	}
 
 	start := events[0].GetEventTime().AsTime()
+	times := runTimes{started: start}
 	var dispatchWait, workflowTaskTime, activityTime time.Duration
 	scheduledAt := map[int64]time.Time{} // by the scheduled event's ID
 	startedAt := map[int64]time.Time{}   // by the started event's ID
@@ -103,6 +114,9 @@ func (t *timeline) add(ctx context.Context, c client.Client, workflowID, runID s
 			label = name + " scheduled"
 		case enumspb.EVENT_TYPE_ACTIVITY_TASK_STARTED:
 			startedAt[event.GetEventId()] = at
+			if times.activityStarted.IsZero() {
+				times.activityStarted = at
+			}
 			scheduled := event.GetActivityTaskStartedEventAttributes().GetScheduledEventId()
 			dispatchWait += at.Sub(scheduledAt[scheduled])
 			label = activityNames[scheduled] + " started"
@@ -136,6 +150,9 @@ func (t *timeline) add(ctx context.Context, c client.Client, workflowID, runID s
 		t.offsets[label] = append(t.offsets[label], event.GetEventTime().AsTime().Sub(start))
 	}
 	t.workflows++
+	if prompt := summaryPrompt(events[0]); prompt != "" {
+		t.runs[prompt] = times
+	}
 	t.dispatchWaits = append(t.dispatchWaits, dispatchWait)
 	t.workflowTaskTimes = append(t.workflowTaskTimes, workflowTaskTime)
 	t.activityTimes = append(t.activityTimes, activityTime)
@@ -143,6 +160,21 @@ func (t *timeline) add(ctx context.Context, c client.Client, workflowID, runID s
 	t.activityTasks = append(t.activityTasks, activityTasks)
 	t.localActivities = append(t.localActivities, localActivities)
 	return nil
+}
+
+// summaryPrompt returns the prompt in the static summary of a workflow's
+// start event, which the API writes as "<kind> <model>: <prompt>", or ""
+// when the summary has none.
+func summaryPrompt(started *historypb.HistoryEvent) string {
+	var summary string
+	if json.Unmarshal(started.GetUserMetadata().GetSummary().GetData(), &summary) != nil {
+		return ""
+	}
+	_, prompt, ok := strings.Cut(summary, ": ")
+	if !ok {
+		return ""
+	}
+	return prompt
 }
 
 // markerName names a marker by its kind and, for a local activity, the

@@ -34,6 +34,15 @@ func runServe(ctx context.Context, cfg config.Config, logger *slog.Logger) error
 	if err := a.EnsureAdmin(ctx, cfg.AdminUsername, cfg.AdminPassword, printf); err != nil {
 		return err
 	}
+	if cfg.Images.WorkerInAPI {
+		stop, err := a.StartImageWorker()
+		if err != nil {
+			return err
+		}
+		// Deferred, so the worker stops after the HTTP server has shut down
+		// and no request can start an image workflow on it any more.
+		defer stop()
+	}
 	return a.Serve(ctx)
 }
 

@@ -400,6 +400,7 @@ func (a *App) ChatWorker() sdkworker.Worker {
 
 // ImageWorker builds the image task queue worker.
 func (a *App) ImageWorker() sdkworker.Worker {
+	chat := a.chatActivities()
 	images := &activities.Images{
 		Store:            a.Store,
 		Bus:              a.Bus,
@@ -410,8 +411,9 @@ func (a *App) ImageWorker() sdkworker.Worker {
 		DeltaMergeWindow: a.Config.DeltaMergeWindow,
 		Logger:           a.Logger,
 		Metrics:          a.Recorder,
+		Finalize:         chat.FinalizeRun,
 	}
-	return worker.NewImageWorker(a.Temporal, a.chatActivities(), images, a.workerOptions(a.Config.Worker.ImageMaxConcurrentActivities))
+	return worker.NewImageWorker(a.Temporal, chat, images, a.workerOptions(a.Config.Worker.ImageMaxConcurrentActivities))
 }
 
 // workerOptions returns the configured options of a chat or image worker
@@ -423,6 +425,23 @@ func (a *App) workerOptions(maxActivities int) worker.Options {
 		ActivityTaskPollers:     a.Config.Worker.ActivityTaskPollers,
 		StopTimeout:             a.Config.Shutdown.WorkerStopTimeout,
 	}
+}
+
+// StartImageWorker starts a worker for the image task queue on the API's
+// Temporal client, for `serve` with IMAGE_WORKER_IN_API. The API starts
+// image workflows with eager start, which the SDK applies only when a
+// worker of the workflow's task queue shares the client. It returns the
+// function that stops the worker.
+func (a *App) StartImageWorker() (stop func(), err error) {
+	images := a.ImageWorker()
+	if err := images.Start(); err != nil {
+		return nil, fmt.Errorf("start the image worker in the API process: %w", err)
+	}
+	a.Logger.Info("image worker started in the API process", "task_queue", workflows.ImageTaskQueue, "image_storage", a.Media.Name())
+	return func() {
+		images.Stop()
+		a.Logger.Info("image worker in the API process stopped", "task_queue", workflows.ImageTaskQueue)
+	}, nil
 }
 
 func (a *App) chatActivities() *activities.Chat {

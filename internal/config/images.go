@@ -50,6 +50,14 @@ type Images struct {
 	// workflow before it responds 202 with the run id.
 	SyncWaitTimeout time.Duration
 	MaxAttempts     int
+	// WorkerInAPI makes `serve` also run a worker for the image task
+	// queue, with its workflows and activities, on the API's Temporal
+	// client. Image workflows that the API starts then run their first
+	// workflow task in the API process, without a trip through the
+	// matching service (eager workflow start). The activities that they
+	// schedule run there too when the cluster allows eager activity
+	// execution.
+	WorkerInAPI bool
 }
 
 func loadImages(env *lookup) Images {
@@ -67,6 +75,7 @@ func loadImages(env *lookup) Images {
 		DownloadTimeout:    env.duration("IMAGE_DOWNLOAD_TIMEOUT", 30*time.Second),
 		SyncWaitTimeout:    env.duration("IMAGE_SYNC_WAIT_TIMEOUT", 5*time.Minute),
 		MaxAttempts:        env.integer("IMAGE_MAX_ATTEMPTS", 3),
+		WorkerInAPI:        env.switchOn("IMAGE_WORKER_IN_API", false),
 	}
 	switch {
 	case images.OSSEndpoint != "" || images.OSSBucket != "":

@@ -43,12 +43,29 @@ type TemporalOptions struct {
 	// UIPort enables the Web UI on that port when non-empty.
 	UIPort string
 	// DynamicConfig lists dynamic config values of the server as
-	// KEY=VALUE, each passed as --dynamic-config-value.
+	// KEY=VALUE, each passed as --dynamic-config-value after
+	// EagerActivityConfig, so a value here overrides it.
 	DynamicConfig []string
 	// UICodecEndpoint, when set, is the codec server that the Web UI calls
 	// to decode payloads.
 	UICodecEndpoint string
 	Output          io.Writer
+}
+
+// EagerActivityConfig turns on eager activity execution, which every dev
+// server started here gets. A worker that completes a workflow task then
+// receives the activity task that it scheduled in the same response,
+// instead of through the matching service. Temporal Server 1.29.1 turns it
+// off by default. Go SDK 1.51.0 requests it for every activity unless
+// worker.Options.DisableEagerActivities or the activity's
+// DisableEagerExecution is set.
+const EagerActivityConfig = "system.enableActivityEagerExecution=true"
+
+// DynamicConfig returns EagerActivityConfig followed by values. The dev
+// server of Temporal CLI 1.5.1 keeps the last value of a key, so values
+// override the default.
+func DynamicConfig(values []string) []string {
+	return append([]string{EagerActivityConfig}, values...)
 }
 
 // StartTemporal starts `temporal server start-dev` with the project's search
@@ -71,7 +88,7 @@ func StartTemporal(ctx context.Context, opts TemporalOptions) (*testsuite.DevSer
 		out = io.Discard
 	}
 	var extraArgs []string
-	for _, value := range opts.DynamicConfig {
+	for _, value := range DynamicConfig(opts.DynamicConfig) {
 		extraArgs = append(extraArgs, "--dynamic-config-value", value)
 	}
 	if opts.UICodecEndpoint != "" {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -71,5 +72,27 @@ func TestStartTemporalUICodecEndpoint(t *testing.T) {
 	}
 	if !strings.Contains(body, endpoint) {
 		t.Errorf("UI settings do not contain the codec endpoint %s: %s", endpoint, body)
+	}
+}
+
+func TestDynamicConfigPutsDefaultsFirst(t *testing.T) {
+	tests := []struct {
+		name   string
+		values []string
+		want   []string
+	}{
+		{"no values", nil, []string{"system.enableActivityEagerExecution=true"}},
+		{"extra value", []string{"history.transferProcessorMaxPollRPS=1000"},
+			[]string{"system.enableActivityEagerExecution=true", "history.transferProcessorMaxPollRPS=1000"}},
+		{"override", []string{"system.enableActivityEagerExecution=false"},
+			[]string{"system.enableActivityEagerExecution=true", "system.enableActivityEagerExecution=false"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := devenv.DynamicConfig(tt.values)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("DynamicConfig(%q) = %q, want %q", tt.values, got, tt.want)
+			}
+		})
 	}
 }

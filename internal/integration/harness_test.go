@@ -21,8 +21,6 @@ import (
 	"testing"
 	"time"
 
-	sdkworker "go.temporal.io/sdk/worker"
-
 	"github.com/aihigress/aihigress/internal/app"
 	"github.com/aihigress/aihigress/internal/config"
 	"github.com/aihigress/aihigress/internal/events"
@@ -135,12 +133,18 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 
 	s := &stack{t: t, app: a, mock: mock, cfg: cfg}
 	if !opts.noWorker {
-		for _, w := range []sdkworker.Worker{a.ChatWorker(), a.ImageWorker()} {
-			if err := w.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(w.Stop)
+		chat := a.ChatWorker()
+		if err := chat.Start(); err != nil {
+			t.Fatal(err)
 		}
+		t.Cleanup(chat.Stop)
+		// The image worker shares the API's client, as in `serve` with
+		// IMAGE_WORKER_IN_API, so image workflows start eagerly.
+		stopImages, err := a.StartImageWorker()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(stopImages)
 	}
 	s.baseURL, s.stopAPI = s.startAPI(ctx, true)
 	t.Cleanup(func() {

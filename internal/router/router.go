@@ -248,6 +248,18 @@ func (r *Router) Plan(ctx context.Context, logicalModel string, capability provi
 	return usable, nil
 }
 
+// PlanRun returns the candidates that a new run tries, in order: Plan's,
+// or all of them in catalog order when every candidate is cooling down,
+// because the run's attempts come later, after backoff, and check the
+// cooldowns again.
+func (r *Router) PlanRun(ctx context.Context, logicalModel string, capability providers.Capability) ([]providers.Candidate, error) {
+	candidates, err := r.Plan(ctx, logicalModel, capability)
+	if errors.Is(err, ErrAllCoolingDown) {
+		return r.catalog.Candidates(logicalModel, capability)
+	}
+	return candidates, err
+}
+
 // providerKeys locates the keys of one provider in a lookup table.
 type providerKeys struct {
 	providerID string

@@ -210,6 +210,40 @@ func TestPlanAllCoolingDown(t *testing.T) {
 	}
 }
 
+func TestPlanRun(t *testing.T) {
+	catalog := buildCatalog(t, catalogSpec{
+		providers: []providers.Provider{{ID: "p"}},
+		models:    []providers.LogicalModel{chatModel("m", candidate("p", "a", 1, 1), candidate("p", "b", 0, 1))},
+	})
+	clock := newFakeClock()
+	r, _ := newRedisEnv(t).router(catalog, clock, router.Options{})
+	ctx := context.Background()
+
+	plan, err := r.PlanRun(ctx, "m", providers.CapabilityChat)
+	if err != nil || names(plan) != "p/a,p/b" {
+		t.Errorf("PlanRun without cooldowns = %s, %v; want p/a,p/b", names(plan), err)
+	}
+
+	rateLimited := upstreamErr(providers.ErrorRateLimited, 429)
+	rateLimited.RetryAfter = 30 * time.Second
+	r.Report(ctx, router.Pick{Candidate: candidate("p", "a", 1, 1)}, rateLimited)
+	plan, err = r.PlanRun(ctx, "m", providers.CapabilityChat)
+	if err != nil || names(plan) != "p/b" {
+		t.Errorf("PlanRun with p/a cooling down = %s, %v; want p/b", names(plan), err)
+	}
+
+	// With every candidate cooling down, the run still gets all of them.
+	r.Report(ctx, router.Pick{Candidate: candidate("p", "b", 0, 1)}, rateLimited)
+	plan, err = r.PlanRun(ctx, "m", providers.CapabilityChat)
+	if err != nil || names(plan) != "p/a,p/b" {
+		t.Errorf("PlanRun with all cooling down = %s, %v; want p/a,p/b", names(plan), err)
+	}
+
+	if _, err := r.PlanRun(ctx, "nope", providers.CapabilityChat); !errors.Is(err, providers.ErrUnknownModel) {
+		t.Errorf("PlanRun of an unknown model: error %v, want %v", err, providers.ErrUnknownModel)
+	}
+}
+
 func TestPlanCatalogErrors(t *testing.T) {
 	catalog := buildCatalog(t, catalogSpec{
 		providers: []providers.Provider{{ID: "p"}},

@@ -277,6 +277,21 @@ func (s *Store) RecordAttempt(ctx context.Context, runID string, attempt int, pr
 		}).Error
 }
 
+// StartAttempt marks a queued run running, keeping the start time of a run
+// that is already running, and stores which candidate the current upstream
+// attempt uses. It leaves a run in a terminal status unchanged. Image runs
+// whose workflow skipped StartRun reach the running status here.
+func (s *Store) StartAttempt(ctx context.Context, runID string, attempt int, providerID, model string) error {
+	now := s.DB.NowFunc()
+	return s.DB.WithContext(ctx).Model(&models.ChatRun{}).
+		Where("id = ? AND status IN ?", runID, []string{models.RunQueued, models.RunRunning}).
+		Updates(map[string]any{
+			"status": models.RunRunning, "started_at": gorm.Expr("COALESCE(started_at, ?)", now),
+			"attempt": attempt, "selected_provider_id": providerID, "selected_provider_model": model,
+			"updated_at": now,
+		}).Error
+}
+
 // Output is the reply of a successful upstream attempt.
 type Output struct {
 	Text         string

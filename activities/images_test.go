@@ -1,0 +1,171 @@
+package activities_test
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/aihigress/aihigress/activities"
+	"github.com/aihigress/aihigress/internal/events"
+	"github.com/aihigress/aihigress/internal/media"
+	"github.com/aihigress/aihigress/internal/mockupstream"
+	"github.com/aihigress/aihigress/internal/providers"
+	"github.com/aihigress/aihigress/internal/router"
+	"github.com/aihigress/aihigress/internal/store"
+	"github.com/aihigress/aihigress/internal/testenv"
+	"github.com/aihigress/aihigress/models"
+	"github.com/aihigress/aihigress/workflows"
+)
+
+// imageFixture runs GenerateImages against the mock upstream, a real
+// database and Redis, and a local media folder.
+type imageFixture struct {
+	store  *store.Store
+	images *activities.Images
+	mock   *mockupstream.Server
+	run    *models.ChatRun
+}
+
+func newImageFixture(t *testing.T, finalize bool) *imageFixture {
+	t.Helper()
+	st := testenv.Store(t)
+	redisURL, prefix := testenv.Redis(t)
+	opts, err := redis.ParseURL(redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() { rdb.Close() })
+
+	mock, err := mockupstream.Start("", mockupstream.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = mock.Close() })
+	catalog := providers.NewCatalog()
+	err = catalog.AddProvider(providers.Provider{ID: "up", Kind: "openai", BaseURL: mock.URL() + "/v1"},
+		providers.LogicalModel{Name: "image-x", Capabilities: []providers.Capability{providers.CapabilityImageGeneration},
+			Candidates: []providers.Candidate{{ProviderID: "up", Model: "gpt-image-mock", Weight: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	storage, err := media.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	bus := events.NewBus(rdb, prefix)
+	rt := router.New(catalog, rdb, prefix, router.Options{})
+	client := providers.NewClient(providers.ClientOptions{})
+	logger := slog.New(slog.DiscardHandler)
+	chat := &activities.Chat{Store: st, Bus: bus, Catalog: catalog, Router: rt, Client: client, Logger: logger}
+	images := &activities.Images{
+		Store: st, Bus: bus, Router: rt, Client: client, Storage: storage,
+		KeyPrefix: "aih", DeltaMergeWindow: 10 * time.Millisecond, Logger: logger,
+	}
+	if finalize {
+		images.Finalize = chat.FinalizeRun
+	}
+
+	ctx := context.Background()
+	user := models.User{Username: "u" + testenv.Suffix(), Email: testenv.Suffix() + "@example.com", PasswordHash: "x", IsActive: true}
+	if err := st.CreateUser(ctx, &user); err != nil {
+		t.Fatal(err)
+	}
+	run, _, err := st.CreateGatewayRun(ctx, store.NewGatewayRun{
+		UserID: user.ID, LogicalModel: "image-x", Kind: models.RunKindImage,
+		RequestBody: models.MustJSON(models.ImageParams{Prompt: "a paper boat", N: 1, ResponseFormat: "url"}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &imageFixture{store: st, images: images, mock: mock, run: run}
+}
+
+// generate runs one GenerateImages attempt on the run's only candidate.
+func (f *imageFixture) generate(t *testing.T, attempt int) workflows.GenerateImagesResult {
+	t.Helper()
+	var suite testsuite.WorkflowTestSuite
+	suite.SetLogger(tlog.NewStructuredLogger(slog.New(slog.DiscardHandler)))
+	env := suite.NewTestActivityEnvironment()
+	env.RegisterActivity(f.images.GenerateImages)
+	in := workflows.AttemptInput{RunID: f.run.ID, Attempt: attempt, Candidate: workflows.Candidate{ProviderID: "up", Model: "gpt-image-mock"}}
+	value, err := env.ExecuteActivity(f.images.GenerateImages, in)
+	if err != nil {
+		t.Fatalf("GenerateImages attempt %d: %v", attempt, err)
+	}
+	var result workflows.GenerateImagesResult
+	if err := value.Get(&result); err != nil {
+		t.Fatal(err)
+	}
+	return result
+}
+
+func (f *imageFixture) lastEventType(t *testing.T) string {
+	t.Helper()
+	var event models.ChatRunEvent
+	if err := f.store.DB.Where("run_id = ?", f.run.ID).Order("seq DESC").First(&event).Error; err != nil {
+		t.Fatal(err)
+	}
+	return event.EventType
+}
+
+func TestGenerateImagesFinalizesRun(t *testing.T) {
+	f := newImageFixture(t, true)
+	result := f.generate(t, 1)
+	if len(result.Images) != 1 || result.Images[0].ObjectKey == "" {
+		t.Fatalf("result images = %+v, want one stored image", result.Images)
+	}
+
+	run, err := f.store.RunByID(context.Background(), f.run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.Status != models.RunSucceeded {
+		t.Errorf("run status after the attempt = %q, want succeeded", run.Status)
+	}
+	if got := f.lastEventType(t); got != models.EventMessageCompleted {
+		t.Errorf("last event = %q, want the terminal %q", got, models.EventMessageCompleted)
+	}
+}
+
+// TestGenerateImagesRetryAfterSuccess repeats an attempt whose result did
+// not reach the workflow. It must return the stored images and leave the
+// upstream alone.
+func TestGenerateImagesRetryAfterSuccess(t *testing.T) {
+	f := newImageFixture(t, true)
+	first := f.generate(t, 1)
+	requests := f.mock.Stats().Images
+
+	second := f.generate(t, 2)
+	if got := f.mock.Stats().Images; got != requests {
+		t.Errorf("the repeated attempt made %d upstream requests, want 0", got-requests)
+	}
+	if len(second.Images) != 1 || second.Images[0] != first.Images[0] {
+		t.Errorf("repeated attempt images = %+v, want the first attempt's %+v", second.Images, first.Images)
+	}
+	if second.Candidate != first.Candidate {
+		t.Errorf("repeated attempt candidate = %+v, want %+v", second.Candidate, first.Candidate)
+	}
+}
+
+func TestGenerateImagesWithoutFinalize(t *testing.T) {
+	f := newImageFixture(t, false)
+	f.generate(t, 1)
+
+	run, err := f.store.RunByID(context.Background(), f.run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.Status != models.RunRunning {
+		t.Errorf("run status = %q, want running until the workflow finalizes it", run.Status)
+	}
+	if got := f.lastEventType(t); models.IsTerminalEvent(got) {
+		t.Errorf("last event = %q, want no terminal event yet", got)
+	}
+}
