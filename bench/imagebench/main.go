@@ -27,6 +27,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aihigress/aihigress/bench/internal/benchstack"
 	"github.com/aihigress/aihigress/internal/benchdoc"
 	"github.com/aihigress/aihigress/internal/testenv"
 )
@@ -217,7 +218,7 @@ func run(ctx context.Context, s settings, logger *slog.Logger) ([]string, error)
 	for _, st := range stacks {
 		r.stacks = append(r.stacks, stackInfo{name: st.name, config: st.dynamicConfig, env: st.env})
 	}
-	r.backends = append(sh.backends, defaultStack.backend, temporalVersion(ctx, s.temporalCLI)+" dev server with an in-memory database, one per stack")
+	r.backends = append(sh.backends, defaultStack.backend, benchstack.TemporalVersion(ctx, s.temporalCLI)+" dev server with an in-memory database, one per stack")
 
 	httpClient := newHTTPClient(max(s.concurrency, s.memoryImages))
 	defer httpClient.CloseIdleConnections()

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/aihigress/aihigress/bench/internal/benchstack"
 )
 
 // rssSampleInterval is how often the memory phase reads VmRSS, as a check
@@ -128,16 +130,16 @@ func measureMemory(ctx context.Context, st *serviceStack, mock *mockServer, http
 	pids := []struct {
 		name string
 		pid  int
-	}{{"serve", st.serve.pid()}, {"worker", st.worker.pid()}}
+	}{{"serve", st.serve.PID()}, {"worker", st.worker.PID()}}
 	for _, p := range pids {
-		rss, err := procStatus(p.pid, "VmRSS")
+		rss, err := benchstack.ProcStatus(p.pid, "VmRSS")
 		if err != nil {
 			return nil, err
 		}
-		result.processes = append(result.processes, processMemory{name: p.name, baseline: rss, peak: rss, hwmReset: resetPeakRSS(p.pid) == nil})
+		result.processes = append(result.processes, processMemory{name: p.name, baseline: rss, peak: rss, hwmReset: benchstack.ResetPeakRSS(p.pid) == nil})
 	}
 
-	logInfo, err := os.Stat(st.worker.logPath)
+	logInfo, err := os.Stat(st.worker.LogPath)
 	if err != nil {
 		return nil, fmt.Errorf("read the worker's log size: %w", err)
 	}
@@ -153,7 +155,7 @@ func measureMemory(ctx context.Context, st *serviceStack, mock *mockServer, http
 		defer ticker.Stop()
 		for {
 			for i, p := range pids {
-				if rss, err := procStatus(p.pid, "VmRSS"); err == nil {
+				if rss, err := benchstack.ProcStatus(p.pid, "VmRSS"); err == nil {
 					result.processes[i].peak = max(result.processes[i].peak, rss)
 				}
 			}
@@ -196,11 +198,11 @@ func measureMemory(ctx context.Context, st *serviceStack, mock *mockServer, http
 	}
 
 	for i, p := range pids {
-		if hwm, err := procStatus(p.pid, "VmHWM"); err == nil && result.processes[i].hwmReset {
+		if hwm, err := benchstack.ProcStatus(p.pid, "VmHWM"); err == nil && result.processes[i].hwmReset {
 			result.processes[i].peak = max(result.processes[i].peak, hwm)
 		}
 	}
-	result.workerGC, err = readGCTrace(st.worker.logPath, logInfo.Size())
+	result.workerGC, err = readGCTrace(st.worker.LogPath, logInfo.Size())
 	if err != nil {
 		return nil, fmt.Errorf("read the worker's gctrace lines: %w", err)
 	}

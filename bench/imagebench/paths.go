@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/aihigress/aihigress/bench/internal/benchstack"
 )
 
 // newHTTPClient returns a client whose pool keeps a connection per
@@ -121,7 +123,7 @@ func (d *directPath) run(ctx context.Context, prompt string) (sample, error) {
 	}
 	generated := time.Now()
 
-	name := randomHex(16) + ".png"
+	name := benchstack.RandomHex(16) + ".png"
 	if err := writeFileSynced(filepath.Join(d.dir, name), image); err != nil {
 		return sample{}, err
 	}

@@ -2,14 +2,11 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -24,6 +21,7 @@ import (
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/aihigress/aihigress/bench/internal/benchstack"
 	"github.com/aihigress/aihigress/internal/devenv"
 )
 
@@ -184,7 +182,7 @@ func (s *shared) startRedis(ctx context.Context) error {
 		return fmt.Errorf("connect to Redis at %s: %w", opts.Addr, err)
 	}
 	if !s.settings.embeddedRedis {
-		s.backends = append(s.backends, "Redis "+redisVersion(ctx, s.redis)+" on "+opts.Addr)
+		s.backends = append(s.backends, "Redis "+benchstack.RedisVersion(ctx, s.redis)+" on "+opts.Addr)
 	}
 	return nil
 }
@@ -208,8 +206,8 @@ type serviceStack struct {
 	sqlitePath     string
 	redisPrefix    string
 	mediaDir       string
-	serve          *child
-	worker         *child
+	serve          *benchstack.Child
+	worker         *benchstack.Child
 	apiURL         string
 	apiKey         string
 	backend        string
@@ -227,8 +225,8 @@ func (s *shared) startStack(ctx context.Context, name string, dynamicConfig, env
 	if err := s.createDatabase(ctx, st, dir); err != nil {
 		return nil, err
 	}
-	st.redisPrefix = "aihimgbench:" + randomHex(6) + ":"
-	s.add("delete Redis keys "+st.redisPrefix+"*", func() error { return deleteKeys(s.redis, st.redisPrefix) })
+	st.redisPrefix = "aihimgbench:" + benchstack.RandomHex(6) + ":"
+	s.add("delete Redis keys "+st.redisPrefix+"*", func() error { return benchstack.DeleteKeys(s.redis, st.redisPrefix) })
 	if err := s.startTemporal(ctx, st, dir); err != nil {
 		return nil, err
 	}
@@ -261,11 +259,11 @@ func (s *shared) createDatabase(ctx context.Context, st *serviceStack, dir strin
 	if err := admin.QueryRowContext(ctx, "SHOW server_version").Scan(&version); err != nil {
 		return fmt.Errorf("connect to PostgreSQL at -database-url: %w", err)
 	}
-	name := "aih_imgbench_" + randomHex(6)
+	name := "aih_imgbench_" + benchstack.RandomHex(6)
 	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
 		return fmt.Errorf("create database %s: %w", name, err)
 	}
-	s.add("drop database "+name, func() error { return dropDatabase(s.settings.databaseURL, name) })
+	s.add("drop database "+name, func() error { return benchstack.DropDatabase(s.settings.databaseURL, name) })
 
 	u, err := url.Parse(s.settings.databaseURL)
 	if err != nil {
@@ -274,20 +272,6 @@ func (s *shared) createDatabase(ctx context.Context, st *serviceStack, dir strin
 	u.Path = "/" + name
 	st.databaseURL = u.String()
 	st.backend = "PostgreSQL " + strings.Fields(version)[0] + " on " + u.Host
-	return nil
-}
-
-func dropDatabase(adminURL, name string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	admin, err := sql.Open("pgx", adminURL)
-	if err != nil {
-		return fmt.Errorf("open -database-url: %w", err)
-	}
-	defer admin.Close()
-	if _, err := admin.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-		return fmt.Errorf("drop database %s: %w", name, err)
-	}
 	return nil
 }
 
@@ -311,7 +295,7 @@ func (s *shared) startTemporal(ctx context.Context, st *serviceStack, dir string
 		return err
 	}
 	st.temporal = srv
-	pid, err := findChildByExe(os.Getpid(), s.settings.temporalCLI)
+	pid, err := benchstack.FindChildByExe(os.Getpid(), s.settings.temporalCLI)
 	if err != nil {
 		// Without the pid the server cannot be killed if Stop hangs, so it
 		// is stopped without a time limit.
@@ -319,7 +303,7 @@ func (s *shared) startTemporal(ctx context.Context, st *serviceStack, dir string
 		return fmt.Errorf("find the Temporal dev server process: %w", err)
 	}
 	st.temporalPID = pid
-	s.add("stop Temporal dev server", func() error { return stopDevServer(srv, pid) })
+	s.add("stop Temporal dev server", func() error { return benchstack.StopDevServer(srv, pid) })
 
 	st.temporalClient, err = client.DialContext(ctx, client.Options{
 		HostPort:  srv.FrontendHostPort(),
@@ -333,26 +317,10 @@ func (s *shared) startTemporal(ctx context.Context, st *serviceStack, dir string
 	return nil
 }
 
-// stopDevServer stops the server and kills it when it has not exited after
-// 30 seconds.
-func stopDevServer(srv *testsuite.DevServer, pid int) error {
-	done := make(chan error, 1)
-	go func() { done <- srv.Stop() }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(30 * time.Second):
-		if process, err := os.FindProcess(pid); err == nil {
-			_ = process.Kill()
-		}
-		return fmt.Errorf("the Temporal dev server (pid %d) did not stop within 30s and was killed", pid)
-	}
-}
-
 // startService runs `serve` first, because both processes migrate the
 // database on start and the migrations take no lock, then `worker`.
 func (s *shared) startService(ctx context.Context, st *serviceStack, dir string) error {
-	addr, err := freeLoopbackAddr()
+	addr, err := benchstack.FreeLoopbackAddr()
 	if err != nil {
 		return err
 	}
@@ -362,29 +330,29 @@ func (s *shared) startService(ctx context.Context, st *serviceStack, dir string)
 	readyCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 
-	serve, err := startChild("serve", s.binary, []string{"serve"}, env, dir, "HTTP API listening")
+	serve, err := benchstack.StartChild("serve", s.binary, []string{"serve"}, env, dir, "HTTP API listening")
 	if err != nil {
 		return err
 	}
 	st.serve = serve
-	s.add("stop "+st.name+" serve", serve.stop)
-	if err := serve.waitReady(readyCtx); err != nil {
+	s.add("stop "+st.name+" serve", serve.Stop)
+	if err := serve.WaitReady(readyCtx); err != nil {
 		return err
 	}
-	if err := waitHealthy(readyCtx, st.apiURL+"/healthz"); err != nil {
-		return fmt.Errorf("%w; see %s", err, serve.logPath)
+	if err := benchstack.WaitHealthy(readyCtx, st.apiURL+"/healthz"); err != nil {
+		return fmt.Errorf("%w; see %s", err, serve.LogPath)
 	}
 
-	worker, err := startChild("worker", s.binary, []string{"worker"}, env, dir, "workers started")
+	worker, err := benchstack.StartChild("worker", s.binary, []string{"worker"}, env, dir, "workers started")
 	if err != nil {
 		return err
 	}
 	st.worker = worker
-	s.add("stop "+st.name+" worker", worker.stop)
-	if err := worker.waitReady(readyCtx); err != nil {
+	s.add("stop "+st.name+" worker", worker.Stop)
+	if err := worker.WaitReady(readyCtx); err != nil {
 		return err
 	}
-	s.logger.Info("service is up", "stack", st.name, "api", st.apiURL, "serve_pid", serve.pid(), "worker_pid", worker.pid(), "logs", dir)
+	s.logger.Info("service is up", "stack", st.name, "api", st.apiURL, "serve_pid", serve.PID(), "worker_pid", worker.PID(), "logs", dir)
 	return nil
 }
 
@@ -400,9 +368,9 @@ func (s *shared) serviceEnv(st *serviceStack, httpAddr string) []string {
 		"REDIS_PREFIX=" + st.redisPrefix,
 		"TEMPORAL_ADDRESS=" + st.temporal.FrontendHostPort(),
 		"TEMPORAL_NAMESPACE=default",
-		"JWT_SECRET=" + randomHex(32),
-		"MASTER_KEY=" + randomHex(32),
-		"ADMIN_PASSWORD=" + randomHex(12),
+		"JWT_SECRET=" + benchstack.RandomHex(32),
+		"MASTER_KEY=" + benchstack.RandomHex(32),
+		"ADMIN_PASSWORD=" + benchstack.RandomHex(12),
 		"PROVIDERS_FILE=" + s.providersFile,
 		"IMAGE_LOCAL_DIR=" + st.mediaDir,
 		// One user drives the whole load. The limiter still runs, so its
@@ -434,8 +402,8 @@ func (s *shared) serviceEnv(st *serviceStack, httpAddr string) []string {
 
 // createAPIKey registers a user, logs in and creates an API key for it.
 func createAPIKey(ctx context.Context, apiURL string) (string, error) {
-	name := "bench_" + randomHex(6)
-	password := randomHex(12)
+	name := "bench_" + benchstack.RandomHex(6)
+	password := benchstack.RandomHex(12)
 	register := map[string]any{"username": name, "email": name + "@example.com", "password": password}
 	if err := postJSON(ctx, http.DefaultClient, apiURL+"/auth/register", "", register, http.StatusCreated, nil); err != nil {
 		return "", err
@@ -462,86 +430,4 @@ func createAPIKey(ctx context.Context, apiURL string) (string, error) {
 // quietTemporalLogger logs only the Temporal client's warnings and errors.
 func quietTemporalLogger() tlog.Logger {
 	return tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
-}
-
-func redisVersion(ctx context.Context, rdb *redis.Client) string {
-	info, err := rdb.Info(ctx, "server").Result()
-	if err != nil {
-		return "(version unknown)"
-	}
-	for line := range strings.SplitSeq(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:"); ok {
-			return v
-		}
-	}
-	return "(version unknown)"
-}
-
-// deleteKeys deletes every key that starts with prefix, scanning at most
-// a million keys.
-func deleteKeys(rdb *redis.Client, prefix string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	iter := rdb.Scan(ctx, 0, prefix+"*", 500).Iterator()
-	for scanned := 0; scanned < 1_000_000 && iter.Next(ctx); scanned++ {
-		if err := rdb.Del(ctx, iter.Val()).Err(); err != nil {
-			return fmt.Errorf("delete %s: %w", iter.Val(), err)
-		}
-	}
-	return iter.Err()
-}
-
-func temporalVersion(ctx context.Context, cli string) string {
-	out, err := exec.CommandContext(ctx, cli, "--version").Output()
-	if err != nil {
-		return "Temporal CLI"
-	}
-	// The output reads "temporal version X (Server Y, UI Z)".
-	if _, server, ok := strings.Cut(string(out), "Server "); ok {
-		if version, _, ok := strings.Cut(server, ","); ok {
-			return "Temporal Server " + version
-		}
-	}
-	return strings.TrimSpace(string(out))
-}
-
-func freeLoopbackAddr() (string, error) {
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free loopback port: %w", err)
-	}
-	addr := listener.Addr().String()
-	if err := listener.Close(); err != nil {
-		return "", fmt.Errorf("release port %s: %w", addr, err)
-	}
-	return addr, nil
-}
-
-func waitHealthy(ctx context.Context, healthURL string) error {
-	ticker := time.NewTicker(100 * time.Millisecond)
-	defer ticker.Stop()
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, healthURL, nil)
-		if err != nil {
-			return fmt.Errorf("build request for %s: %w", healthURL, err)
-		}
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("GET %s did not return 200: %w", healthURL, ctx.Err())
-		case <-ticker.C:
-		}
-	}
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	// crypto/rand.Read never returns an error since Go 1.24.
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
