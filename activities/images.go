@@ -159,7 +159,7 @@ func (a *Images) finalizeSucceeded(ctx context.Context, runID string, logger *sl
 		return
 	}
 	if _, err := a.Finalize(ctx, workflows.FinalizeInput{RunID: runID, Status: models.RunSucceeded}); err != nil {
-		logger.Warn("finalize the run after its images were stored failed; the workflow finalizes it", "error", err)
+		logger.Warn("finalizing the run after storing its images failed; the workflow will finalize it", "error", err)
 	}
 }
 
