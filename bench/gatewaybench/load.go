@@ -35,7 +35,7 @@ type sample struct {
 	failed     bool
 }
 
-// window is the samples of one fixed-rate window of one target.
+// window is the samples of one target in one fixed-rate window.
 type window struct {
 	samples []sample
 	// lag is how late each request started against its schedule, which
@@ -43,38 +43,105 @@ type window struct {
 	lag []time.Duration
 }
 
+// windowSpec describes one measurement window. All of its targets share
+// the window, each at rate.
+type windowSpec struct {
+	targets []target
+	stream  bool
+	// rate is the requests per second sent to each target.
+	rate     int
+	duration time.Duration
+	// round picks the order of the targets in the schedule, as
+	// interleavedSchedule describes.
+	round int
+}
+
 // requestBody returns the chat completion body that every target gets.
 func requestBody(stream bool) []byte {
 	return fmt.Appendf(nil, `{"model":%q,"messages":[{"role":"user","content":"Measure the gateway overhead please"}],"stream":%t}`, benchModel, stream)
 }
 
-// runWindow sends requests to t at a fixed arrival rate for duration, each
-// in its own goroutine, so that a slow response does not delay the next
-// request (an open loop). It returns when every response has ended.
-func runWindow(ctx context.Context, client *http.Client, t target, stream bool, rate int, duration time.Duration) window {
-	count := int(float64(rate) * duration.Seconds())
-	interval := time.Second / time.Duration(rate)
-	body := requestBody(stream)
-	w := window{samples: make([]sample, count), lag: make([]time.Duration, count)}
+// interleavedSchedule returns, for each arrival slot of a window, the index
+// of the target that the slot's request goes to. The window has
+// targetCount*perTarget evenly spaced slots in cycles of targetCount slots,
+// and each cycle has one slot per target. So every target gets perTarget
+// arrivals, its j-th arrival is in cycle j, and all targets span the same
+// time: a change in the machine's speed during the window reaches them
+// alike.
+//
+// The first half of the cycles takes the targets in the order rotated by
+// round, and the second half in the reverse of that order. In one fixed
+// cyclic order each target would always follow the same neighbor, for
+// example the direct target always just after a gateway request, whose
+// extra CPU work then lands on it alone. Rotating a cyclic order does not
+// change who follows whom, but reversing it does: each target follows the
+// target before it in the order for half the window and the target after
+// it for the other half. The rotation by round only changes which target
+// starts the window and each cycle.
+func interleavedSchedule(targetCount, perTarget, round int) []int {
+	order := make([]int, targetCount)
+	for i := range order {
+		order[i] = (round + i) % targetCount
+	}
+
+	slots := make([]int, 0, targetCount*perTarget)
+	for cycle := range perTarget {
+		for position := range targetCount {
+			if cycle < perTarget/2 {
+				slots = append(slots, order[position])
+			} else {
+				slots = append(slots, order[targetCount-1-position])
+			}
+		}
+	}
+	return slots
+}
+
+// runWindow sends spec.rate requests per second to each target of spec for
+// spec.duration, with the arrivals of all targets interleaved on one
+// fixed-rate schedule (see interleavedSchedule). Each request runs in its
+// own goroutine, so that a slow response does not delay the next request
+// (an open loop). It returns one window per target, in the order of
+// spec.targets, when every response has ended.
+func runWindow(ctx context.Context, client *http.Client, spec windowSpec) []window {
+	targetCount := len(spec.targets)
+	perTarget := int(float64(spec.rate) * spec.duration.Seconds())
+	slots := interleavedSchedule(targetCount, perTarget, spec.round)
+	arrivalRate := int64(spec.rate) * int64(targetCount)
+	body := requestBody(spec.stream)
+
+	windows := make([]window, targetCount)
+	for i := range windows {
+		windows[i] = window{samples: make([]sample, perTarget), lag: make([]time.Duration, perTarget)}
+	}
+	sent := make([]int, targetCount)
 
 	var wg sync.WaitGroup
 	start := time.Now()
-	for i := range count {
-		due := start.Add(time.Duration(i) * interval)
+	for slot, targetIndex := range slots {
+		// The offset is computed from the slot number and not summed from
+		// a rounded interval, so that the schedule does not drift.
+		due := start.Add(time.Duration(int64(slot) * int64(time.Second) / arrivalRate))
 		if wait := time.Until(due); wait > 0 {
 			time.Sleep(wait)
 		}
 		if ctx.Err() != nil {
-			w.samples, w.lag = w.samples[:i], w.lag[:i]
 			break
 		}
-		w.lag[i] = time.Since(due)
+		t, samples, i := spec.targets[targetIndex], windows[targetIndex].samples, sent[targetIndex]
+		windows[targetIndex].lag[i] = time.Since(due)
+		sent[targetIndex]++
 		wg.Go(func() {
-			w.samples[i] = send(ctx, client, t, body, stream)
+			samples[i] = send(ctx, client, t, body, spec.stream)
 		})
 	}
 	wg.Wait()
-	return w
+
+	for i := range windows {
+		windows[i].samples = windows[i].samples[:sent[i]]
+		windows[i].lag = windows[i].lag[:sent[i]]
+	}
+	return windows
 }
 
 // send makes one request and reads its whole response.

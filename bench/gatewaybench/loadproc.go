@@ -20,7 +20,9 @@ const loadGeneratorCommand = "load-generator"
 
 // loadGenerator sends the requests of measurement windows.
 type loadGenerator interface {
-	run(ctx context.Context, t target, stream bool, rate int, duration time.Duration) (window, error)
+	// run measures one window and returns one window of samples per
+	// target, in the order of spec.targets.
+	run(ctx context.Context, spec windowSpec) ([]window, error)
 	close() error
 	// pid is the process that sends the requests.
 	pid() int
@@ -32,8 +34,8 @@ type localLoad struct {
 	client *http.Client
 }
 
-func (l localLoad) run(ctx context.Context, t target, stream bool, rate int, duration time.Duration) (window, error) {
-	return runWindow(ctx, l.client, t, stream, rate, duration), nil
+func (l localLoad) run(ctx context.Context, spec windowSpec) ([]window, error) {
+	return runWindow(ctx, l.client, spec), nil
 }
 
 func (l localLoad) pid() int { return os.Getpid() }
@@ -46,15 +48,30 @@ func (l localLoad) close() error {
 // windowRequest is the request for one window that the load generator
 // process reads.
 type windowRequest struct {
-	URL      string        `json:"url"`
-	Header   http.Header   `json:"header"`
-	Stream   bool          `json:"stream"`
+	Targets []wireTarget `json:"targets"`
+	Stream  bool         `json:"stream"`
+	// Rate is the requests per second to each target.
 	Rate     int           `json:"rate"`
 	Duration time.Duration `json:"duration"`
+	Round    int           `json:"round"`
 }
 
-// windowReply is one window measured by the load generator process.
+// wireTarget is a target as the load generator process reads it.
+type wireTarget struct {
+	// Name only labels debug output.
+	Name   string      `json:"name"`
+	URL    string      `json:"url"`
+	Header http.Header `json:"header"`
+}
+
+// windowReply is one window measured by the load generator process, with
+// one entry per requested target, in the request's order.
 type windowReply struct {
+	Targets []wireWindow `json:"targets"`
+}
+
+// wireWindow is the samples of one target in a windowReply.
+type wireWindow struct {
 	Samples []wireSample    `json:"samples"`
 	Lag     []time.Duration `json:"lag"`
 }
@@ -107,24 +124,34 @@ func startProcessLoad(ctx context.Context) (*processLoad, error) {
 	}, nil
 }
 
-func (l *processLoad) run(ctx context.Context, t target, stream bool, rate int, duration time.Duration) (window, error) {
-	request := windowRequest{URL: t.url, Header: t.header, Stream: stream, Rate: rate, Duration: duration}
+func (l *processLoad) run(ctx context.Context, spec windowSpec) ([]window, error) {
+	request := windowRequest{Stream: spec.stream, Rate: spec.rate, Duration: spec.duration, Round: spec.round}
+	for _, t := range spec.targets {
+		request.Targets = append(request.Targets, wireTarget{Name: t.name, URL: t.url, Header: t.header})
+	}
 	if err := l.requests.Encode(request); err != nil {
-		return window{}, fmt.Errorf("send window request to the load generator process: %w", err)
+		return nil, fmt.Errorf("send window request to the load generator process: %w", err)
 	}
 
 	var reply windowReply
 	if err := l.replies.Decode(&reply); err != nil {
 		if ctx.Err() != nil {
-			return window{}, ctx.Err()
+			return nil, ctx.Err()
 		}
-		return window{}, fmt.Errorf("read window reply from the load generator process: %w", err)
+		return nil, fmt.Errorf("read window reply from the load generator process: %w", err)
 	}
-	w := window{samples: make([]sample, len(reply.Samples)), lag: reply.Lag}
-	for i, s := range reply.Samples {
-		w.samples[i] = sample{latency: s.Latency, firstChunk: s.FirstChunk, overheadMS: s.OverheadMS, failed: s.Failed}
+	if len(reply.Targets) != len(spec.targets) {
+		return nil, fmt.Errorf("invalid window reply from the load generator process: %d targets, want %d", len(reply.Targets), len(spec.targets))
 	}
-	return w, nil
+
+	windows := make([]window, len(reply.Targets))
+	for i, wire := range reply.Targets {
+		windows[i] = window{samples: make([]sample, len(wire.Samples)), lag: wire.Lag}
+		for j, s := range wire.Samples {
+			windows[i].samples[j] = sample{latency: s.Latency, firstChunk: s.FirstChunk, overheadMS: s.OverheadMS, failed: s.Failed}
+		}
+	}
+	return windows, nil
 }
 
 func (l *processLoad) pid() int { return l.cmd.Process.Pid }
@@ -161,14 +188,23 @@ func serveLoadGenerator(ctx context.Context, in io.Reader, out io.Writer) error 
 		if err != nil {
 			return fmt.Errorf("decode window request: %w", err)
 		}
-		if req.Rate < 1 || req.Duration <= 0 {
-			return fmt.Errorf("invalid window request: rate %d, duration %s", req.Rate, req.Duration)
+		if len(req.Targets) == 0 || req.Rate < 1 || req.Duration <= 0 || req.Round < 0 {
+			return fmt.Errorf("invalid window request: %d targets, rate %d, duration %s, round %d (want at least 1 target, a rate of at least 1, a positive duration and a round of at least 0)",
+				len(req.Targets), req.Rate, req.Duration, req.Round)
 		}
 
-		w := runWindow(ctx, client, target{url: req.URL, header: req.Header}, req.Stream, req.Rate, req.Duration)
-		reply := windowReply{Samples: make([]wireSample, len(w.samples)), Lag: w.lag}
-		for i, s := range w.samples {
-			reply.Samples[i] = wireSample{Latency: s.latency, FirstChunk: s.firstChunk, OverheadMS: s.overheadMS, Failed: s.failed}
+		spec := windowSpec{stream: req.Stream, rate: req.Rate, duration: req.Duration, round: req.Round}
+		for _, t := range req.Targets {
+			spec.targets = append(spec.targets, target{name: t.Name, url: t.URL, header: t.Header})
+		}
+		windows := runWindow(ctx, client, spec)
+
+		reply := windowReply{Targets: make([]wireWindow, len(windows))}
+		for i, w := range windows {
+			reply.Targets[i] = wireWindow{Samples: make([]wireSample, len(w.samples)), Lag: w.lag}
+			for j, s := range w.samples {
+				reply.Targets[i].Samples[j] = wireSample{Latency: s.latency, FirstChunk: s.firstChunk, OverheadMS: s.overheadMS, Failed: s.failed}
+			}
 		}
 		if err := replies.Encode(reply); err != nil {
 			return fmt.Errorf("write window reply: %w", err)

@@ -6,9 +6,11 @@
 // It starts the mock upstream with a fixed latency, a bare reverse proxy in
 // front of it and the gateway (api.Server over PostgreSQL or SQLite, with
 // Redis) in front of it, all in this process on loopback. It then sends
-// requests to each of the three at a fixed arrival rate, non-streaming and
-// streaming, in alternating order, from a child process that runs this
-// command as "gatewaybench load-generator". Run it from the repository:
+// non-streaming and then streaming requests to the three at a fixed arrival
+// rate each, from a child process that runs this command as "gatewaybench
+// load-generator". By default each window sends to all three at once, with
+// their arrivals interleaved in time. With -interleave=false each target
+// gets its own window. Run it from the repository:
 //
 //	go run ./bench/gatewaybench [-write docs/benchmarks.md]
 package main
@@ -54,6 +56,9 @@ type settings struct {
 	check       bool
 	rateLimit   bool
 	loadProcess bool
+	// interleave sends to all overhead targets in one window instead of
+	// one window per target.
+	interleave bool
 
 	// metricsMode is "compare" to measure the gateway with and without
 	// metrics instead of against the direct and proxy targets.
@@ -84,9 +89,10 @@ func parseSettings(args []string) (settings, error) {
 	var s settings
 	flags := flag.NewFlagSet("gatewaybench", flag.ContinueOnError)
 	flags.IntVar(&s.rate, "rate", 0, "requests per second sent to each target, at a fixed arrival rate (default 500, or 2000 with -metrics compare)")
-	flags.DurationVar(&s.window, "window", 0, "length of one measurement window of one target (default 10s, or 3s with -metrics compare)")
+	flags.DurationVar(&s.window, "window", 0, "length of one measurement window, which holds all targets with -interleave and one target without (default 10s, or 3s with -metrics compare)")
 	flags.DurationVar(&s.warmup, "warmup", 2*time.Second, "load per target before the measured rounds of each request kind, not counted")
-	flags.IntVar(&s.rounds, "rounds", 0, "measurement rounds per request kind; each round has one window per target, in rotating order (default 3, or 80 with -metrics compare)")
+	flags.IntVar(&s.rounds, "rounds", 0, "measurement rounds per request kind; each round has one interleaved window, or with -interleave=false one window per target in rotating order (default 3, or 80 with -metrics compare)")
+	flags.BoolVar(&s.interleave, "interleave", true, "send to the direct, proxy and gateway targets in the same window, each at -rate, with their arrivals interleaved in time. With false, each target gets its own window, one after another. -metrics compare always uses one window per target")
 	flags.DurationVar(&s.upstreamLatency, "upstream-latency", 20*time.Millisecond, "mock upstream delay before the first token (the whole body waits it too)")
 	flags.IntVar(&s.tokens, "tokens", 16, "content tokens per reply; streams send one chunk per token without pacing")
 	flags.StringVar(&s.databaseURL, "database-url", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
@@ -110,6 +116,12 @@ func parseSettings(args []string) (settings, error) {
 	}
 	if s.metricsMode != "" && !s.compareMetrics() {
 		return s, fmt.Errorf("-metrics must be %q or empty, got %q", metricsCompare, s.metricsMode)
+	}
+	if s.compareMetrics() && s.interleave && flagSet(flags, "interleave") {
+		return s, errors.New("-interleave applies only to the direct, proxy and gateway targets, because -metrics compare always runs one window per target. Drop -interleave or set it to false")
+	}
+	if s.compareMetrics() {
+		s.interleave = false
 	}
 	rate, rounds, window := modeDefaults(s.compareMetrics())
 	if s.rate == 0 {
@@ -137,6 +149,17 @@ func parseSettings(args []string) (settings, error) {
 		return s, fmt.Errorf("-flush-interval must be at least 1s and at most half of -window, so that each window sees two flushes; got %s and %s", s.flushInterval, s.window)
 	}
 	return s, nil
+}
+
+// flagSet reports whether the command line set the flag name.
+func flagSet(flags *flag.FlagSet, name string) bool {
+	set := false
+	flags.Visit(func(f *flag.Flag) {
+		if f.Name == name {
+			set = true
+		}
+	})
+	return set
 }
 
 func main() {
@@ -274,22 +297,18 @@ func measureOverhead(ctx context.Context, s settings, st *stack, load loadGenera
 
 	for _, stream := range []bool{false, true} {
 		kind := kindResult{stream: stream, samples: map[string][]sample{}, lag: map[string][]time.Duration{}}
-		if err := warmUp(ctx, s, load, targets, stream, logger); err != nil {
+		if err := warmUp(ctx, s, load, targets, stream, s.interleave, logger); err != nil {
 			return nil, err
 		}
 
 		for round := range s.rounds {
-			order := rotate(targets, round)
+			roundWindows, err := measureRound(ctx, s, load, targets, stream, round, logger)
+			if err != nil {
+				return nil, err
+			}
 			roundSamples := map[string][]sample{}
-			for _, t := range order {
-				if ctx.Err() != nil {
-					return nil, ctx.Err()
-				}
-				logger.Info("measuring", "stream", stream, "round", round+1, "target", t.name, "rate", s.rate, "window", s.window)
-				w, err := load.run(ctx, t, stream, s.rate, s.window)
-				if err != nil {
-					return nil, err
-				}
+			for _, t := range targets {
+				w := roundWindows[t.name]
 				kind.samples[t.name] = append(kind.samples[t.name], w.samples...)
 				kind.lag[t.name] = append(kind.lag[t.name], w.lag...)
 				roundSamples[t.name] = w.samples
@@ -298,19 +317,62 @@ func measureOverhead(ctx context.Context, s settings, st *stack, load loadGenera
 		}
 		r.kinds = append(r.kinds, kind)
 	}
+	// An interleaved window sends to the gateway until its last second,
+	// whose rows the writer has not yet inserted.
+	st.settleRequestLog(ctx)
 	r.requestLogWritten, r.requestLogDropped = st.requestLog.Written(), st.requestLog.Dropped()
 	r.loadAfter = benchdoc.LoadAverage()
 	return r, nil
 }
 
-// warmUp sends one -warmup window of the request kind to each target.
-func warmUp(ctx context.Context, s settings, load loadGenerator, targets []target, stream bool, logger *slog.Logger) error {
+// measureRound measures one round and returns each target's window by
+// target name. With -interleave the round is one window of all targets,
+// and else one window per target in an order that rotates with the round.
+func measureRound(ctx context.Context, s settings, load loadGenerator, targets []target, stream bool, round int, logger *slog.Logger) (map[string]window, error) {
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	windows := map[string]window{}
+	if s.interleave {
+		logger.Info("measuring", "stream", stream, "round", round+1, "targets", "interleaved", "rate_per_target", s.rate, "window", s.window)
+		measured, err := load.run(ctx, windowSpec{targets: targets, stream: stream, rate: s.rate, duration: s.window, round: round})
+		if err != nil {
+			return nil, err
+		}
+		for i, t := range targets {
+			windows[t.name] = measured[i]
+		}
+		return windows, nil
+	}
+
+	for _, t := range rotate(targets, round) {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		logger.Info("measuring", "stream", stream, "round", round+1, "target", t.name, "rate", s.rate, "window", s.window)
+		measured, err := load.run(ctx, windowSpec{targets: []target{t}, stream: stream, rate: s.rate, duration: s.window})
+		if err != nil {
+			return nil, err
+		}
+		windows[t.name] = measured[0]
+	}
+	return windows, nil
+}
+
+// warmUp sends the request kind to each target for -warmup, in one
+// interleaved window when interleave is set and else in one window per
+// target.
+func warmUp(ctx context.Context, s settings, load loadGenerator, targets []target, stream, interleave bool, logger *slog.Logger) error {
 	if s.warmup <= 0 {
 		return nil
 	}
-	logger.Info("warming up", "stream", stream, "per_target", s.warmup)
+	logger.Info("warming up", "stream", stream, "per_target", s.warmup, "interleaved", interleave)
+	if interleave {
+		_, err := load.run(ctx, windowSpec{targets: targets, stream: stream, rate: s.rate, duration: s.warmup})
+		return err
+	}
 	for _, t := range targets {
-		if _, err := load.run(ctx, t, stream, s.rate, s.warmup); err != nil {
+		if _, err := load.run(ctx, windowSpec{targets: []target{t}, stream: stream, rate: s.rate, duration: s.warmup}); err != nil {
 			return err
 		}
 	}

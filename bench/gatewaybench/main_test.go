@@ -9,15 +9,19 @@ import (
 
 func TestParseSettingsModes(t *testing.T) {
 	tests := []struct {
-		name       string
-		args       []string
-		wantRate   int
-		wantRounds int
-		wantErr    string
+		name           string
+		args           []string
+		wantRate       int
+		wantRounds     int
+		wantInterleave bool
+		wantErr        string
 	}{
-		{name: "overhead defaults", args: nil, wantRate: 500, wantRounds: 3},
-		{name: "metrics defaults", args: []string{"-metrics", "compare"}, wantRate: 2000, wantRounds: 80},
-		{name: "metrics with explicit rate", args: []string{"-metrics", "compare", "-rate", "800", "-rounds", "2"}, wantRate: 800, wantRounds: 2},
+		{name: "overhead defaults", args: nil, wantRate: 500, wantRounds: 3, wantInterleave: true},
+		{name: "overhead sequential", args: []string{"-interleave=false"}, wantRate: 500, wantRounds: 3, wantInterleave: false},
+		{name: "metrics defaults", args: []string{"-metrics", "compare"}, wantRate: 2000, wantRounds: 80, wantInterleave: false},
+		{name: "metrics with explicit rate", args: []string{"-metrics", "compare", "-rate", "800", "-rounds", "2"}, wantRate: 800, wantRounds: 2, wantInterleave: false},
+		{name: "metrics with interleave off", args: []string{"-metrics", "compare", "-interleave=false"}, wantRate: 2000, wantRounds: 80, wantInterleave: false},
+		{name: "metrics with interleave on", args: []string{"-metrics", "compare", "-interleave"}, wantErr: "-interleave applies only"},
 		{name: "unknown metrics mode", args: []string{"-metrics", "on"}, wantErr: "-metrics must be"},
 		{name: "flush interval above half the window", args: []string{"-metrics", "compare", "-window", "10s", "-flush-interval", "6s"}, wantErr: "-flush-interval"},
 		{name: "flush interval above half the default window", args: []string{"-metrics", "compare", "-flush-interval", "2s"}, wantErr: "-flush-interval"},
@@ -41,6 +45,9 @@ func TestParseSettingsModes(t *testing.T) {
 			}
 			if s.rounds != tt.wantRounds {
 				t.Errorf("rounds = %d, want %d", s.rounds, tt.wantRounds)
+			}
+			if s.interleave != tt.wantInterleave {
+				t.Errorf("interleave = %t, want %t", s.interleave, tt.wantInterleave)
 			}
 		})
 	}
@@ -121,5 +128,117 @@ func TestRoundSummaryListsOutliers(t *testing.T) {
 	// Round 15 has the slowest tail with metrics, so it comes first.
 	if !strings.Contains(summary, "| --- |\n| 15 | ") {
 		t.Errorf("the round with the highest ratio is not listed first:\n%s", summary)
+	}
+}
+
+// overheadRound returns a round in which every request to each target
+// takes the given latency, so the round's p50s are these latencies.
+func overheadRound(direct, proxy, gateway time.Duration) map[string][]sample {
+	samples := func(latency time.Duration) []sample {
+		return []sample{{latency: latency, firstChunk: latency}, {latency: latency, firstChunk: latency}, {latency: latency, firstChunk: latency}}
+	}
+	return map[string][]sample{"direct": samples(direct), "proxy": samples(proxy), "gateway": samples(gateway)}
+}
+
+func TestMedianRoundRatio(t *testing.T) {
+	const ms = time.Millisecond
+	// adds returns a round whose proxy adds proxy and whose gateway adds
+	// gateway to a direct p50 of 20 ms.
+	adds := func(proxy, gateway time.Duration) map[string][]sample {
+		return overheadRound(20*ms, 20*ms+proxy, 20*ms+gateway)
+	}
+	tests := []struct {
+		name   string
+		rounds []map[string][]sample
+		want   float64
+		render string
+	}{
+		{"odd count", []map[string][]sample{adds(ms/10, ms/10), adds(ms/10, 3*ms/10), adds(ms/10, 2*ms/10)}, 2, "2.00×"},
+		{"even count averages the middle two", []map[string][]sample{adds(ms/10, ms/10), adds(ms/10, 4*ms/10), adds(ms/10, 2*ms/10), adds(ms/10, 3*ms/10)}, 2.5, "2.50×"},
+		{"round without proxy cost ranks highest", []map[string][]sample{adds(0, ms/10), adds(ms/10, ms/10), adds(ms/10, 3*ms/10)}, 3, "3.00×"},
+		{"mostly without proxy cost", []map[string][]sample{adds(-ms/20, ms/10), adds(0, ms/10), adds(ms/10, ms/10)}, math.Inf(1), "undefined"},
+		{"gateway faster than direct", []map[string][]sample{adds(ms/10, -ms/10)}, -1, "-1.00×"},
+		{"no rounds", nil, math.NaN(), "undefined"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, firstChunk := range []bool{false, true} {
+				got := medianRoundRatio(tt.rounds, firstChunk)
+				same := got == tt.want || (math.IsNaN(got) && math.IsNaN(tt.want)) || math.Abs(got-tt.want) < 1e-9
+				if !same {
+					t.Errorf("firstChunk %t: median ratio = %g, want %g", firstChunk, got, tt.want)
+				}
+				if rendered := formatRatio(got); rendered != tt.render {
+					t.Errorf("firstChunk %t: rendered %q, want %q", firstChunk, rendered, tt.render)
+				}
+			}
+		})
+	}
+}
+
+func TestDetailsListRoundRatios(t *testing.T) {
+	const ms = time.Millisecond
+	rounds := []map[string][]sample{
+		overheadRound(20*ms, 20*ms+ms/10, 20*ms+ms/10),
+		overheadRound(20*ms, 20*ms+ms/10, 20*ms+3*ms/10),
+		overheadRound(20*ms, 20*ms, 20*ms+ms/10),
+	}
+	pooled := map[string][]sample{}
+	for _, round := range rounds {
+		for name, samples := range round {
+			pooled[name] = append(pooled[name], samples...)
+		}
+	}
+	tests := []struct {
+		name   string
+		stream bool
+		want   []string
+	}{
+		{"whole response", false, []string{
+			"Round 1, p50 whole response: direct 20.000 ms, proxy adds 0.100 ms, gateway adds 0.100 ms, ratio 1.00×.",
+			"Round 3, p50 whole response: direct 20.000 ms, proxy adds 0.000 ms, gateway adds 0.100 ms, ratio undefined.",
+			"Median of the 3 per-round p50 ratios (gateway adds ÷ proxy adds): whole response 3.00×.",
+		}},
+		{"stream", true, []string{
+			"Round 2, p50 first chunk: direct 20.000 ms, proxy adds 0.100 ms, gateway adds 0.300 ms, ratio 3.00×;",
+			"Median of the 3 per-round p50 ratios (gateway adds ÷ proxy adds): first chunk 3.00×; through [DONE] 3.00×.",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &results{kinds: []kindResult{{stream: tt.stream, samples: pooled, rounds: rounds}}}
+			details := r.details()
+			for _, line := range tt.want {
+				if !strings.Contains(details, line) {
+					t.Errorf("details lack %q:\n%s", line, details)
+				}
+			}
+		})
+	}
+}
+
+func TestSectionDescribesSchedule(t *testing.T) {
+	tests := []struct {
+		name       string
+		interleave bool
+		want       []string
+		notWant    string
+	}{
+		{"interleaved", true, []string{"500 requests per second to each target (1500 in all), interleaved in one 10s window per round", "1500 evenly spaced arrivals per second", "reverse order"}, "one window per target"},
+		{"sequential", false, []string{"3 rounds of 10s windows per request kind, one window per target (`-interleave=false`)", "rounds rotate the order of the three targets"}, "interleaved"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &results{settings: settings{rate: 500, rounds: 3, window: 10 * time.Second, interleave: tt.interleave, loadProcess: true}}
+			section := r.section()
+			for _, want := range tt.want {
+				if !strings.Contains(section, want) {
+					t.Errorf("section lacks %q:\n%s", want, section)
+				}
+			}
+			if strings.Contains(section, tt.notWant) {
+				t.Errorf("section contains %q, which belongs to the other mode:\n%s", tt.notWant, section)
+			}
+		})
 	}
 }

@@ -84,7 +84,7 @@ func measureMetrics(ctx context.Context, s settings, st *stack, load loadGenerat
 		{name: metricsOn, url: st.metricsOnURL + "/v1/chat/completions", header: header},
 		{name: metricsOff, url: st.metricsOffURL + "/v1/chat/completions", header: header},
 	}
-	if err := warmUp(ctx, s, load, targets, false, logger); err != nil {
+	if err := warmUp(ctx, s, load, targets, false, false, logger); err != nil {
 		return nil, err
 	}
 
@@ -103,10 +103,11 @@ func measureMetrics(ctx context.Context, s settings, st *stack, load loadGenerat
 			logger.Debug("measuring", "round", round+1, "target", t.name, "rate", s.rate, "window", s.window)
 			flushes, rows, flushTime := aggregator.Flushes(), aggregator.RowsWritten(), aggregator.FlushTime()
 			before := takeCPUSnapshot(load.pid())
-			w, err := load.run(ctx, t, false, s.rate, s.window)
+			measured, err := load.run(ctx, windowSpec{targets: []target{t}, rate: s.rate, duration: s.window})
 			if err != nil {
 				return nil, err
 			}
+			w := measured[0]
 			windows[t.name] = metricsWindow{
 				samples:    w.samples,
 				lag:        w.lag,

@@ -209,6 +209,13 @@ func (r *results) details() string {
 			}
 			fmt.Fprintf(&b, " %s: %s.\n", wholeOrDone(k), roundAdded(round, false))
 		}
+		if len(k.rounds) > 1 {
+			fmt.Fprintf(&b, "  - Median of the %d per-round p50 ratios (gateway adds ÷ proxy adds):", len(k.rounds))
+			if k.stream {
+				fmt.Fprintf(&b, " first chunk %s;", formatRatio(medianRoundRatio(k.rounds, true)))
+			}
+			fmt.Fprintf(&b, " %s %s.\n", wholeOrDone(k), formatRatio(medianRoundRatio(k.rounds, false)))
+		}
 	}
 	fmt.Fprintf(&b, "- Request log: %d rows written, %d dropped.\n", r.requestLogWritten, r.requestLogDropped)
 	return b.String()
@@ -221,12 +228,53 @@ func wholeOrDone(k kindResult) string {
 	return "whole response"
 }
 
-// roundAdded renders one round's direct p50 and what the proxy and the
-// gateway add to it.
+// roundAdded renders one round's direct p50, what the proxy and the
+// gateway add to it, and the ratio of the two.
 func roundAdded(round map[string][]sample, firstChunk bool) string {
 	p50 := func(name string) time.Duration { return percentile(latencies(round[name], firstChunk), 50) }
 	direct := p50("direct")
-	return fmt.Sprintf("direct %s, proxy adds %s, gateway adds %s", ms(direct), ms(p50("proxy")-direct), ms(p50("gateway")-direct))
+	return fmt.Sprintf("direct %s, proxy adds %s, gateway adds %s, ratio %s",
+		ms(direct), ms(p50("proxy")-direct), ms(p50("gateway")-direct), formatRatio(roundRatio(round, firstChunk)))
+}
+
+// roundRatio returns the p50 that the gateway adds in one round over the
+// p50 that the proxy adds. It is +Inf when the proxy adds nothing or less,
+// because then no ratio bounds the gateway's share.
+func roundRatio(round map[string][]sample, firstChunk bool) float64 {
+	p50 := func(name string) time.Duration { return percentile(latencies(round[name], firstChunk), 50) }
+	direct := p50("direct")
+	proxyAdded, gatewayAdded := p50("proxy")-direct, p50("gateway")-direct
+	if proxyAdded <= 0 {
+		return math.Inf(1)
+	}
+	return float64(gatewayAdded) / float64(proxyAdded)
+}
+
+// medianRoundRatio returns the median of the rounds' ratios (see
+// roundRatio), the mean of the middle two for an even count. Rounds in
+// which the proxy added nothing count as +Inf, so they pull the median up.
+func medianRoundRatio(rounds []map[string][]sample, firstChunk bool) float64 {
+	if len(rounds) == 0 {
+		return math.NaN()
+	}
+	ratios := make([]float64, len(rounds))
+	for i, round := range rounds {
+		ratios[i] = roundRatio(round, firstChunk)
+	}
+	slices.Sort(ratios)
+	middle := len(ratios) / 2
+	if len(ratios)%2 == 1 {
+		return ratios[middle]
+	}
+	return (ratios[middle-1] + ratios[middle]) / 2
+}
+
+// formatRatio renders a ratio, or "undefined" for +Inf and NaN.
+func formatRatio(ratio float64) string {
+	if math.IsInf(ratio, 0) || math.IsNaN(ratio) {
+		return "undefined"
+	}
+	return fmt.Sprintf("%.2f×", ratio)
 }
 
 func (r *results) counts(k kindResult) string {
@@ -264,7 +312,11 @@ func (r *results) section() string {
 	b.WriteString(r.machine(s))
 
 	b.WriteString("### Results\n\n")
-	fmt.Fprintf(&b, "%d requests per second to each target, %d rounds of %s windows per request kind.\n\n", s.rate, s.rounds, s.window)
+	if s.interleave {
+		fmt.Fprintf(&b, "%d requests per second to each target (%d in all), interleaved in one %s window per round, %d rounds per request kind.\n\n", s.rate, 3*s.rate, s.window, s.rounds)
+	} else {
+		fmt.Fprintf(&b, "%d requests per second to each target, %d rounds of %s windows per request kind, one window per target (`-interleave=false`).\n\n", s.rate, s.rounds, s.window)
+	}
 	b.WriteString(r.table())
 	b.WriteString(r.details())
 
@@ -272,13 +324,27 @@ func (r *results) section() string {
 	notes := []string{
 		loadNote(s.loadProcess) + " The proxy is `httputil.ReverseProxy` with `FlushInterval: -1` and a transport with the same idle pool sizes as the gateway's upstream client.",
 		"The gateway is `api.Server` as `aihigress serve` builds it. It authenticates API keys through its in-process and Redis cache. It runs " + rateLimitNote(s.rateLimit) + ". It also has the Prometheus middleware, the router with its cooldown mirror, the upstream client and the batched request log writer. Temporal is not started, because the synchronous path does not use it.",
-		fmt.Sprintf("Each window sends requests at a fixed arrival rate of %d per second, each in its own goroutine, whether or not earlier responses have ended (an open loop). A request's latency runs from the client sending it to reading the end of the body, or for streams to reading the first `data:` line and the `data: [DONE]` line. Every target gets the same body; the direct and proxy requests carry `X-Mock-Tokens`, and the gateway's provider sends the same header.", s.rate),
-		"The added latency is the gateway's (or proxy's) percentile minus the direct percentile over all rounds, so it compares distributions, not individual requests. Rounds rotate the order of the three targets. A warmup window per target and request kind runs before the rounds and is not counted.",
+		fmt.Sprintf("Each target gets requests at a fixed arrival rate of %d per second, each in its own goroutine, whether or not earlier responses have ended (an open loop). A request's latency runs from the client sending it to reading the end of the body, or for streams to reading the first `data:` line and the `data: [DONE]` line. Every target gets the same body; the direct and proxy requests carry `X-Mock-Tokens`, and the gateway's provider sends the same header.", s.rate),
+		scheduleNote(s),
+		"The added latency is the gateway's (or proxy's) percentile minus the direct percentile over all rounds, so it compares distributions, not individual requests. The table checks the ratio of these pooled p50 differences. Each round's line gives the same figures for that round alone, and the median of the per-round ratios follows, where a round in which the proxy added nothing counts as an unbounded ratio.",
 		"The gateway sends a stream's response headers as soon as the upstream's headers arrive, before the first event. It may still fail over until the first event, because every candidate responds with a 200 event stream. The bare proxy sends the headers together with the first chunk. The streaming request does not request usage, so the gateway adds `stream_options.include_usage` upstream and drops the extra usage chunk.",
 		"`X-Aihigress-Overhead-Ms` is the gateway's own measure: the time from the start of its gateway middleware until the response headers are written, minus upstream waits. It leaves out the HTTP server, the client and the network, which the added latency includes.",
 	}
 	b.WriteString("- " + strings.Join(notes, "\n- ") + "\n")
 	return b.String()
+}
+
+// scheduleNote renders the Method note on how the rounds' windows share
+// the arrivals among the targets.
+func scheduleNote(s settings) string {
+	if !s.interleave {
+		return "Each round has one window per target, one after another (`-interleave=false`), and rounds rotate the order of the three targets. A warmup window per target and request kind runs before the rounds and is not counted. " +
+			"A change in the machine's speed from one window to the next moves one target's figures and not the others'. In earlier sequential runs the direct p50 moved by up to 0.1 ms from round to round, which is as much as the proxy added in some of them."
+	}
+	return fmt.Sprintf("Each round is one window in which the load generator sends to all three targets at once, from one fixed schedule of %d evenly spaced arrivals per second. The arrivals go in cycles of three, one per target, so each target gets the same number of requests spread over the same time, and a change in the machine's speed during the window reaches all three alike. ", 3*s.rate) +
+		"The first half of the window takes the targets in one order and the second half in the reverse order, so that each target follows each of the other two for half the window. This keeps the extra work of a gateway request from always landing on the same neighbor. Rounds rotate the starting target of the order. " +
+		"During a window the servers handle three times the rate of one target, so the figures are not comparable one to one with a run with `-interleave=false`, where each window carries one target. " +
+		"A warmup window with all three targets per request kind runs before the rounds and is not counted."
 }
 
 // loadNote describes where the servers and the load generator run and how

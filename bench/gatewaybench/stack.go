@@ -71,6 +71,31 @@ func (s *stack) onClose(step string, run func() error) {
 	})
 }
 
+// requestLogFlushInterval is how often the gateway's request log writer
+// inserts the rows it has queued.
+const requestLogFlushInterval = time.Second
+
+// settleRequestLog waits until the request log writer's count of written
+// and dropped rows stays the same over one flush interval, or ctx ends, so
+// that the report counts the rows of a window that the gateway served to
+// the end. It gives up after ten flush intervals.
+func (s *stack) settleRequestLog(ctx context.Context) {
+	previous := int64(-1)
+	for range 10 {
+		count := s.requestLog.Written() + s.requestLog.Dropped()
+		if count == previous {
+			return
+		}
+		previous = count
+
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(requestLogFlushInterval + 100*time.Millisecond):
+		}
+	}
+}
+
 // close undoes start in reverse order.
 func (s *stack) close() {
 	for i := len(s.closers) - 1; i >= 0; i-- {
@@ -189,7 +214,7 @@ func (s *stack) startGateway(ctx context.Context) error {
 
 	upstream := providers.NewClient(providers.ClientOptions{})
 	s.onClose("close upstream connections", func() error { upstream.CloseIdleConnections(); return nil })
-	s.requestLog = requestlog.New(st.DB, requestlog.Options{FlushInterval: time.Second, Logger: s.logger})
+	s.requestLog = requestlog.New(st.DB, requestlog.Options{FlushInterval: requestLogFlushInterval, Logger: s.logger})
 	s.requestLog.Start()
 	s.onClose("flush request log", func() error {
 		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
