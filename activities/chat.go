@@ -381,7 +381,7 @@ func (a *Chat) FinalizeRun(ctx context.Context, in workflows.FinalizeInput) (wor
 	logger := a.Logger.With("run_id", in.RunID, "workflow_id", activity.GetInfo(ctx).WorkflowExecution.ID)
 
 	outcome := store.Outcome{Status: in.Status, ErrorCode: in.ErrorCode, ErrorMessage: in.ErrorMessage, ImageURL: a.ImageURL}
-	run, terminal, changed, err := a.Store.FinalizeRun(ctx, in.RunID, outcome)
+	run, terminal, err := a.finalize(ctx, in.RunID, outcome, logger)
 	if errors.Is(err, store.ErrNotFound) {
 		// The conversation was deleted while the run was active.
 		logger.Info("run deleted before it was finalized")
@@ -389,13 +389,6 @@ func (a *Chat) FinalizeRun(ctx context.Context, in workflows.FinalizeInput) (wor
 	}
 	if err != nil {
 		return workflows.FinalizeResult{}, err
-	}
-	if changed {
-		if err := a.Bus.Publish(ctx, terminal); err != nil {
-			logger.Warn("publish terminal events failed", "error", err)
-		}
-		logger.Info("run finalized", "user_id", run.UserID, "status", run.Status, "error_code", run.ErrorCode)
-		recordRunFinished(a.Metrics, run)
 	}
 
 	if n := len(terminal); n > 0 {
@@ -406,4 +399,38 @@ func (a *Chat) FinalizeRun(ctx context.Context, in workflows.FinalizeInput) (wor
 		return workflows.FinalizeResult{}, err
 	}
 	return workflows.FinalizeResult{Status: run.Status, LastSeq: lastSeq}, nil
+}
+
+// FinalizeImages ends an image run as succeeded and stores its images in
+// the same transaction, and returns the run's last event number. It is a
+// plain method, not an activity: the GenerateImages activity calls it once
+// the images are stored. A run that has already ended keeps its outcome,
+// and its images stay unsaved.
+func (a *Chat) FinalizeImages(ctx context.Context, runID string, out store.ImageOutput, logger *slog.Logger) (int64, error) {
+	outcome := store.Outcome{Status: models.RunSucceeded, ImageURL: a.ImageURL, Images: &out}
+	_, terminal, err := a.finalize(ctx, runID, outcome, logger)
+	if err != nil {
+		return 0, err
+	}
+	if n := len(terminal); n > 0 {
+		return terminal[n-1].Seq, nil
+	}
+	return a.Store.LastSeq(ctx, runID)
+}
+
+// finalize stores the run's outcome and publishes its terminal events when
+// the run had not ended yet. It returns the run and those events.
+func (a *Chat) finalize(ctx context.Context, runID string, outcome store.Outcome, logger *slog.Logger) (models.ChatRun, []models.ChatRunEvent, error) {
+	run, terminal, changed, err := a.Store.FinalizeRun(ctx, runID, outcome)
+	if err != nil {
+		return run, nil, err
+	}
+	if changed {
+		if err := a.Bus.Publish(ctx, terminal); err != nil {
+			logger.Warn("publish terminal events failed", "error", err)
+		}
+		logger.Info("run finalized", "user_id", run.UserID, "status", run.Status, "error_code", run.ErrorCode)
+		recordRunFinished(a.Metrics, run)
+	}
+	return run, terminal, nil
 }

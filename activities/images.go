@@ -45,11 +45,10 @@ type Images struct {
 	Logger            *slog.Logger
 	// Metrics receives the upstream calls; nil records none.
 	Metrics *metrics.Recorder
-	// Finalize is the FinalizeRun activity. GenerateImages calls it once
-	// the images are stored, so that a request waiting for the run's
-	// terminal event does not wait for the workflow too. Nil leaves every
-	// run to the workflow's FinalizeRun.
-	Finalize func(ctx context.Context, in workflows.FinalizeInput) (workflows.FinalizeResult, error)
+	// Finalize stores a successful attempt's output and ends the run (see
+	// saveOutput). Nil stores the output alone and leaves the run's end to
+	// the workflow's FinalizeRun.
+	Finalize func(ctx context.Context, runID string, out store.ImageOutput, logger *slog.Logger) (lastSeq int64, err error)
 }
 
 // GenerateImages makes one upstream attempt of an image run: it requests the
@@ -92,12 +91,26 @@ func (a *Images) GenerateImages(ctx context.Context, in workflows.AttemptInput) 
 	used := workflows.Candidate{ProviderID: pick.Candidate.ProviderID, Model: pick.Candidate.Model}
 	recordFailover(a.Metrics, run, in.Attempt, used)
 	logger = logger.With("provider", used.ProviderID, "model", used.Model)
+
+	// The upstream call starts before the attempt's bookkeeping, which
+	// then takes none of the run's time. Canceling callCtx ends the call
+	// when the bookkeeping fails.
+	callCtx, cancelCall := context.WithCancel(ctx)
+	defer cancelCall()
+	started := time.Now()
+	call := startCall(func() (*providers.ImageResult, error) {
+		return a.Client.GenerateImages(callCtx, pick.Provider, imageRequest(params, used.Model))
+	})
+
 	if err := a.Store.StartAttempt(ctx, run.ID, in.Attempt, used.ProviderID, used.Model); err != nil {
+		cancelCall()
+		<-call.done
 		return workflows.GenerateImagesResult{}, fmt.Errorf("record attempt: %w", err)
 	}
-
 	lastSeq, err := a.Store.LastSeq(ctx, run.ID)
 	if err != nil {
+		cancelCall()
+		<-call.done
 		return workflows.GenerateImagesResult{}, err
 	}
 	writer := events.NewWriter(a.Store, a.Bus, run.ID, lastSeq, a.DeltaMergeWindow, logger)
@@ -110,16 +123,16 @@ func (a *Images) GenerateImages(ctx context.Context, in workflows.AttemptInput) 
 	}()
 	stopHeartbeat := startHeartbeat(ctx, a.HeartbeatInterval, func() any { return writer.LastSeq() })
 	defer stopHeartbeat()
-
 	_ = writer.Delta(fmt.Sprintf("Generating %d image(s) with %s/%s (attempt %d).\n", max(params.N, 1), used.ProviderID, used.Model, in.Attempt))
-	started := time.Now()
-	result, err := a.Client.GenerateImages(ctx, pick.Provider, imageRequest(params, used.Model))
+
+	<-call.done
+	result, err := call.result, call.err
 	a.Router.Report(ctx, pick, err)
-	call := &upstreamCall{run: run, used: used, started: started}
+	record := &upstreamCall{run: run, used: used, started: started}
 	if err == nil && result.Usage != nil {
-		call.tokensIn, call.tokensOut = result.Usage.InputTokens, result.Usage.OutputTokens
+		record.tokensIn, record.tokensOut = result.Usage.InputTokens, result.Usage.OutputTokens
 	}
-	call.record(ctx, a.Metrics, err)
+	record.record(ctx, a.Metrics, err)
 	if err != nil {
 		return workflows.GenerateImagesResult{}, attemptError(ctx, err, used, logger)
 	}
@@ -131,36 +144,62 @@ func (a *Images) GenerateImages(ctx context.Context, in workflows.AttemptInput) 
 			"storing the generated images failed: "+err.Error(), ErrorStorage,
 			temporal.ApplicationErrorOptions{Details: []any{workflows.AttemptFailure{Candidate: used}}})
 	}
-	var usage models.Usage
+	out := store.ImageOutput{Images: stored, Note: fmt.Sprintf("Stored %d image(s).\n", len(refs))}
 	if result.Usage != nil {
-		usage = models.Usage{PromptTokens: result.Usage.InputTokens, CompletionTokens: result.Usage.OutputTokens}
+		out.Usage = models.Usage{PromptTokens: result.Usage.InputTokens, CompletionTokens: result.Usage.OutputTokens}
 	}
-	if err := a.Store.SaveImages(ctx, run.ID, stored, usage); err != nil {
-		return workflows.GenerateImagesResult{}, fmt.Errorf("save images: %w", err)
-	}
-
-	_ = writer.Delta(fmt.Sprintf("Stored %d image(s).\n", len(refs)))
+	// The writer must have stored its events before the run's output
+	// takes the next sequence numbers.
 	if err := writer.Flush(ctx); err != nil {
 		return workflows.GenerateImagesResult{}, fmt.Errorf("store events: %w", err)
 	}
+	lastSeq, err = a.saveOutput(ctx, run.ID, out, writer, logger)
+	if err != nil {
+		return workflows.GenerateImagesResult{}, err
+	}
 	logger.Info("image attempt succeeded", "images", len(refs), "duration_ms", time.Since(started).Milliseconds(), "storage", a.Storage.Name())
-	a.finalizeSucceeded(ctx, run.ID, logger)
-	return workflows.GenerateImagesResult{Images: refs, Candidate: used, LastSeq: writer.LastSeq()}, nil
+	return workflows.GenerateImagesResult{Images: refs, Candidate: used, LastSeq: lastSeq}, nil
 }
 
-// finalizeSucceeded stores the run's success and publishes its terminal
-// event. Without it, the run's end waits for the activity result to reach
-// the workflow, for the next workflow task and for its FinalizeRun, about
-// 10 ms at p50 in imagebench on a 2-core machine. The workflow still runs
-// FinalizeRun, which changes nothing once the run is terminal, and which
-// finalizes the run when this call fails.
-func (a *Images) finalizeSucceeded(ctx context.Context, runID string, logger *slog.Logger) {
+// upstreamResult is an image call that runs in its own goroutine. Its done
+// channel closes once result and err are set.
+type upstreamResult struct {
+	result *providers.ImageResult
+	err    error
+	done   chan struct{}
+}
+
+func startCall(call func() (*providers.ImageResult, error)) *upstreamResult {
+	r := &upstreamResult{done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		r.result, r.err = call()
+	}()
+	return r
+}
+
+// saveOutput stores the attempt's images and usage and returns the run's
+// last event number. With Finalize set, one transaction stores them, ends
+// the run as succeeded and appends its terminal events. A request that
+// waits for the run's end then does not wait for the activity result to
+// reach the workflow and for the workflow's FinalizeRun. The workflow still
+// runs FinalizeRun, which changes nothing once the run has ended.
+func (a *Images) saveOutput(ctx context.Context, runID string, out store.ImageOutput, writer *events.Writer, logger *slog.Logger) (int64, error) {
 	if a.Finalize == nil {
-		return
+		if err := a.Store.SaveImages(ctx, runID, out.Images, out.Usage); err != nil {
+			return 0, fmt.Errorf("save images: %w", err)
+		}
+		_ = writer.Delta(out.Note)
+		if err := writer.Flush(ctx); err != nil {
+			return 0, fmt.Errorf("store events: %w", err)
+		}
+		return writer.LastSeq(), nil
 	}
-	if _, err := a.Finalize(ctx, workflows.FinalizeInput{RunID: runID, Status: models.RunSucceeded}); err != nil {
-		logger.Warn("finalizing the run after storing its images failed; the workflow will finalize it", "error", err)
+	lastSeq, err := a.Finalize(ctx, runID, out, logger)
+	if err != nil {
+		return 0, fmt.Errorf("save images and finalize the run: %w", err)
 	}
+	return lastSeq, nil
 }
 
 // storedResult returns the result of the attempt that stored the images of

@@ -2,7 +2,9 @@ package activities_test
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,7 +71,7 @@ func newImageFixture(t *testing.T, finalize bool) *imageFixture {
 		KeyPrefix: "aih", DeltaMergeWindow: 10 * time.Millisecond, Logger: logger,
 	}
 	if finalize {
-		images.Finalize = chat.FinalizeRun
+		images.Finalize = chat.FinalizeImages
 	}
 
 	ctx := context.Background()
@@ -106,31 +108,68 @@ func (f *imageFixture) generate(t *testing.T, attempt int) workflows.GenerateIma
 	return result
 }
 
-func (f *imageFixture) lastEventType(t *testing.T) string {
-	t.Helper()
-	var event models.ChatRunEvent
-	if err := f.store.DB.Where("run_id = ?", f.run.ID).Order("seq DESC").First(&event).Error; err != nil {
-		t.Fatal(err)
+// TestGenerateImagesSavesOutput checks what a successful attempt leaves
+// behind, with Finalize, which stores the output and ends the run in one
+// transaction, and without it.
+func TestGenerateImagesSavesOutput(t *testing.T) {
+	tests := []struct {
+		name       string
+		finalize   bool
+		wantStatus string
+		// wantLast is the type of the run's last event.
+		wantLast string
+	}{
+		{name: "with Finalize", finalize: true, wantStatus: models.RunSucceeded, wantLast: models.EventMessageCompleted},
+		{name: "without Finalize", finalize: false, wantStatus: models.RunRunning, wantLast: models.EventMessageDelta},
 	}
-	return event.EventType
-}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newImageFixture(t, tt.finalize)
+			result := f.generate(t, 1)
+			if len(result.Images) != 1 || result.Images[0].ObjectKey == "" {
+				t.Fatalf("result images = %+v, want one stored image", result.Images)
+			}
 
-func TestGenerateImagesFinalizesRun(t *testing.T) {
-	f := newImageFixture(t, true)
-	result := f.generate(t, 1)
-	if len(result.Images) != 1 || result.Images[0].ObjectKey == "" {
-		t.Fatalf("result images = %+v, want one stored image", result.Images)
-	}
+			run, err := f.store.RunByID(context.Background(), f.run.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if run.Status != tt.wantStatus {
+				t.Errorf("run status after the attempt = %q, want %q", run.Status, tt.wantStatus)
+			}
+			images, err := store.Images(run)
+			if err != nil || len(images) != 1 || images[0].ObjectKey != result.Images[0].ObjectKey {
+				t.Errorf("stored images = %+v (%v), want the result's %+v", images, err, result.Images)
+			}
+			if run.CompletionTokens == 0 {
+				t.Errorf("completion tokens = 0, want the upstream's usage")
+			}
 
-	run, err := f.store.RunByID(context.Background(), f.run.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if run.Status != models.RunSucceeded {
-		t.Errorf("run status after the attempt = %q, want succeeded", run.Status)
-	}
-	if got := f.lastEventType(t); got != models.EventMessageCompleted {
-		t.Errorf("last event = %q, want the terminal %q", got, models.EventMessageCompleted)
+			var stored []models.ChatRunEvent
+			if err := f.store.DB.Where("run_id = ?", f.run.ID).Order("seq").Find(&stored).Error; err != nil {
+				t.Fatal(err)
+			}
+			last := stored[len(stored)-1]
+			if last.EventType != tt.wantLast {
+				t.Errorf("last event = %q, want %q", last.EventType, tt.wantLast)
+			}
+			if result.LastSeq != last.Seq {
+				t.Errorf("result LastSeq = %d, want the last stored event's %d", result.LastSeq, last.Seq)
+			}
+			var text strings.Builder
+			for _, event := range stored {
+				if event.EventType == models.EventMessageDelta {
+					var payload struct{ Delta string }
+					if err := json.Unmarshal(event.Payload, &payload); err != nil {
+						t.Fatal(err)
+					}
+					text.WriteString(payload.Delta)
+				}
+			}
+			if !strings.Contains(text.String(), "Generating 1 image(s)") || !strings.HasSuffix(text.String(), "Stored 1 image(s).\n") {
+				t.Errorf("progress text = %q, want the generating and stored notes", text.String())
+			}
+		})
 	}
 }
 
@@ -151,21 +190,5 @@ func TestGenerateImagesRetryAfterSuccess(t *testing.T) {
 	}
 	if second.Candidate != first.Candidate {
 		t.Errorf("repeated attempt candidate = %+v, want %+v", second.Candidate, first.Candidate)
-	}
-}
-
-func TestGenerateImagesWithoutFinalize(t *testing.T) {
-	f := newImageFixture(t, false)
-	f.generate(t, 1)
-
-	run, err := f.store.RunByID(context.Background(), f.run.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if run.Status != models.RunRunning {
-		t.Errorf("run status = %q, want running until the workflow finalizes it", run.Status)
-	}
-	if got := f.lastEventType(t); models.IsTerminalEvent(got) {
-		t.Errorf("last event = %q, want no terminal event yet", got)
 	}
 }

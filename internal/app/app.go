@@ -411,7 +411,7 @@ func (a *App) ImageWorker() sdkworker.Worker {
 		DeltaMergeWindow: a.Config.DeltaMergeWindow,
 		Logger:           a.Logger,
 		Metrics:          a.Recorder,
-		Finalize:         chat.FinalizeRun,
+		Finalize:         chat.FinalizeImages,
 	}
 	return worker.NewImageWorker(a.Temporal, chat, images, a.workerOptions(a.Config.Worker.ImageMaxConcurrentActivities))
 }

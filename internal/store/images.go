@@ -26,14 +26,37 @@ func setKind(run *models.ChatRun, kind string) {
 // SaveImages stores the images of a successful image attempt. Like
 // SaveOutput, it changes only a running run.
 func (s *Store) SaveImages(ctx context.Context, runID string, images []models.StoredImage, usage models.Usage) error {
-	preview := fmt.Sprintf("%d image(s)", len(images))
+	updates := imageOutputColumns(images, usage)
+	updates["updated_at"] = s.DB.NowFunc()
 	return s.DB.WithContext(ctx).Model(&models.ChatRun{}).
 		Where("id = ? AND status = ?", runID, models.RunRunning).
-		Updates(map[string]any{
-			"output_images": models.MustJSON(images), "output_preview": preview,
-			"prompt_tokens": usage.PromptTokens, "completion_tokens": usage.CompletionTokens,
-			"updated_at": s.DB.NowFunc(),
-		}).Error
+		Updates(updates).Error
+}
+
+// ImageOutput is the output of a successful image attempt, which
+// FinalizeRun stores with the run's end.
+type ImageOutput struct {
+	Images []models.StoredImage
+	Usage  models.Usage
+	// Note, when set, is the text of a message.delta event that comes
+	// just before the terminal events.
+	Note string
+}
+
+// imageOutputColumns returns the run columns that hold an image attempt's
+// output.
+func imageOutputColumns(images []models.StoredImage, usage models.Usage) map[string]any {
+	return map[string]any{
+		"output_images": models.MustJSON(images), "output_preview": fmt.Sprintf("%d image(s)", len(images)),
+		"prompt_tokens": usage.PromptTokens, "completion_tokens": usage.CompletionTokens,
+	}
+}
+
+// setImageOutput copies out into run as imageOutputColumns stores it.
+func setImageOutput(run *models.ChatRun, out ImageOutput) {
+	run.OutputImages = models.MustJSON(out.Images)
+	run.OutputPreview = fmt.Sprintf("%d image(s)", len(out.Images))
+	run.PromptTokens, run.CompletionTokens = out.Usage.PromptTokens, out.Usage.CompletionTokens
 }
 
 // Images decodes the stored images of an image run; it returns nil for a

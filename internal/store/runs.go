@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"gorm.io/gorm"
@@ -321,6 +322,9 @@ type Outcome struct {
 	// ImageURL, when set, signs the image links of an image run's terminal
 	// event. The stored message keeps object keys only.
 	ImageURL func(objectKey string) string
+	// Images, when set, stores a succeeded image run's output in the same
+	// transaction, which saves the image attempt a write of its own.
+	Images *ImageOutput
 }
 
 // FinalizeRun ends a run once: it sets the terminal status, copies the output
@@ -348,10 +352,15 @@ func (s *Store) FinalizeRun(ctx context.Context, runID string, outcome Outcome) 
 		latency := now.Sub(run.CreatedAt).Milliseconds()
 		run.LatencyMS = &latency
 		run.UpdatedAt = now
-		if err := tx.Model(&models.ChatRun{}).Where("id = ?", runID).Updates(map[string]any{
+		updates := map[string]any{
 			"status": run.Status, "error_code": run.ErrorCode, "error_message": run.ErrorMessage,
 			"finished_at": now, "latency_ms": latency, "updated_at": now,
-		}).Error; err != nil {
+		}
+		if outcome.Images != nil {
+			maps.Copy(updates, imageOutputColumns(outcome.Images.Images, outcome.Images.Usage))
+			setImageOutput(&run, *outcome.Images)
+		}
+		if err := tx.Model(&models.ChatRun{}).Where("id = ?", runID).Updates(updates).Error; err != nil {
 			return fmt.Errorf("finalize run: %w", err)
 		}
 
@@ -371,7 +380,11 @@ func (s *Store) FinalizeRun(ctx context.Context, runID string, outcome Outcome) 
 		if err != nil {
 			return err
 		}
-		events = terminalEvents(run, imageContent, lastSeq+1)
+		if outcome.Images != nil && outcome.Images.Note != "" {
+			lastSeq++
+			events = append(events, noteEvent(runID, lastSeq, outcome.Images.Note))
+		}
+		events = append(events, terminalEvents(run, imageContent, lastSeq+1)...)
 		if len(events) > 0 {
 			if err := tx.Create(&events).Error; err != nil {
 				return fmt.Errorf("append terminal events: %w", err)
@@ -406,6 +419,18 @@ func (s *Store) Message(ctx context.Context, id string) (*models.Message, error)
 		return nil, notFound(err)
 	}
 	return &m, nil
+}
+
+// noteEvent builds a message.delta event with text, as events.Writer
+// stores one.
+func noteEvent(runID string, seq int64, text string) models.ChatRunEvent {
+	payload := models.MustJSON(struct {
+		Delta string `json:"delta"`
+	}{text})
+	return models.ChatRunEvent{
+		RunID: runID, Seq: seq, EventType: models.EventMessageDelta, Payload: payload,
+		CreatedAt: time.Now().UTC().Truncate(time.Microsecond),
+	}
 }
 
 // terminalEvents builds the events that close a run, given the run as
