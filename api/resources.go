@@ -174,7 +174,7 @@ func (s *Server) deleteAssistant(c *gin.Context) {
 	if _, err := s.Store.Assistant(c, user.ID, id); s.lookupError(c, "assistant", err) {
 		return
 	}
-	ids, err := s.Store.ActiveRunIDsOfAssistant(c, id)
+	ids, err := s.Store.ActiveRunWorkflowIDsOfAssistant(c, id)
 	if err != nil {
 		s.internalError(c, "list active runs failed", err)
 		return
@@ -316,7 +316,7 @@ func (s *Server) deleteConversation(c *gin.Context) {
 // cancelConversationRuns requests cancellation of the conversation's active
 // runs before their rows are deleted.
 func (s *Server) cancelConversationRuns(c *gin.Context, conversationID string) {
-	ids, err := s.Store.ActiveRunIDs(c, conversationID)
+	ids, err := s.Store.ActiveRunWorkflowIDs(c, conversationID)
 	if err != nil {
 		s.Logger.Warn("list active runs failed", "conversation_id", conversationID, "error", err)
 		return
@@ -324,12 +324,12 @@ func (s *Server) cancelConversationRuns(c *gin.Context, conversationID string) {
 	s.cancelRuns(c, ids)
 }
 
-// cancelRuns requests cancellation of the runs' workflows. Failures are only
+// cancelRuns requests cancellation of the workflows. Failures are only
 // logged, because a workflow whose run row is gone ends on its own.
-func (s *Server) cancelRuns(c *gin.Context, runIDs []string) {
-	for _, id := range runIDs {
-		if err := s.Temporal.CancelWorkflow(c, store.WorkflowIDPrefix+id, ""); err != nil {
-			s.Logger.Warn("cancel run failed", "run_id", id, "error", err)
+func (s *Server) cancelRuns(c *gin.Context, workflowIDs []string) {
+	for _, id := range workflowIDs {
+		if err := s.Temporal.CancelWorkflow(c, id, ""); err != nil {
+			s.Logger.Warn("cancel run failed", "workflow_id", id, "error", err)
 		}
 	}
 }

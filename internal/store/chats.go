@@ -143,25 +143,26 @@ func (s *Store) DeleteConversation(ctx context.Context, userID, id string) error
 	return s.deleteOwned(ctx, &models.Conversation{}, userID, id)
 }
 
-// ActiveRunIDs lists the runs of a conversation that have not ended, so that
-// their workflows can be canceled before the rows go.
-func (s *Store) ActiveRunIDs(ctx context.Context, conversationID string) ([]string, error) {
+// ActiveRunWorkflowIDs lists the workflow IDs of a conversation's runs that
+// have not ended, chat and image runs alike, so that their workflows can be
+// canceled before the rows go.
+func (s *Store) ActiveRunWorkflowIDs(ctx context.Context, conversationID string) ([]string, error) {
 	var ids []string
 	err := s.DB.WithContext(ctx).Model(&models.ChatRun{}).
 		Where("conversation_id = ? AND status IN ?", conversationID, []string{models.RunQueued, models.RunRunning}).
-		Pluck("id", &ids).Error
+		Pluck("workflow_id", &ids).Error
 	return ids, err
 }
 
-// ActiveRunIDsOfAssistant lists the active runs in all of an assistant's
-// conversations.
-func (s *Store) ActiveRunIDsOfAssistant(ctx context.Context, assistantID string) ([]string, error) {
+// ActiveRunWorkflowIDsOfAssistant lists the workflow IDs of the active runs
+// in all of an assistant's conversations.
+func (s *Store) ActiveRunWorkflowIDsOfAssistant(ctx context.Context, assistantID string) ([]string, error) {
 	var ids []string
 	err := s.DB.WithContext(ctx).Model(&models.ChatRun{}).
 		Where("conversation_id IN (?) AND status IN ?",
 			s.DB.Model(&models.Conversation{}).Select("id").Where("assistant_id = ?", assistantID),
 			[]string{models.RunQueued, models.RunRunning}).
-		Pluck("id", &ids).Error
+		Pluck("workflow_id", &ids).Error
 	return ids, err
 }
 

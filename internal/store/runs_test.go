@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -87,5 +88,63 @@ func TestStartAttemptLeavesTerminalRun(t *testing.T) {
 	}
 	if got.Attempt != 0 || got.SelectedProviderID != "" {
 		t.Errorf("attempt = %d on %q, want no attempt recorded", got.Attempt, got.SelectedProviderID)
+	}
+}
+
+// TestActiveRunWorkflowIDsCoverImageRuns checks that a conversation's active
+// chat and image runs are both listed by their own workflow IDs, which differ
+// in prefix, and that ended runs are left out.
+func TestActiveRunWorkflowIDsCoverImageRuns(t *testing.T) {
+	st := testenv.Store(t)
+	ctx := context.Background()
+	suffix := testenv.Suffix()
+	user := &models.User{Username: "u" + suffix, Email: "u" + suffix + "@example.com", PasswordHash: "x", IsActive: true}
+	if err := st.CreateUser(ctx, user); err != nil {
+		t.Fatal(err)
+	}
+	assistant := &models.Assistant{UserID: user.ID, Name: "a", DefaultLogicalModel: "m"}
+	if err := st.CreateAssistant(ctx, assistant); err != nil {
+		t.Fatal(err)
+	}
+	conversation := &models.Conversation{UserID: user.ID, AssistantID: assistant.ID, Title: "c"}
+	if err := st.CreateConversation(ctx, conversation); err != nil {
+		t.Fatal(err)
+	}
+	turn := func(kind string) models.ChatRun {
+		t.Helper()
+		created, err := st.CreateTurn(ctx, store.NewTurn{
+			UserID: user.ID, ConversationID: conversation.ID, Content: "hi", LogicalModel: "m",
+			Kind: kind, RequestBody: models.JSON(`{"prompt":"a kite"}`),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return created.Run
+	}
+	chat, image, ended := turn(models.RunKindChat), turn(models.RunKindImage), turn(models.RunKindChat)
+	if _, _, _, err := st.FinalizeRun(ctx, ended.ID, store.Outcome{Status: models.RunCanceled}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{store.WorkflowIDPrefix + chat.ID, store.ImageWorkflowIDPrefix + image.ID}
+	slices.Sort(want)
+
+	lists := []struct {
+		name string
+		list func() ([]string, error)
+	}{
+		{"conversation", func() ([]string, error) { return st.ActiveRunWorkflowIDs(ctx, conversation.ID) }},
+		{"assistant", func() ([]string, error) { return st.ActiveRunWorkflowIDsOfAssistant(ctx, assistant.ID) }},
+	}
+	for _, tt := range lists {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.list()
+			if err != nil {
+				t.Fatal(err)
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, want) {
+				t.Errorf("active workflow IDs = %v, want %v", got, want)
+			}
+		})
 	}
 }
