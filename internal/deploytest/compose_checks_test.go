@@ -4,12 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/types"
+	"gopkg.in/yaml.v3"
 
 	"github.com/aihigress/aihigress/workflows"
 )
@@ -549,4 +552,46 @@ func checkSharedImageVolume(p *types.Project, final dockerStage) []error {
 		errs = append(errs, fmt.Errorf("the final Dockerfile stage does not create %s with COPY --chown, so the non-root user cannot write to a new volume there", dir))
 	}
 	return errs
+}
+
+// temporalConfigDir is where the temporalio/auto-setup image resolves
+// DYNAMIC_CONFIG_FILE_PATH values that start with config/dynamicconfig/.
+const temporalConfigDir = "/etc/temporal/config/dynamicconfig"
+
+// checkTemporalDynamicConfig checks that the Temporal service loads a
+// dynamic config file from a folder that the file mounts, and that the file
+// turns on eager activity execution for every namespace.
+func checkTemporalDynamicConfig(p *types.Project) []error {
+	svc := p.Services[serviceTemporal]
+	name, ok := strings.CutPrefix(envValue(svc, "DYNAMIC_CONFIG_FILE_PATH"), "config/dynamicconfig/")
+	if !ok || name == "" || strings.Contains(name, "/") {
+		return []error{fmt.Errorf("%s: DYNAMIC_CONFIG_FILE_PATH = %q, want config/dynamicconfig/<file>", serviceTemporal, envValue(svc, "DYNAMIC_CONFIG_FILE_PATH"))}
+	}
+	source := ""
+	for _, mount := range svc.Volumes {
+		if mount.Target == temporalConfigDir && mount.Type == types.VolumeTypeBind {
+			source = mount.Source
+		}
+	}
+	if source == "" {
+		return []error{fmt.Errorf("%s mounts no folder of the repository at %s", serviceTemporal, temporalConfigDir)}
+	}
+
+	data, err := os.ReadFile(filepath.Join(source, name))
+	if err != nil {
+		return []error{fmt.Errorf("%s: read its dynamic config: %w", serviceTemporal, err)}
+	}
+	var config map[string][]struct {
+		Value       any            `yaml:"value"`
+		Constraints map[string]any `yaml:"constraints"`
+	}
+	if err := yaml.Unmarshal(data, &config); err != nil {
+		return []error{fmt.Errorf("%s: parse %s: %w", serviceTemporal, name, err)}
+	}
+	for _, entry := range config["system.enableActivityEagerExecution"] {
+		if entry.Value == true && len(entry.Constraints) == 0 {
+			return nil
+		}
+	}
+	return []error{fmt.Errorf("%s: %s does not set system.enableActivityEagerExecution to true without constraints", serviceTemporal, name)}
 }

@@ -162,6 +162,10 @@ func TestComposeSharedSettings(t *testing.T) {
 	reportErrors(t, checkSharedSettings(loadCompose(t).resolved))
 }
 
+func TestComposeTemporalDynamicConfig(t *testing.T) {
+	reportErrors(t, checkTemporalDynamicConfig(loadCompose(t).resolved))
+}
+
 func TestComposeSharedImageVolume(t *testing.T) {
 	reportErrors(t, checkSharedImageVolume(loadCompose(t).resolved, loadDockerfile(t).final()))
 }
@@ -504,6 +508,24 @@ func TestComposeChecksRejectBrokenFiles(t *testing.T) {
 			edits:   []composeEdit{{header: "  worker:", old: "    command: [\"worker\"]\n", new: "    command: [\"worker\"]\n    volumes:\n      - ./providers:/etc/aihigress:ro\n"}},
 			wantErr: "want one named volume in both serve and worker",
 			check:   func(p composeProjects) []error { return checkSharedImageVolume(p.resolved, dockerfile.final()) },
+		},
+		{
+			name:    "Temporal without its dynamic config",
+			edits:   []composeEdit{{header: "  temporal:", old: "      DYNAMIC_CONFIG_FILE_PATH: config/dynamicconfig/aihigress.yaml\n", new: ""}},
+			wantErr: "DYNAMIC_CONFIG_FILE_PATH",
+			check:   checkProjectsResolved(checkTemporalDynamicConfig),
+		},
+		{
+			name:    "Temporal's dynamic config not mounted",
+			edits:   []composeEdit{{header: "  temporal:", old: "    volumes:\n      - ./deploy/temporal:/etc/temporal/config/dynamicconfig:ro\n", new: ""}},
+			wantErr: "mounts no folder",
+			check:   checkProjectsResolved(checkTemporalDynamicConfig),
+		},
+		{
+			name:    "Temporal's dynamic config file missing",
+			edits:   []composeEdit{{header: "  temporal:", old: "config/dynamicconfig/aihigress.yaml", new: "config/dynamicconfig/missing.yaml"}},
+			wantErr: "read its dynamic config",
+			check:   checkProjectsResolved(checkTemporalDynamicConfig),
 		},
 		{
 			name:    "media as a bind mount",
