@@ -169,8 +169,9 @@ func ConnectWithFallback(ctx context.Context, cfg config.Config, seed, fallback 
 	}
 
 	a.Upstream = providers.NewClient(providers.ClientOptions{
-		ImageDownloadMaxBytes: cfg.Images.DownloadMaxBytes,
-		ImageDownloadTimeout:  cfg.Images.DownloadTimeout,
+		ImageDownloadMaxBytes:     cfg.Images.DownloadMaxBytes,
+		ImageDownloadTimeout:      cfg.Images.DownloadTimeout,
+		ImageDownloadAllowPrivate: cfg.Images.DownloadAllowPrivate,
 	})
 	if err := a.openMedia(ctx); err != nil {
 		a.Close()

@@ -46,6 +46,10 @@ type Images struct {
 	// DownloadMaxBytes caps an image that an upstream returns as a URL.
 	DownloadMaxBytes int64
 	DownloadTimeout  time.Duration
+	// DownloadAllowPrivate lets those downloads reach loopback, private,
+	// link-local and other non-public addresses. When false, only public
+	// addresses and the provider's own base_url host are allowed.
+	DownloadAllowPrivate bool
 	// SyncWaitTimeout is how long POST /v1/images/generations waits for the
 	// workflow before it responds 202 with the run id.
 	SyncWaitTimeout time.Duration
@@ -62,20 +66,21 @@ type Images struct {
 
 func loadImages(env *lookup) Images {
 	images := Images{
-		OSSEndpoint:        env.str("IMAGE_OSS_ENDPOINT", ""),
-		OSSBucket:          env.str("IMAGE_OSS_BUCKET", ""),
-		OSSAccessKeyID:     env.str("IMAGE_OSS_ACCESS_KEY_ID", ""),
-		OSSAccessKeySecret: env.str("IMAGE_OSS_ACCESS_KEY_SECRET", ""),
-		Prefix:             strings.Trim(env.str("IMAGE_OSS_PREFIX", "aihigress"), "/"),
-		LocalDir:           env.str("IMAGE_LOCAL_DIR", ""),
-		PublicBaseURL:      strings.TrimRight(env.str("PUBLIC_BASE_URL", ""), "/"),
-		LinkTTL:            env.duration("MEDIA_LINK_TTL", time.Hour),
-		MaxPromptChars:     env.integer("IMAGE_MAX_PROMPT_CHARS", 32000),
-		DownloadMaxBytes:   int64(env.integer("IMAGE_DOWNLOAD_MAX_BYTES", 32<<20)),
-		DownloadTimeout:    env.duration("IMAGE_DOWNLOAD_TIMEOUT", 30*time.Second),
-		SyncWaitTimeout:    env.duration("IMAGE_SYNC_WAIT_TIMEOUT", 5*time.Minute),
-		MaxAttempts:        env.integer("IMAGE_MAX_ATTEMPTS", 3),
-		WorkerInAPI:        env.switchOn("IMAGE_WORKER_IN_API", false),
+		OSSEndpoint:          env.str("IMAGE_OSS_ENDPOINT", ""),
+		OSSBucket:            env.str("IMAGE_OSS_BUCKET", ""),
+		OSSAccessKeyID:       env.str("IMAGE_OSS_ACCESS_KEY_ID", ""),
+		OSSAccessKeySecret:   env.str("IMAGE_OSS_ACCESS_KEY_SECRET", ""),
+		Prefix:               strings.Trim(env.str("IMAGE_OSS_PREFIX", "aihigress"), "/"),
+		LocalDir:             env.str("IMAGE_LOCAL_DIR", ""),
+		PublicBaseURL:        strings.TrimRight(env.str("PUBLIC_BASE_URL", ""), "/"),
+		LinkTTL:              env.duration("MEDIA_LINK_TTL", time.Hour),
+		MaxPromptChars:       env.integer("IMAGE_MAX_PROMPT_CHARS", 32000),
+		DownloadMaxBytes:     int64(env.integer("IMAGE_DOWNLOAD_MAX_BYTES", 32<<20)),
+		DownloadTimeout:      env.duration("IMAGE_DOWNLOAD_TIMEOUT", 30*time.Second),
+		DownloadAllowPrivate: env.switchOn("IMAGE_DOWNLOAD_ALLOW_PRIVATE", false),
+		SyncWaitTimeout:      env.duration("IMAGE_SYNC_WAIT_TIMEOUT", 5*time.Minute),
+		MaxAttempts:          env.integer("IMAGE_MAX_ATTEMPTS", 3),
+		WorkerInAPI:          env.switchOn("IMAGE_WORKER_IN_API", false),
 	}
 	switch {
 	case images.OSSEndpoint != "" || images.OSSBucket != "":

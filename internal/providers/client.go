@@ -78,6 +78,11 @@ type ClientOptions struct {
 	// ImageDownloadTimeout bounds each such download, from sending the
 	// request to the end of the body.
 	ImageDownloadTimeout time.Duration
+	// ImageDownloadAllowPrivate lets such downloads connect to any address.
+	// When false, they may only connect to public unicast addresses or to
+	// the host and port of the provider's base_url, so that an upstream's
+	// response cannot make the gateway fetch from its internal network.
+	ImageDownloadAllowPrivate bool
 }
 
 func (o ClientOptions) withDefaults() ClientOptions {
@@ -114,6 +119,9 @@ type Client struct {
 	opts      ClientOptions
 	transport *http.Transport
 	http      *http.Client
+	// guard checks the addresses of image downloads. It is nil when
+	// ImageDownloadAllowPrivate is on.
+	guard *addressGuard
 	// forwardScanners recycles the event scanners of forwarded streams,
 	// whose read buffers would otherwise be most of the bytes that a
 	// proxied stream allocates.
@@ -145,12 +153,19 @@ func NewClient(opts ClientOptions) *Client {
 			return http.ErrUseLastResponse
 		},
 	}
-	return &Client{opts: opts, transport: transport, http: httpClient}
+	client := &Client{opts: opts, transport: transport, http: httpClient}
+	if !opts.ImageDownloadAllowPrivate {
+		client.guard = newAddressGuard(transport, *dialer)
+	}
+	return client
 }
 
 // CloseIdleConnections closes the pooled connections that carry no request.
 func (c *Client) CloseIdleConnections() {
 	c.transport.CloseIdleConnections()
+	if c.guard != nil {
+		c.guard.transport.CloseIdleConnections()
+	}
 }
 
 // StreamChat sends a streaming chat completion request to p and calls onDelta

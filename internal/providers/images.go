@@ -77,7 +77,8 @@ type ImageResult struct {
 // ClientOptions.ImageFirstByteTimeout the wait for its response headers.
 // Images that the upstream returns as URLs are downloaded afterwards, each
 // within ClientOptions.ImageDownloadTimeout and ImageDownloadMaxBytes, with
-// no credentials.
+// no credentials. Unless ImageDownloadAllowPrivate is on, those downloads
+// only connect to public addresses or to p's base_url host.
 //
 // When ctx ends, the error wraps ctx.Err(). A response without any image is
 // an *UpstreamError of kind ErrorNoImage that names the reason the upstream

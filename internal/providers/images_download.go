@@ -18,9 +18,9 @@ const maxDownloadRedirects = 5
 // provider's headers, because the URL may point to any host, such as a
 // storage service that authorizes through a signed query.
 //
-// NOTE: the host is not checked against private or loopback addresses. The
-// URL comes from a configured provider, which the gateway trusts as much as
-// its base_url.
+// Unless ImageDownloadAllowPrivate is on, the download and each redirect
+// hop may only connect to public addresses or to p's base_url host (see
+// downloadTransport). A rejected address fails like a malformed response.
 func (c *Client) downloadImage(ctx context.Context, p Provider, index int, rawURL string) (GeneratedImage, error) {
 	target, err := parseDownloadURL(rawURL)
 	if err != nil {
@@ -44,9 +44,9 @@ func (c *Client) downloadImage(ctx context.Context, p Provider, index int, rawUR
 	req.Header.Set("Accept", "image/*")
 	req.Header.Set("User-Agent", "aihigress")
 
-	// The client shares the pooled transport but follows redirects, which
+	// The client shares the pooled transports but follows redirects, which
 	// carry no credential here.
-	downloader := &http.Client{Transport: c.transport, CheckRedirect: checkDownloadRedirect}
+	downloader := &http.Client{Transport: c.downloadTransport(p), CheckRedirect: checkDownloadRedirect}
 
 	failure := func(kind ErrorKind, status int, message string) error {
 		if ctxErr := ctx.Err(); ctxErr != nil {
@@ -66,6 +66,10 @@ func (c *Client) downloadImage(ctx context.Context, p Provider, index int, rawUR
 		var urlErr *url.Error
 		if errors.As(err, &urlErr) {
 			err = urlErr.Err
+		}
+		var blocked *BlockedDownloadError
+		if errors.As(err, &blocked) {
+			return GeneratedImage{}, failure(ErrorMalformed, 0, fmt.Sprintf("image data[%d] from %s: %v", index, where, blocked))
 		}
 		kind := ErrorConnect
 		var netErr net.Error

@@ -448,7 +448,10 @@ func TestImageDownloadSendsNoCredentials(t *testing.T) {
 	})
 	provider := upstream.provider()
 	provider.Headers = map[string]string{"X-Org-Secret": "org-secret", "X-Goog-Api-Key": "goog-secret"}
-	client := newTestClient(t, imageOptions())
+	// The file server listens on another loopback port than the provider.
+	opts := imageOptions()
+	opts.ImageDownloadAllowPrivate = true
+	client := newTestClient(t, opts)
 
 	result, err := client.GenerateImages(context.Background(), provider, ImageRequest{Model: "dall-e-3", Prompt: "a fox", N: 2, ResponseFormat: "url"})
 	if err != nil {
@@ -529,7 +532,9 @@ func TestImageDownloadErrorHidesQuery(t *testing.T) {
 	upstream := newTestUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, fmt.Sprintf(`{"data":[{"url":"%s/img.png?sig=%s"}]}`, files.server.URL, signature))
 	})
-	client := newTestClient(t, imageOptions())
+	opts := imageOptions()
+	opts.ImageDownloadAllowPrivate = true
+	client := newTestClient(t, opts)
 
 	_, err := client.GenerateImages(context.Background(), upstream.provider(), ImageRequest{Model: "m", Prompt: "a fox", ResponseFormat: "url"})
 
