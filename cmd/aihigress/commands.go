@@ -55,7 +55,7 @@ func runWorker(ctx context.Context, cfg config.Config, logger *slog.Logger) erro
 		return err
 	}
 	defer a.Close()
-	return a.RunWorker(ctx)
+	return a.RunWorker(ctx, cfg.Worker.TaskQueues)
 }
 
 func runMigrate(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
@@ -99,6 +99,11 @@ func runDev(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	// The API and the worker share this process and its metrics registry,
 	// so the API's /metrics covers the worker and no second port is opened.
 	cfg.Metrics.WorkerAddr = ""
+	// The API in this process starts runs on every task queue, so dev runs
+	// every worker.
+	if cfg.Worker.TaskQueues != config.AllTaskQueues() {
+		logger.Warn("dev runs the workers of every task queue and ignores WORKER_TASK_QUEUES", "worker_task_queues", cfg.Worker.TaskQueues.Names())
+	}
 
 	if cfg.RedisURL == "" {
 		redisServer, url, err := devenv.StartRedis()
@@ -181,7 +186,7 @@ func runDev(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		return err
 	}
 
-	group.Go(func() error { return a.RunWorker(groupCtx) })
+	group.Go(func() error { return a.RunWorker(groupCtx, config.AllTaskQueues()) })
 	group.Go(func() error { return a.Serve(groupCtx) })
 	if codecServer != nil {
 		group.Go(func() error { return codecServer.Wait(groupCtx) })

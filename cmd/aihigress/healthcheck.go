@@ -16,8 +16,8 @@ import (
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 
+	"github.com/aihigress/aihigress/internal/app"
 	"github.com/aihigress/aihigress/internal/config"
-	"github.com/aihigress/aihigress/workflows"
 )
 
 const healthcheckUsage = `usage: aihigress healthcheck [-timeout 5s] <url>
@@ -25,12 +25,10 @@ const healthcheckUsage = `usage: aihigress healthcheck [-timeout 5s] <url>
 
 With a URL, the check passes when GET <url> returns a 2xx status.
 With -worker, it passes when a worker on this host has polled the workflow
-and activity tasks of every task queue of AI Higress within -max-poll-age.
+and activity tasks of every task queue in WORKER_TASK_QUEUES (by default
+chat, image and maintenance) within -max-poll-age.
 The exit status is 0 when the check passes and 1 when it fails.
 `
-
-// workerTaskQueues lists the task queues that `aihigress worker` polls.
-var workerTaskQueues = []string{workflows.ChatTaskQueue, workflows.ImageTaskQueue}
 
 // pollTaskTypes are the task types that a worker polls on each queue.
 var pollTaskTypes = []client.TaskQueueType{client.TaskQueueTypeWorkflow, client.TaskQueueTypeActivity}
@@ -123,20 +121,20 @@ func checkWorker(ctx context.Context, cfg config.Config, hostname string, maxPol
 		return fmt.Errorf("connect to Temporal at %s: %w", cfg.TemporalAddress, err)
 	}
 	defer c.Close()
-	return checkWorkerPolls(ctx, c, hostname, maxPollAge, time.Now())
+	return checkWorkerPolls(ctx, c, app.TaskQueueNames(cfg.Worker.TaskQueues), hostname, maxPollAge, time.Now())
 }
 
 // checkWorkerPolls fails unless a poller on hostname has polled the workflow
-// and the activity tasks of every queue in workerTaskQueues since
-// now-maxPollAge. An idle worker still polls: each long poll lasts about a
-// minute, and Temporal records its start and its end.
+// and the activity tasks of every queue in taskQueues since now-maxPollAge.
+// An idle worker still polls: each long poll lasts about a minute, and
+// Temporal records its start and its end.
 //
 // NOTE: Temporal Server 1.29 marks the enhanced DescribeTaskQueue mode that
 // this uses as deprecated. It is the mode that collects the pollers of every
 // partition of a task queue, while the plain mode reports only those of the
 // root partition.
-func checkWorkerPolls(ctx context.Context, c client.Client, hostname string, maxPollAge time.Duration, now time.Time) error {
-	for _, queue := range workerTaskQueues {
+func checkWorkerPolls(ctx context.Context, c client.Client, taskQueues []string, hostname string, maxPollAge time.Duration, now time.Time) error {
+	for _, queue := range taskQueues {
 		desc, err := c.DescribeTaskQueueEnhanced(ctx, client.DescribeTaskQueueEnhancedOptions{
 			TaskQueue:      queue,
 			TaskQueueTypes: pollTaskTypes,

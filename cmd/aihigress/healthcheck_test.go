@@ -206,6 +206,8 @@ func TestCheckWorkerPolls(t *testing.T) {
 		"JWT_SECRET":       "healthcheck-test-secret-0123456789",
 		"MASTER_KEY":       "healthcheck-test-master-key-0123456789",
 		"IMAGE_LOCAL_DIR":  filepath.Join(t.TempDir(), "media"),
+		// The test starts the chat and image workers only.
+		"WORKER_TASK_QUEUES": "chat,image",
 	}
 	cfg, err := config.Load(func(k string) string { return env[k] })
 	if err != nil {
@@ -224,6 +226,8 @@ func TestCheckWorkerPolls(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	chatAndImage := []string{workflows.ChatTaskQueue, workflows.ImageTaskQueue}
+
 	// eventually calls checkWorkerPolls until match accepts its result,
 	// because the server records a poll only once it arrives.
 	eventually := func(t *testing.T, host string, maxAge time.Duration, match func(error) bool, want string) {
@@ -231,7 +235,7 @@ func TestCheckWorkerPolls(t *testing.T) {
 		deadline := time.Now().Add(45 * time.Second)
 		for {
 			checkCtx, checkCancel := context.WithTimeout(ctx, 5*time.Second)
-			err := checkWorkerPolls(checkCtx, a.Temporal, host, maxAge, time.Now())
+			err := checkWorkerPolls(checkCtx, a.Temporal, chatAndImage, host, maxAge, time.Now())
 			checkCancel()
 			if match(err) {
 				return
@@ -246,7 +250,7 @@ func TestCheckWorkerPolls(t *testing.T) {
 		return func(err error) bool { return err != nil && strings.Contains(err.Error(), substr) }
 	}
 
-	if err := checkWorkerPolls(ctx, a.Temporal, hostname, time.Minute, time.Now()); err == nil ||
+	if err := checkWorkerPolls(ctx, a.Temporal, chatAndImage, hostname, time.Minute, time.Now()); err == nil ||
 		!strings.Contains(err.Error(), workflows.ChatTaskQueue) {
 		t.Fatalf("before any worker: checkWorkerPolls = %v, want an error naming %s", err, workflows.ChatTaskQueue)
 	}
@@ -279,7 +283,7 @@ func TestCheckWorkerPolls(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := checkWorkerPolls(ctx, a.Temporal, tt.host, tt.maxAge, tt.now)
+			err := checkWorkerPolls(ctx, a.Temporal, chatAndImage, tt.host, tt.maxAge, tt.now)
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("checkWorkerPolls = %v, want nil", err)
@@ -292,8 +296,31 @@ func TestCheckWorkerPolls(t *testing.T) {
 		})
 	}
 
-	// The subcommand dials Temporal itself and uses os.Hostname.
-	if err := runHealthcheck(ctx, cfg, []string{"-worker"}, discardLogger()); err != nil {
-		t.Fatalf("healthcheck -worker = %v, want nil", err)
+	// The subcommand dials Temporal itself, uses os.Hostname and checks the
+	// task queues of WORKER_TASK_QUEUES. No maintenance worker runs, so the
+	// check of every task queue fails on the maintenance queue.
+	allQueues := cfg
+	allQueues.Worker.TaskQueues = config.AllTaskQueues()
+	subcommands := []struct {
+		name    string
+		cfg     config.Config
+		wantErr string
+	}{
+		{name: "chat and image", cfg: cfg},
+		{name: "every task queue", cfg: allQueues, wantErr: workflows.MaintenanceTaskQueue},
+	}
+	for _, tt := range subcommands {
+		t.Run("subcommand "+tt.name, func(t *testing.T) {
+			err := runHealthcheck(ctx, tt.cfg, []string{"-worker"}, discardLogger())
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("healthcheck -worker = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("healthcheck -worker = %v, want an error naming %s", err, tt.wantErr)
+			}
+		})
 	}
 }

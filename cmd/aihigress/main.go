@@ -34,7 +34,8 @@ const usage = `usage: aihigress <command> [flags]
 
 commands:
   serve          run the HTTP API
-  worker         run the Temporal worker
+  worker         run the Temporal workers of the task queues in
+                 WORKER_TASK_QUEUES (default: chat, image and maintenance)
   dev            run the API and the worker in one process, starting an
                  embedded Redis, a Temporal dev server and the mock upstream
                  when REDIS_URL, TEMPORAL_ADDRESS and providers are unset

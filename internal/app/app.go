@@ -596,39 +596,32 @@ func (a *App) closeRequestLog(requestLog *requestlog.Writer, deadline time.Time)
 	a.Logger.Info("request log flushed", "rows_written", requestLog.Written(), "rows_dropped", requestLog.Dropped())
 }
 
-// RunWorker runs the chat, image and maintenance workers until ctx ends.
-// After they start, it creates or updates the maintenance schedules. On ctx
-// end it stops them as stopWorkers describes.
-func (a *App) RunWorker(ctx context.Context) error {
+// RunWorker runs the workers of queues until ctx ends. `aihigress worker`
+// passes WORKER_TASK_QUEUES, and `aihigress dev` passes every task queue.
+// When queues contains the maintenance task queue, it creates or updates
+// the maintenance schedules after the workers start. On ctx end it stops
+// the workers as stopWorkers describes.
+func (a *App) RunWorker(ctx context.Context, queues config.TaskQueues) error {
 	metricsServer, err := a.startWorkerMetrics()
 	if err != nil {
 		return err
 	}
 	defer a.stopWorkerMetrics(metricsServer)
-	chat := a.ChatWorker()
-	if err := chat.Start(); err != nil {
-		return fmt.Errorf("start chat worker: %w", err)
-	}
-	images := a.ImageWorker()
-	if err := images.Start(); err != nil {
-		chat.Stop()
-		return fmt.Errorf("start image worker: %w", err)
-	}
-	maintenance, err := a.MaintenanceWorker()
-	if err == nil {
-		err = maintenance.Start()
-	}
+	started, taskQueues, err := a.startWorkers(queues)
 	if err != nil {
-		a.stopWorkers(images, chat)
-		return fmt.Errorf("start maintenance worker: %w", err)
+		return err
 	}
-	a.Logger.Info("workers started", "task_queues", []string{workflows.ChatTaskQueue, workflows.ImageTaskQueue, workflows.MaintenanceTaskQueue},
+	a.Logger.Info("workers started", "task_queues", taskQueues,
 		"image_storage", a.Media.Name(), "stop_timeout", a.Config.Shutdown.WorkerStopTimeout.String())
-	a.ensureSchedules(ctx)
+	if queues.Maintenance {
+		a.ensureSchedules(ctx)
+	} else {
+		a.Logger.Info("maintenance schedules left as they are, because WORKER_TASK_QUEUES does not contain maintenance", "task_queues", taskQueues)
+	}
 	metricsServer.SetReady(true)
 	<-ctx.Done()
 	metricsServer.SetReady(false)
-	a.stopWorkers(maintenance, images, chat)
+	a.stopWorkers(started...)
 	return nil
 }
 

@@ -54,7 +54,7 @@ func startWorker(t *testing.T, s *stack, addr string) func() {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.app.RunWorker(ctx) }()
+	go func() { done <- s.app.RunWorker(ctx, s.cfg.Worker.TaskQueues) }()
 	stop := sync.OnceFunc(func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -39,7 +40,7 @@ func runWorkerApp(t *testing.T, s *stack, cfg config.Config) (stop func()) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- a.RunWorker(ctx) }()
+	go func() { done <- a.RunWorker(ctx, cfg.Worker.TaskQueues) }()
 	stop = sync.OnceFunc(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -187,6 +188,38 @@ func TestMaintenanceSchedules(t *testing.T) {
 	}
 	if got := expire.Schedule.Spec.Intervals; len(got) != 1 || got[0].Every != time.Minute {
 		t.Errorf("expiry schedule intervals = %+v, want every 1m", got)
+	}
+
+	// A worker without the maintenance task queue leaves the schedules as
+	// they are, although its settings differ from them. Its /healthz
+	// returns 200 only after the point where it would write them.
+	noMaintenance := changed
+	noMaintenance.Worker.TaskQueues = config.TaskQueues{Chat: true, Image: true}
+	noMaintenance.Maintenance.ProbeProvidersInterval = 3 * time.Minute
+	noMaintenance.Maintenance.APIKeyErrorRate.Threshold = 0.5
+	noMaintenance.Metrics.WorkerAddr = freeAddr(t)
+	probeBefore, err := probe.Describe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopNoMaintenance := runWorkerApp(t, s, noMaintenance)
+	waitFor(t, 30*time.Second, "the /healthz of the worker without maintenance to return 200", func() bool {
+		status, _ := getWithToken(t, "http://"+noMaintenance.Metrics.WorkerAddr+"/healthz", "")
+		return status == http.StatusOK
+	})
+	stopNoMaintenance()
+	probeAfter, err := probe.Describe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := probeAfter.Schedule.Spec.Intervals; len(got) != 1 || got[0].Every != 2*time.Minute {
+		t.Errorf("probe schedule intervals after a worker without maintenance = %+v, want every 2m", got)
+	}
+	if !probeAfter.Info.LastUpdateAt.Equal(probeBefore.Info.LastUpdateAt) {
+		t.Errorf("a worker without maintenance updated the probe schedule at %s, after %s", probeAfter.Info.LastUpdateAt, probeBefore.Info.LastUpdateAt)
+	}
+	if counts := scheduleCounts(t, c); counts[worker.DisableFailingAPIKeysScheduleID] != 0 {
+		t.Errorf("a worker without maintenance created %d error rate schedules, want 0", counts[worker.DisableFailingAPIKeysScheduleID])
 	}
 
 	// Trigger the expiry job for a key that expired a moment ago.
