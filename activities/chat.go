@@ -381,20 +381,12 @@ func (a *Chat) FinalizeRun(ctx context.Context, in workflows.FinalizeInput) (wor
 	logger := a.Logger.With("run_id", in.RunID, "workflow_id", activity.GetInfo(ctx).WorkflowExecution.ID)
 
 	outcome := store.Outcome{Status: in.Status, ErrorCode: in.ErrorCode, ErrorMessage: in.ErrorMessage, ImageURL: a.ImageURL}
-	run, terminal, err := a.finalize(ctx, in.RunID, outcome, logger)
+	run, lastSeq, err := a.finalize(ctx, in.RunID, outcome, logger)
 	if errors.Is(err, store.ErrNotFound) {
 		// The conversation was deleted while the run was active.
 		logger.Info("run deleted before it was finalized")
 		return workflows.FinalizeResult{Status: in.Status}, nil
 	}
-	if err != nil {
-		return workflows.FinalizeResult{}, err
-	}
-
-	if n := len(terminal); n > 0 {
-		return workflows.FinalizeResult{Status: run.Status, LastSeq: terminal[n-1].Seq}, nil
-	}
-	lastSeq, err := a.Store.LastSeq(ctx, in.RunID)
 	if err != nil {
 		return workflows.FinalizeResult{}, err
 	}
@@ -408,22 +400,16 @@ func (a *Chat) FinalizeRun(ctx context.Context, in workflows.FinalizeInput) (wor
 // and its images stay unsaved.
 func (a *Chat) FinalizeImages(ctx context.Context, runID string, out store.ImageOutput, logger *slog.Logger) (int64, error) {
 	outcome := store.Outcome{Status: models.RunSucceeded, ImageURL: a.ImageURL, Images: &out}
-	_, terminal, err := a.finalize(ctx, runID, outcome, logger)
-	if err != nil {
-		return 0, err
-	}
-	if n := len(terminal); n > 0 {
-		return terminal[n-1].Seq, nil
-	}
-	return a.Store.LastSeq(ctx, runID)
+	_, lastSeq, err := a.finalize(ctx, runID, outcome, logger)
+	return lastSeq, err
 }
 
 // finalize stores the run's outcome and publishes its terminal events when
-// the run had not ended yet. It returns the run and those events.
-func (a *Chat) finalize(ctx context.Context, runID string, outcome store.Outcome, logger *slog.Logger) (models.ChatRun, []models.ChatRunEvent, error) {
+// the run had not ended yet. It returns the run and its last event number.
+func (a *Chat) finalize(ctx context.Context, runID string, outcome store.Outcome, logger *slog.Logger) (models.ChatRun, int64, error) {
 	run, terminal, changed, err := a.Store.FinalizeRun(ctx, runID, outcome)
 	if err != nil {
-		return run, nil, err
+		return run, 0, err
 	}
 	if changed {
 		if err := a.Bus.Publish(ctx, terminal); err != nil {
@@ -432,5 +418,10 @@ func (a *Chat) finalize(ctx context.Context, runID string, outcome store.Outcome
 		logger.Info("run finalized", "user_id", run.UserID, "status", run.Status, "error_code", run.ErrorCode)
 		recordRunFinished(a.Metrics, run)
 	}
-	return run, terminal, nil
+
+	if n := len(terminal); n > 0 {
+		return run, terminal[n-1].Seq, nil
+	}
+	lastSeq, err := a.Store.LastSeq(ctx, runID)
+	return run, lastSeq, err
 }
