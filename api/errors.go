@@ -107,10 +107,10 @@ func decodeJSON(c *gin.Context, dst any) bool {
 			abortError(c, http.StatusBadRequest, "invalid_json", fmt.Sprintf("request body must be a JSON object, got %s", typeErr.Value))
 			return false
 		}
-		abortError(c, http.StatusBadRequest, "invalid_field", fmt.Sprintf("field %q must be of type %s, got %s", field, jsonTypeName(typeErr.Type.Kind().String()), typeErr.Value))
+		abortParamError(c, http.StatusBadRequest, "invalid_field", field, fmt.Sprintf("field %q must be of type %s, got %s", field, jsonTypeName(typeErr.Type.Kind().String()), typeErr.Value))
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		name := strings.TrimPrefix(err.Error(), "json: unknown field ")
-		abortError(c, http.StatusBadRequest, "unknown_field", fmt.Sprintf("unknown field %s", name))
+		abortParamError(c, http.StatusBadRequest, "unknown_field", strings.Trim(name, `"`), fmt.Sprintf("unknown field %s", name))
 	default:
 		abortError(c, http.StatusBadRequest, "invalid_json", "malformed JSON: "+err.Error())
 	}

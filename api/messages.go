@@ -62,11 +62,11 @@ func (s *Server) postMessage(c *gin.Context) {
 		return
 	}
 	if req.Content == nil || strings.TrimSpace(*req.Content) == "" {
-		abortError(c, http.StatusBadRequest, "empty_content", "content must be a non-empty string")
+		abortParamError(c, http.StatusBadRequest, "empty_content", "content", "content must be a non-empty string")
 		return
 	}
 	if n := utf8.RuneCountInString(*req.Content); n > s.Limits.MaxContentChars {
-		abortError(c, http.StatusBadRequest, "content_too_long", fmt.Sprintf("content has %d characters; the limit is %d", n, s.Limits.MaxContentChars))
+		abortParamError(c, http.StatusBadRequest, "content_too_long", "content", fmt.Sprintf("content has %d characters; the limit is %d", n, s.Limits.MaxContentChars))
 		return
 	}
 	idempotencyKey := c.GetHeader("Idempotency-Key")

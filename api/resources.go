@@ -72,15 +72,15 @@ func (s *Server) validateAssistant(c *gin.Context, req assistantRequest, a *mode
 // checkChatModel writes a 400 unless name is a logical model that can chat.
 func (s *Server) checkChatModel(c *gin.Context, field, name string) bool {
 	if strings.TrimSpace(name) == "" {
-		abortError(c, http.StatusBadRequest, "invalid_model", field+" is required")
+		abortParamError(c, http.StatusBadRequest, "invalid_model", field, field+" is required")
 		return false
 	}
 	if _, err := s.Catalog.Candidates(name, providers.CapabilityChat); err != nil {
 		if errors.Is(err, providers.ErrCapability) {
-			abortError(c, http.StatusBadRequest, "model_does_not_support_chat", fmt.Sprintf("%s %q does not support chat", field, name))
+			abortParamError(c, http.StatusBadRequest, "model_does_not_support_chat", field, fmt.Sprintf("%s %q does not support chat", field, name))
 			return false
 		}
-		abortError(c, http.StatusBadRequest, "unknown_model", fmt.Sprintf("%s %q is not a known logical model; GET /v1/models lists them", field, name))
+		abortParamError(c, http.StatusBadRequest, "unknown_model", field, fmt.Sprintf("%s %q is not a known logical model; GET /v1/models lists them", field, name))
 		return false
 	}
 	return true
@@ -94,12 +94,12 @@ func validPreset(c *gin.Context, raw json.RawMessage) (models.JSON, bool) {
 	}
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &obj); err != nil {
-		abortError(c, http.StatusBadRequest, "invalid_field", `field "model_preset" must be a JSON object`)
+		abortParamError(c, http.StatusBadRequest, "invalid_field", "model_preset", `field "model_preset" must be a JSON object`)
 		return nil, false
 	}
 	for _, reserved := range []string{"model", "messages", "stream", "stream_options"} {
 		if _, ok := obj[reserved]; ok {
-			abortError(c, http.StatusBadRequest, "invalid_field", fmt.Sprintf("model_preset must not set %q", reserved))
+			abortParamError(c, http.StatusBadRequest, "invalid_field", "model_preset."+reserved, fmt.Sprintf("model_preset must not set %q", reserved))
 			return nil, false
 		}
 	}

@@ -87,6 +87,9 @@ type badInputCase struct {
 	header     http.Header
 	wantStatus int
 	wantCode   string
+	// wantParam, when set, is the error's param: the request field at
+	// fault.
+	wantParam string
 }
 
 func TestBadInputReturns4xx(t *testing.T) {
@@ -134,28 +137,28 @@ func TestBadInputReturns4xx(t *testing.T) {
 		{name: "json empty", body: "", wantCode: "invalid_json"},
 		{name: "json array", body: `[{"content": "hi"}]`, wantCode: "invalid_json"},
 		{name: "json trailing object", body: `{"content": "hi"} {}`, wantCode: "invalid_json"},
-		{name: "field unknown", body: map[string]any{"content": "hi", "temperature": 1}, wantCode: "unknown_field"},
-		{name: "content number", body: map[string]any{"content": 123}, wantCode: "invalid_field"},
+		{name: "field unknown", body: map[string]any{"content": "hi", "temperature": 1}, wantCode: "unknown_field", wantParam: "temperature"},
+		{name: "content number", body: map[string]any{"content": 123}, wantCode: "invalid_field", wantParam: "content"},
 		{name: "streaming string", body: map[string]any{"content": "hi", "streaming": "yes"}, wantCode: "invalid_field"},
 		{name: "background number", body: map[string]any{"content": "hi", "background": 1}, wantCode: "invalid_field"},
-		{name: "content empty", body: map[string]any{"content": ""}, wantCode: "empty_content"},
+		{name: "content empty", body: map[string]any{"content": ""}, wantCode: "empty_content", wantParam: "content"},
 		{name: "content whitespace", body: map[string]any{"content": " \n\t "}, wantCode: "empty_content"},
 		{name: "content missing", body: map[string]any{}, wantCode: "empty_content"},
 		{name: "content null", body: map[string]any{"content": nil}, wantCode: "empty_content"},
-		{name: "content over limit", body: map[string]any{"content": strings.Repeat("a", 51)}, wantCode: "content_too_long"},
+		{name: "content over limit", body: map[string]any{"content": strings.Repeat("a", 51)}, wantCode: "content_too_long", wantParam: "content"},
 		{name: "content over limit multibyte", body: map[string]any{"content": strings.Repeat("é", 51)}, wantCode: "content_too_long"},
 		{name: "content NUL", body: map[string]any{"content": "nul \u0000 byte"}, wantCode: "invalid_field"},
-		{name: "override model unknown", body: map[string]any{"content": "hi", "override_logical_model": "no-such-model"}, wantCode: "unknown_model"},
-		{name: "message preset string", body: map[string]any{"content": "hi", "model_preset": "hot"}, wantCode: "invalid_field"},
-		{name: "message preset sets model", body: map[string]any{"content": "hi", "model_preset": map[string]any{"model": "gpt-4o"}}, wantCode: "invalid_field"},
+		{name: "override model unknown", body: map[string]any{"content": "hi", "override_logical_model": "no-such-model"}, wantCode: "unknown_model", wantParam: "override_logical_model"},
+		{name: "message preset string", body: map[string]any{"content": "hi", "model_preset": "hot"}, wantCode: "invalid_field", wantParam: "model_preset"},
+		{name: "message preset sets model", body: map[string]any{"content": "hi", "model_preset": map[string]any{"model": "gpt-4o"}}, wantCode: "invalid_field", wantParam: "model_preset.model"},
 		{name: "message preset sets stream", body: map[string]any{"content": "hi", "model_preset": map[string]any{"stream": false}}, wantCode: "invalid_field"},
 		{name: "idempotency key too long", body: map[string]any{"content": "hi"}, header: http.Header{"Idempotency-Key": {strings.Repeat("k", 256)}}, wantCode: "invalid_idempotency_key"},
 		{name: "idempotency key not UTF-8", body: map[string]any{"content": "hi"}, header: http.Header{"Idempotency-Key": {"key-\xff\xfe"}}, wantCode: "invalid_idempotency_key"},
 		{name: "body over 1 MiB", body: oversized, wantStatus: http.StatusRequestEntityTooLarge, wantCode: "body_too_large"},
 
 		// Assistants.
-		{name: "assistant model unknown", method: "POST", path: "/v1/assistants", body: newAssistant(map[string]any{"default_logical_model": "no-such-model"}), wantCode: "unknown_model"},
-		{name: "assistant model missing", method: "POST", path: "/v1/assistants", body: map[string]any{"name": "New"}, wantCode: "invalid_model"},
+		{name: "assistant model unknown", method: "POST", path: "/v1/assistants", body: newAssistant(map[string]any{"default_logical_model": "no-such-model"}), wantCode: "unknown_model", wantParam: "default_logical_model"},
+		{name: "assistant model missing", method: "POST", path: "/v1/assistants", body: map[string]any{"name": "New"}, wantCode: "invalid_model", wantParam: "default_logical_model"},
 		{name: "assistant name empty", method: "POST", path: "/v1/assistants", body: newAssistant(map[string]any{"name": "  "}), wantCode: "invalid_name"},
 		{name: "assistant name over 200", method: "POST", path: "/v1/assistants", body: newAssistant(map[string]any{"name": strings.Repeat("n", 201)}), wantCode: "invalid_name"},
 		{name: "assistant name number", method: "POST", path: "/v1/assistants", body: newAssistant(map[string]any{"name": 7}), wantCode: "invalid_field"},
@@ -254,6 +257,16 @@ func TestBadInputReturns4xx(t *testing.T) {
 			}
 			status, header, raw := exchange(t, as, method, path, tc.body, tc.header)
 			checkError(t, status, header, raw, wantStatus, tc.wantCode)
+			if tc.wantParam != "" {
+				var body struct {
+					Error struct {
+						Param *string `json:"param"`
+					} `json:"error"`
+				}
+				if err := json.Unmarshal(raw, &body); err != nil || body.Error.Param == nil || *body.Error.Param != tc.wantParam {
+					t.Errorf("error param in %s, want %q", raw, tc.wantParam)
+				}
+			}
 		})
 	}
 
