@@ -322,9 +322,9 @@ func TestAPIKeyValidation(t *testing.T) {
 		{"name with tab", "POST", map[string]any{"name": "a\tb"}, 400, "invalid_name", "name"},
 		{"name with line break", "POST", map[string]any{"name": "a\nb"}, 400, "invalid_name", "name"},
 		{"name with escape", "POST", map[string]any{"name": "a\u001bb"}, 400, "invalid_name", "name"},
-		{"name not a string", "POST", `{"name": 5}`, 400, "invalid_field", ""},
+		{"name not a string", "POST", `{"name": 5}`, 400, "invalid_field", "name"},
 		{"name with NUL", "POST", `{"name": "a\u0000b"}`, 400, "invalid_field", ""},
-		{"unknown field", "POST", map[string]any{"name": "a", "scopes": []string{"x"}}, 400, "unknown_field", ""},
+		{"unknown field", "POST", map[string]any{"name": "a", "scopes": []string{"x"}}, 400, "unknown_field", "scopes"},
 		{"malformed JSON", "POST", `{"name": `, 400, "invalid_json", ""},
 		{"days zero", "POST", map[string]any{"name": "a", "expires_in_days": 0}, 400, "invalid_expiry", "expires_in_days"},
 		{"days negative", "POST", map[string]any{"name": "a", "expires_in_days": -3}, 400, "invalid_expiry", "expires_in_days"},
@@ -358,8 +358,8 @@ func TestAPIKeyValidation(t *testing.T) {
 		{"patch unknown model", "PATCH", map[string]any{"allowed_models": []string{"gpt-9"}}, 400, "unknown_model", "allowed_models"},
 		{"patch empty addresses", "PATCH", map[string]any{"allowed_ips": []string{}}, 400, "invalid_allowed_ips", "allowed_ips"},
 		{"patch bad address", "PATCH", map[string]any{"allowed_ips": []string{"300.1.1.1"}}, 400, "invalid_allowed_ips", "allowed_ips"},
-		{"patch is_active string", "PATCH", map[string]any{"is_active": "no"}, 400, "invalid_field", ""},
-		{"patch expiry", "PATCH", map[string]any{"expires_in_days": 3}, 400, "unknown_field", ""},
+		{"patch is_active string", "PATCH", map[string]any{"is_active": "no"}, 400, "invalid_field", "is_active"},
+		{"patch expiry", "PATCH", map[string]any{"expires_in_days": 3}, 400, "unknown_field", "expires_in_days"},
 		{"patch empty body", "PATCH", "", 400, "invalid_json", ""},
 	}
 	for _, tt := range tests {

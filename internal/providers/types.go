@@ -5,6 +5,7 @@ package providers
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -136,10 +137,16 @@ type UpstreamError struct {
 }
 
 func (e *UpstreamError) Error() string {
-	if e.StatusCode != 0 {
-		return fmt.Sprintf("upstream %s (HTTP %d): %s", e.Kind, e.StatusCode, e.Message)
+	// Most kinds already start with "upstream_", and the others do not
+	// name the upstream.
+	kind := string(e.Kind)
+	if !strings.HasPrefix(kind, "upstream_") {
+		kind = "upstream " + kind
 	}
-	return fmt.Sprintf("upstream %s: %s", e.Kind, e.Message)
+	if e.StatusCode != 0 {
+		return fmt.Sprintf("%s (HTTP %d): %s", kind, e.StatusCode, e.Message)
+	}
+	return fmt.Sprintf("%s: %s", kind, e.Message)
 }
 
 // Retryable reports whether another attempt, possibly on another candidate,
