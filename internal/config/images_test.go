@@ -5,39 +5,21 @@ import (
 	"testing"
 )
 
-func TestLoadImageWorkerInAPI(t *testing.T) {
-	tests := []struct {
-		value string
-		want  bool
-	}{
-		{"", false},
-		{"true", true},
-		{"on", true},
-		{"false", false},
-		{"off", false},
-	}
-	for _, tt := range tests {
-		t.Run("value "+tt.value, func(t *testing.T) {
-			cfg, err := Load(envOf(map[string]string{"IMAGE_WORKER_IN_API": tt.value}))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if cfg.Images.WorkerInAPI != tt.want {
-				t.Errorf("IMAGE_WORKER_IN_API=%q gives WorkerInAPI %v, want %v", tt.value, cfg.Images.WorkerInAPI, tt.want)
-			}
-		})
+// imageSwitch is an on/off image setting and the field that it sets.
+type imageSwitch struct {
+	name  string
+	value func(Config) bool
+}
+
+func imageSwitches() []imageSwitch {
+	return []imageSwitch{
+		{"IMAGE_WORKER_IN_API", func(c Config) bool { return c.Images.WorkerInAPI }},
+		{"IMAGE_DOWNLOAD_ALLOW_PRIVATE", func(c Config) bool { return c.Images.DownloadAllowPrivate }},
 	}
 }
 
-func TestLoadRejectsImageWorkerInAPI(t *testing.T) {
-	_, err := Load(envOf(map[string]string{"IMAGE_WORKER_IN_API": "sometimes"}))
-	if err == nil || !strings.Contains(err.Error(), "IMAGE_WORKER_IN_API") {
-		t.Fatalf("Load error = %v, want one naming IMAGE_WORKER_IN_API", err)
-	}
-}
-
-func TestLoadImageDownloadAllowPrivate(t *testing.T) {
-	tests := []struct {
+func TestLoadImageSwitches(t *testing.T) {
+	values := []struct {
 		value string
 		want  bool
 	}{
@@ -48,22 +30,28 @@ func TestLoadImageDownloadAllowPrivate(t *testing.T) {
 		{"false", false},
 		{"off", false},
 	}
-	for _, tt := range tests {
-		t.Run("value "+tt.value, func(t *testing.T) {
-			cfg, err := Load(envOf(map[string]string{"IMAGE_DOWNLOAD_ALLOW_PRIVATE": tt.value}))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if cfg.Images.DownloadAllowPrivate != tt.want {
-				t.Errorf("IMAGE_DOWNLOAD_ALLOW_PRIVATE=%q gives DownloadAllowPrivate %v, want %v", tt.value, cfg.Images.DownloadAllowPrivate, tt.want)
-			}
-		})
+	for _, setting := range imageSwitches() {
+		for _, tt := range values {
+			t.Run(setting.name+"="+tt.value, func(t *testing.T) {
+				cfg, err := Load(envOf(map[string]string{setting.name: tt.value}))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := setting.value(cfg); got != tt.want {
+					t.Errorf("%s=%q gives %v, want %v", setting.name, tt.value, got, tt.want)
+				}
+			})
+		}
 	}
 }
 
-func TestLoadRejectsImageDownloadAllowPrivate(t *testing.T) {
-	_, err := Load(envOf(map[string]string{"IMAGE_DOWNLOAD_ALLOW_PRIVATE": "maybe"}))
-	if err == nil || !strings.Contains(err.Error(), "IMAGE_DOWNLOAD_ALLOW_PRIVATE") {
-		t.Fatalf("Load error = %v, want one naming IMAGE_DOWNLOAD_ALLOW_PRIVATE", err)
+func TestLoadRejectsImageSwitchValue(t *testing.T) {
+	for _, setting := range imageSwitches() {
+		t.Run(setting.name, func(t *testing.T) {
+			_, err := Load(envOf(map[string]string{setting.name: "sometimes"}))
+			if err == nil || !strings.Contains(err.Error(), setting.name) {
+				t.Fatalf("Load error = %v, want one naming %s", err, setting.name)
+			}
+		})
 	}
 }
