@@ -37,11 +37,30 @@ func (s *Server) chatCompletions(c *gin.Context) {
 		return
 	}
 
-	if req.Background || c.GetHeader("X-Aihigress-Background") == "1" {
+	background, ok := backgroundRequested(c, req.Background)
+	if !ok {
+		return
+	}
+	if background {
 		s.startBackgroundChat(c, key, req.Fields, req.Model)
 		return
 	}
 	s.proxyChatCompletion(c, key, req)
+}
+
+// backgroundRequested reports whether a gateway request asks for the
+// background path: inBody, the request's "background" field, or the header
+// X-Aihigress-Background set to 1 or true. The header may also be 0 or
+// false. Any other header value gets a 400 and ok is false.
+func backgroundRequested(c *gin.Context, inBody bool) (background, ok bool) {
+	switch strings.ToLower(strings.TrimSpace(c.GetHeader("X-Aihigress-Background"))) {
+	case "", "0", "false":
+		return inBody, true
+	case "1", "true":
+		return true, true
+	}
+	abortError(c, http.StatusBadRequest, "invalid_header", "X-Aihigress-Background must be 1, true, 0 or false")
+	return false, false
 }
 
 // readChatCompletion reads and checks the request body. On failure it

@@ -524,22 +524,27 @@ func TestGatewayRejectsBadBodies(t *testing.T) {
 	key := env.newKey(nil)
 
 	tests := []struct {
-		name     string
-		body     string
-		wantCode string
+		name       string
+		body       string
+		background string
+		wantCode   string
 	}{
-		{"not JSON", `{"model":`, "invalid_json"},
-		{"no messages", `{"model":"mock-gpt"}`, "invalid_field"},
-		{"empty messages", `{"model":"mock-gpt","messages":[ ]}`, "invalid_field"},
-		{"messages not an array", `{"model":"mock-gpt","messages":{"role":"user"}}`, "invalid_field"},
-		{"messages null", `{"model":"mock-gpt","messages":null}`, "invalid_field"},
-		{"no model", `{"messages":[{"role":"user","content":"hi"}]}`, "missing_field"},
-		{"stream of wrong type", `{"model":"mock-gpt","stream":"yes","messages":[{"role":"user","content":"hi"}]}`, "invalid_field"},
+		{"not JSON", `{"model":`, "", "invalid_json"},
+		{"no messages", `{"model":"mock-gpt"}`, "", "invalid_field"},
+		{"empty messages", `{"model":"mock-gpt","messages":[ ]}`, "", "invalid_field"},
+		{"messages not an array", `{"model":"mock-gpt","messages":{"role":"user"}}`, "", "invalid_field"},
+		{"messages null", `{"model":"mock-gpt","messages":null}`, "", "invalid_field"},
+		{"no model", `{"messages":[{"role":"user","content":"hi"}]}`, "", "missing_field"},
+		{"stream of wrong type", `{"model":"mock-gpt","stream":"yes","messages":[{"role":"user","content":"hi"}]}`, "", "invalid_field"},
+		{"background header maybe", `{"model":"mock-gpt","messages":[{"role":"user","content":"hi"}]}`, "maybe", "invalid_header"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			req, _ := http.NewRequest(http.MethodPost, env.baseURL+"/v1/chat/completions", strings.NewReader(tt.body))
 			req.Header.Set("Authorization", "Bearer "+key)
+			if tt.background != "" {
+				req.Header.Set("X-Aihigress-Background", tt.background)
+			}
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Fatal(err)

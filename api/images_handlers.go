@@ -61,12 +61,16 @@ func (s *Server) imageGenerations(c *gin.Context) {
 	if !ok {
 		return
 	}
+	background, ok := backgroundRequested(c, req.Background)
+	if !ok {
+		return
+	}
 
 	run, ok := s.createImageRun(c, key, req, idempotencyKey)
 	if !ok {
 		return
 	}
-	if req.Background || c.GetHeader("X-Aihigress-Background") == "1" {
+	if background {
 		acceptImageRun(c, run)
 		return
 	}

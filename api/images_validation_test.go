@@ -98,6 +98,7 @@ func TestImageGenerationRejectsBadInput(t *testing.T) {
 		{name: "stream string", body: body(`"stream":"yes"`), wantStatus: 400, wantCode: "invalid_field", wantParam: "stream"},
 
 		{name: "Idempotency-Key too long", body: body(""), header: http.Header{"Idempotency-Key": {strings.Repeat("k", 1000)}}, wantStatus: 400, wantCode: "invalid_idempotency_key"},
+		{name: "background header maybe", body: body(""), header: http.Header{"X-Aihigress-Background": {"maybe"}}, wantStatus: 400, wantCode: "invalid_header"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
