@@ -48,7 +48,7 @@ func (s *Server) chatCompletions(c *gin.Context) {
 	s.proxyChatCompletion(c, key, req)
 }
 
-// backgroundRequested reports whether a gateway request asks for the
+// backgroundRequested reports whether a gateway request selects the
 // background path: inBody, the request's "background" field, or the header
 // X-Aihigress-Background set to 1 or true. The header may also be 0 or
 // false. Any other header value gets a 400 and ok is false.
