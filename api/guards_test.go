@@ -412,7 +412,7 @@ func TestSecurityHeadersOnEveryResponse(t *testing.T) {
 		{"health", 0, "", func() *http.Request { return request("GET", "/healthz", "", nil) }, 200},
 		{"unknown route", 0, "", func() *http.Request { return request("GET", "/nope", "", nil) }, 404},
 		{"wrong method", 0, "", func() *http.Request { return request("DELETE", "/auth/login", "", nil) }, 405},
-		{"trailing slash redirect", 0, "", func() *http.Request { return request("GET", "/healthz/", "", nil) }, 301},
+		{"trailing slash", 0, "", func() *http.Request { return request("GET", "/healthz/", "", nil) }, 404},
 		{"unauthenticated", 0, "", func() *http.Request { return request("GET", "/auth/me", "", nil) }, 401},
 		{"bad JSON", 0, "", func() *http.Request { return request("POST", "/auth/login", "{", nil) }, 400},
 		{"HSTS on 200", 365 * 24 * time.Hour, "max-age=31536000; includeSubDomains",

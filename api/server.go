@@ -78,6 +78,9 @@ func (s *Server) Handler() http.Handler {
 	guards := s.newGuardChain()
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
+	// A path that differs from a route by a trailing slash gets the JSON
+	// 404, not gin's HTML redirect.
+	r.RedirectTrailingSlash = false
 	guards.trustProxies(r, s.Guards.TrustedProxies)
 	r.Use(s.requestID, s.recover, guards.limitBody)
 	if s.Metrics != nil {

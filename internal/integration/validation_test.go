@@ -219,6 +219,8 @@ func TestBadInputReturns4xx(t *testing.T) {
 		{name: "login username NUL", as: anonymous, method: "POST", path: "/auth/login", body: map[string]any{"username": "nul\u0000user", "password": "password123"}, wantCode: "invalid_field"},
 		{name: "route unknown", method: "GET", path: "/v1/nothing-here", wantStatus: 404, wantCode: "not_found"},
 		{name: "route unknown anonymous", as: anonymous, method: "GET", path: "/nothing-here", wantStatus: 404, wantCode: "not_found"},
+		{name: "media without a key", as: anonymous, method: "GET", path: "/media/images", wantStatus: 404, wantCode: "not_found"},
+		{name: "route with a trailing slash", method: "GET", path: "/v1/assistants/", wantStatus: 404, wantCode: "not_found"},
 		{name: "method not allowed", method: "PATCH", path: "/v1/assistants", body: map[string]any{}, wantStatus: 405, wantCode: "method_not_allowed"},
 		{name: "method not allowed on login", as: anonymous, method: "GET", path: "/auth/login", wantStatus: 405, wantCode: "method_not_allowed"},
 	}

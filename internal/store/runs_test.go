@@ -148,3 +148,20 @@ func TestActiveRunWorkflowIDsCoverImageRuns(t *testing.T) {
 		})
 	}
 }
+
+// TestStoredTimesHaveMicroseconds checks that times read back with no more
+// than microseconds, as PostgreSQL keeps them, so that SQLite and
+// PostgreSQL return the same values.
+func TestStoredTimesHaveMicroseconds(t *testing.T) {
+	st := testenv.Store(t)
+	run := newImageRun(t, st)
+	stored, err := st.RunByID(context.Background(), run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, value := range map[string]time.Time{"created_at": stored.CreatedAt, "updated_at": stored.UpdatedAt} {
+		if value.Nanosecond()%1000 != 0 {
+			t.Errorf("%s = %s, want whole microseconds", name, value.Format(time.RFC3339Nano))
+		}
+	}
+}

@@ -55,7 +55,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	gormConfig := &gorm.Config{
 		Logger:                 logger.Discard,
 		SkipDefaultTransaction: true,
-		NowFunc:                func() time.Time { return time.Now().UTC() },
+		// PostgreSQL keeps microseconds, so SQLite rows get no more, and a
+		// row reads back as it was written on either database.
+		NowFunc: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) },
 	}
 
 	var (
