@@ -61,7 +61,16 @@ func runRuns(ctx context.Context, cfg config.Config, args []string, stdout io.Wr
 	flags.StringVar(&filter.Extra, "query", "", "extra Temporal visibility query, joined with AND")
 	limit := flags.Int("limit", 50, "maximum number of runs to print")
 	if err := flags.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
 		return err
+	}
+	if err := filter.Check(); err != nil {
+		return err
+	}
+	if *limit < 1 {
+		return fmt.Errorf("invalid --limit %d: use 1 or more", *limit)
 	}
 
 	converters, err := payloadcodec.New(cfg.Payloads)

@@ -179,6 +179,6 @@ func (l *lookup) switchOn(name string, fallback bool) bool {
 	case "off", "false", "0":
 		return false
 	}
-	l.errs = append(l.errs, fmt.Sprintf("%s must be on or off, got %q", name, raw))
+	l.errs = append(l.errs, fmt.Sprintf("%s must be on or off (true, false, 1 and 0 are also accepted), got %q", name, raw))
 	return fallback
 }

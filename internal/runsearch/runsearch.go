@@ -5,6 +5,7 @@ package runsearch
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,6 +28,27 @@ type Filter struct {
 	Since time.Duration
 	// Extra is a visibility query joined with AND.
 	Extra string
+}
+
+// Check returns an error naming the first field of f whose value no run can
+// have, so that a typo does not look like an empty result.
+func (f Filter) Check() error {
+	choices := []struct {
+		name, value string
+		allowed     []string
+	}{
+		{"status", f.Status, []string{"queued", "running", "succeeded", "failed", "canceled"}},
+		{"kind", f.Kind, []string{"chat", "image"}},
+	}
+	for _, c := range choices {
+		if c.value != "" && !slices.Contains(c.allowed, c.value) {
+			return fmt.Errorf("invalid --%s %q: use one of %s", c.name, c.value, strings.Join(c.allowed, ", "))
+		}
+	}
+	if f.Since < 0 {
+		return fmt.Errorf("invalid --since %s: use a positive duration such as 1h", f.Since)
+	}
+	return nil
 }
 
 // Query returns the visibility query of f at now.

@@ -1,6 +1,7 @@
 package runsearch
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -69,6 +70,35 @@ func TestExecutionOf(t *testing.T) {
 			}
 			if e.RunStatus != "failed" || e.Provider != "openai" {
 				t.Errorf("RunStatus, Provider = %q, %q, want failed, openai", e.RunStatus, e.Provider)
+			}
+		})
+	}
+}
+
+func TestFilterCheck(t *testing.T) {
+	tests := []struct {
+		name    string
+		filter  Filter
+		wantErr string
+	}{
+		{"empty", Filter{}, ""},
+		{"known status and kind", Filter{Status: "canceled", Kind: "image", Since: time.Hour}, ""},
+		{"unknown status", Filter{Status: "bogus"}, `--status "bogus"`},
+		{"status in capitals", Filter{Status: "FAILED"}, `--status "FAILED"`},
+		{"unknown kind", Filter{Kind: "video"}, `--kind "video"`},
+		{"negative since", Filter{Since: -time.Minute}, "--since -1m0s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.filter.Check()
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Check() = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Check() = %v, want an error naming %s", err, tt.wantErr)
 			}
 		})
 	}
