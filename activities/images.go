@@ -93,24 +93,19 @@ func (a *Images) GenerateImages(ctx context.Context, in workflows.AttemptInput) 
 	logger = logger.With("provider", used.ProviderID, "model", used.Model)
 
 	// The upstream call starts before the attempt's bookkeeping, which
-	// then takes none of the run's time. Canceling callCtx ends the call
-	// when the bookkeeping fails.
-	callCtx, cancelCall := context.WithCancel(ctx)
-	defer cancelCall()
+	// then takes none of the run's time. When the bookkeeping fails, the
+	// deferred stop cancels the call and waits for it.
 	started := time.Now()
-	call := startCall(func() (*providers.ImageResult, error) {
+	call := startCall(ctx, func(callCtx context.Context) (*providers.ImageResult, error) {
 		return a.Client.GenerateImages(callCtx, pick.Provider, imageRequest(params, used.Model))
 	})
+	defer call.stop()
 
 	if err := a.Store.StartAttempt(ctx, run.ID, in.Attempt, used.ProviderID, used.Model); err != nil {
-		cancelCall()
-		<-call.done
 		return workflows.GenerateImagesResult{}, fmt.Errorf("record attempt: %w", err)
 	}
 	lastSeq, err := a.Store.LastSeq(ctx, run.ID)
 	if err != nil {
-		cancelCall()
-		<-call.done
 		return workflows.GenerateImagesResult{}, err
 	}
 	writer := events.NewWriter(a.Store, a.Bus, run.ID, lastSeq, a.DeltaMergeWindow, logger)
@@ -167,15 +162,24 @@ type upstreamResult struct {
 	result *providers.ImageResult
 	err    error
 	done   chan struct{}
+	cancel context.CancelFunc
 }
 
-func startCall(call func() (*providers.ImageResult, error)) *upstreamResult {
-	r := &upstreamResult{done: make(chan struct{})}
+// startCall runs call in a new goroutine with a context derived from ctx.
+func startCall(ctx context.Context, call func(ctx context.Context) (*providers.ImageResult, error)) *upstreamResult {
+	callCtx, cancel := context.WithCancel(ctx)
+	r := &upstreamResult{done: make(chan struct{}), cancel: cancel}
 	go func() {
 		defer close(r.done)
-		r.result, r.err = call()
+		r.result, r.err = call(callCtx)
 	}()
 	return r
+}
+
+// stop cancels the call and waits until it has returned.
+func (r *upstreamResult) stop() {
+	r.cancel()
+	<-r.done
 }
 
 // saveOutput stores the attempt's images and usage and returns the run's

@@ -26,7 +26,7 @@ func setKind(run *models.ChatRun, kind string) {
 // SaveImages stores the images of a successful image attempt. Like
 // SaveOutput, it changes only a running run.
 func (s *Store) SaveImages(ctx context.Context, runID string, images []models.StoredImage, usage models.Usage) error {
-	updates := imageOutputColumns(images, usage)
+	updates := setImageOutput(&models.ChatRun{}, images, usage)
 	updates["updated_at"] = s.DB.NowFunc()
 	return s.DB.WithContext(ctx).Model(&models.ChatRun{}).
 		Where("id = ? AND status = ?", runID, models.RunRunning).
@@ -43,20 +43,16 @@ type ImageOutput struct {
 	Note string
 }
 
-// imageOutputColumns returns the run columns that hold an image attempt's
-// output.
-func imageOutputColumns(images []models.StoredImage, usage models.Usage) map[string]any {
+// setImageOutput copies an image attempt's output into run and returns the
+// run columns to update with it.
+func setImageOutput(run *models.ChatRun, images []models.StoredImage, usage models.Usage) map[string]any {
+	run.OutputImages = models.MustJSON(images)
+	run.OutputPreview = fmt.Sprintf("%d image(s)", len(images))
+	run.PromptTokens, run.CompletionTokens = usage.PromptTokens, usage.CompletionTokens
 	return map[string]any{
-		"output_images": models.MustJSON(images), "output_preview": fmt.Sprintf("%d image(s)", len(images)),
-		"prompt_tokens": usage.PromptTokens, "completion_tokens": usage.CompletionTokens,
+		"output_images": run.OutputImages, "output_preview": run.OutputPreview,
+		"prompt_tokens": run.PromptTokens, "completion_tokens": run.CompletionTokens,
 	}
-}
-
-// setImageOutput copies out into run as imageOutputColumns stores it.
-func setImageOutput(run *models.ChatRun, out ImageOutput) {
-	run.OutputImages = models.MustJSON(out.Images)
-	run.OutputPreview = fmt.Sprintf("%d image(s)", len(out.Images))
-	run.PromptTokens, run.CompletionTokens = out.Usage.PromptTokens, out.Usage.CompletionTokens
 }
 
 // Images decodes the stored images of an image run; it returns nil for a

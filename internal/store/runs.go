@@ -357,8 +357,7 @@ func (s *Store) FinalizeRun(ctx context.Context, runID string, outcome Outcome) 
 			"finished_at": now, "latency_ms": latency, "updated_at": now,
 		}
 		if outcome.Images != nil {
-			maps.Copy(updates, imageOutputColumns(outcome.Images.Images, outcome.Images.Usage))
-			setImageOutput(&run, *outcome.Images)
+			maps.Copy(updates, setImageOutput(&run, outcome.Images.Images, outcome.Images.Usage))
 		}
 		if err := tx.Model(&models.ChatRun{}).Where("id = ?", runID).Updates(updates).Error; err != nil {
 			return fmt.Errorf("finalize run: %w", err)
