@@ -45,6 +45,9 @@ type Images struct {
 	Logger            *slog.Logger
 	// Metrics receives the upstream calls; nil records none.
 	Metrics *metrics.Recorder
+	// RunVisibleWait bounds how long an attempt waits for a run that is
+	// not stored yet. Zero means defaultRunVisibleWait.
+	RunVisibleWait time.Duration
 	// Finalize stores a successful attempt's output and ends the run (see
 	// saveOutput). Nil stores the output alone and leaves the run's end to
 	// the workflow's FinalizeRun.
@@ -62,7 +65,7 @@ func (a *Images) GenerateImages(ctx context.Context, in workflows.AttemptInput) 
 	info := activity.GetInfo(ctx)
 	logger := a.Logger.With("run_id", in.RunID, "workflow_id", info.WorkflowExecution.ID, "attempt", in.Attempt)
 
-	run, err := a.Store.RunByID(ctx, in.RunID)
+	run, err := a.waitForRun(ctx, in.RunID)
 	if errors.Is(err, store.ErrNotFound) {
 		return workflows.GenerateImagesResult{}, temporal.NewNonRetryableApplicationError("run "+in.RunID+" does not exist", workflows.ErrorRunNotFound, nil)
 	}
@@ -154,6 +157,32 @@ func (a *Images) GenerateImages(ctx context.Context, in workflows.AttemptInput) 
 	}
 	logger.Info("image attempt succeeded", "images", len(refs), "duration_ms", time.Since(started).Milliseconds(), "storage", a.Storage.Name())
 	return workflows.GenerateImagesResult{Images: refs, Candidate: used, LastSeq: lastSeq}, nil
+}
+
+// defaultRunVisibleWait is the default of Images.RunVisibleWait. The API
+// commits a gateway run's row within milliseconds of the workflow's start.
+const defaultRunVisibleWait = 2 * time.Second
+
+// waitForRun reads the run. The API stores a gateway image run while it
+// starts the workflow, so a run that is not found is read again every
+// 10 ms until RunVisibleWait has passed.
+func (a *Images) waitForRun(ctx context.Context, runID string) (*models.ChatRun, error) {
+	wait := a.RunVisibleWait
+	if wait <= 0 {
+		wait = defaultRunVisibleWait
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		run, err := a.Store.RunByID(ctx, runID)
+		if !errors.Is(err, store.ErrNotFound) || !time.Now().Before(deadline) {
+			return run, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // upstreamResult is an image call that runs in its own goroutine. Its done

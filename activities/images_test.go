@@ -3,6 +3,7 @@ package activities_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/aihigress/aihigress/activities"
@@ -106,6 +108,51 @@ func (f *imageFixture) generate(t *testing.T, attempt int) workflows.GenerateIma
 		t.Fatal(err)
 	}
 	return result
+}
+
+// TestGenerateImagesWaitsForRunRow covers runs that the API stores while it
+// starts the workflow: an attempt that starts before the row is visible
+// waits for it, and one whose run never appears fails for good.
+func TestGenerateImagesWaitsForRunRow(t *testing.T) {
+	f := newImageFixture(t, true)
+	ctx := context.Background()
+	late := f.store.NewGatewayRunRow(store.NewGatewayRun{
+		UserID: f.run.UserID, LogicalModel: "image-x", Kind: models.RunKindImage,
+		RequestBody: models.MustJSON(models.ImageParams{Prompt: "a late kite", N: 1, ResponseFormat: "url"}),
+	})
+	inserted := make(chan error, 1)
+	go func() {
+		time.Sleep(150 * time.Millisecond)
+		inserted <- f.store.InsertGatewayRun(ctx, late)
+	}()
+
+	f.run = late
+	result := f.generate(t, 1)
+	if err := <-inserted; err != nil {
+		t.Fatalf("insert the run: %v", err)
+	}
+	if len(result.Images) != 1 {
+		t.Errorf("result images = %+v, want one", result.Images)
+	}
+	stored, err := f.store.RunByID(ctx, late.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored.Status != models.RunSucceeded {
+		t.Errorf("run status = %q, want succeeded", stored.Status)
+	}
+
+	f.images.RunVisibleWait = 50 * time.Millisecond
+	var suite testsuite.WorkflowTestSuite
+	suite.SetLogger(tlog.NewStructuredLogger(slog.New(slog.DiscardHandler)))
+	env := suite.NewTestActivityEnvironment()
+	env.RegisterActivity(f.images.GenerateImages)
+	missing := workflows.AttemptInput{RunID: "00000000-0000-4000-8000-000000000000", Attempt: 1, Candidate: workflows.Candidate{ProviderID: "up", Model: "gpt-image-mock"}}
+	_, err = env.ExecuteActivity(f.images.GenerateImages, missing)
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != workflows.ErrorRunNotFound || !appErr.NonRetryable() {
+		t.Errorf("attempt for a missing run: error %v, want the non-retryable %s", err, workflows.ErrorRunNotFound)
+	}
 }
 
 // TestGenerateImagesSavesOutput checks what a successful attempt leaves

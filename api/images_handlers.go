@@ -102,10 +102,21 @@ func (s *Server) imageGenerations(c *gin.Context) {
 // repeats an Idempotency-Key gets the earlier run.
 func (s *Server) createImageRun(c *gin.Context, key *apikeys.Principal, req imageRequest, idempotencyKey string) (*models.ChatRun, bool) {
 	requestBody := models.MustJSON(req.Params)
-	run, existing, err := s.Store.CreateGatewayRun(c, store.NewGatewayRun{
+	newRun := store.NewGatewayRun{
 		UserID: key.UserID, APIKeyID: key.KeyID, LogicalModel: req.Model,
 		RequestBody: requestBody, IdempotencyKey: idempotencyKey, Kind: models.RunKindImage,
-	})
+	}
+	if idempotencyKey == "" {
+		run := s.Store.NewGatewayRunRow(newRun)
+		if !s.insertAndStartRun(c, run, req.Params.Prompt) {
+			return nil, false
+		}
+		s.Logger.Info("image generation accepted", "run_id", run.ID, "workflow_id", run.WorkflowID,
+			"user_id", run.UserID, "api_key_id", key.KeyID, "model", req.Model, "n", req.Params.N, "replayed", false)
+		return run, true
+	}
+
+	run, existing, err := s.Store.CreateGatewayRun(c, newRun)
 	if err != nil {
 		s.internalError(c, "create image run failed", err)
 		return nil, false
@@ -123,6 +134,44 @@ func (s *Server) createImageRun(c *gin.Context, key *apikeys.Principal, req imag
 	s.Logger.Info("image generation accepted", "run_id", run.ID, "workflow_id", run.WorkflowID,
 		"user_id", run.UserID, "api_key_id", key.KeyID, "model", req.Model, "n", req.Params.N, "replayed", existing)
 	return run, true
+}
+
+// insertAndStartRun stores a new run and starts its workflow at the same
+// time, so the insert's commit overlaps the start call. Only runs
+// without an Idempotency-Key take this path, because a repeated key must
+// find the earlier run before anything starts. GenerateImages, the first
+// reader of the run, waits briefly for a row that is not yet visible.
+func (s *Server) insertAndStartRun(c *gin.Context, run *models.ChatRun, prompt string) bool {
+	inserted := make(chan error, 1)
+	go func() {
+		// Like the start, the insert goes on when the client disconnects.
+		inserted <- s.Store.InsertGatewayRun(context.WithoutCancel(c.Request.Context()), run)
+	}()
+	startErr := s.startWorkflow(c, run, prompt)
+
+	if err := <-inserted; err != nil {
+		if startErr == nil {
+			s.terminateUnstoredRun(run)
+		}
+		s.internalError(c, "create image run failed", err)
+		return false
+	}
+	if startErr != nil {
+		s.failUnstartedRun(c, run, startErr)
+		return false
+	}
+	return true
+}
+
+// terminateUnstoredRun ends the workflow of a run whose row could not be
+// stored. Its attempts could only fail, because they find no run.
+func (s *Server) terminateUnstoredRun(run *models.ChatRun) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Temporal.TerminateWorkflow(ctx, run.WorkflowID, "", "the run could not be stored in the database"); err != nil {
+		s.Logger.Error("terminate the workflow of an unstored run failed", "run_id", run.ID, "workflow_id", run.WorkflowID,
+			"user_id", run.UserID, "error", err)
+	}
 }
 
 func acceptImageRun(c *gin.Context, run *models.ChatRun) {

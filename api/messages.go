@@ -144,6 +144,15 @@ func (s *Server) regenerate(c *gin.Context) {
 // workflow. When Temporal cannot be reached the run is failed, so that it
 // does not stay queued forever, and the client gets a 503.
 func (s *Server) startRun(c *gin.Context, run *models.ChatRun, prompt string) bool {
+	if err := s.startWorkflow(c, run, prompt); err != nil {
+		s.failUnstartedRun(c, run, err)
+		return false
+	}
+	return true
+}
+
+// startWorkflow starts the run's workflow, or finds it already started.
+func (s *Server) startWorkflow(c *gin.Context, run *models.ChatRun, prompt string) error {
 	taskQueue, workflowName := workflows.ChatTaskQueue, workflows.ChatRunWorkflowName
 	var input any = workflows.ChatRunInput{RunID: run.ID, MaxAttempts: s.Limits.UpstreamMaxAttempts}
 	if run.Kind == models.RunKindImage {
@@ -164,18 +173,23 @@ func (s *Server) startRun(c *gin.Context, run *models.ChatRun, prompt string) bo
 		EnableEagerStart: run.Kind == models.RunKindImage,
 	}
 	// The start must not be abandoned when the client disconnects, or the
-	// committed run would be failed below although Temporal may have it.
+	// committed run would be failed although Temporal may have it.
 	startCtx, cancelStart := context.WithTimeout(context.WithoutCancel(c.Request.Context()), 15*time.Second)
 	defer cancelStart()
 	_, err := s.Temporal.ExecuteWorkflow(startCtx, opts, workflowName, input)
 	var alreadyStarted *serviceErrorAlreadyStarted
-	if err == nil || errors.As(err, &alreadyStarted) {
-		if s.Metrics != nil {
-			s.Metrics.runsStarted.WithLabelValues(run.Kind).Inc()
-		}
-		return true
+	if err != nil && !errors.As(err, &alreadyStarted) {
+		return err
 	}
+	if s.Metrics != nil {
+		s.Metrics.runsStarted.WithLabelValues(run.Kind).Inc()
+	}
+	return nil
+}
 
+// failUnstartedRun fails a stored run whose workflow could not be started
+// and responds 503.
+func (s *Server) failUnstartedRun(c *gin.Context, run *models.ChatRun, err error) {
 	s.Logger.Error("start workflow failed", "run_id", run.ID, "workflow_id", run.WorkflowID, "user_id", run.UserID, "error", err)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -184,7 +198,6 @@ func (s *Server) startRun(c *gin.Context, run *models.ChatRun, prompt string) bo
 		s.Logger.Error("fail unstarted run", "run_id", run.ID, "error", ferr)
 	}
 	abortError(c, http.StatusServiceUnavailable, "workflow_start_failed", "the run could not be started on Temporal; the server log has the cause; try again shortly")
-	return false
 }
 
 // planImageRun returns the router's plan for an image run, which spares

@@ -24,14 +24,20 @@ func ImageGenerationWorkflow(ctx workflow.Context, in ImageRunInput) (FinalizeRe
 	// Only inputs with a plan reach GetVersion, so histories of runs
 	// without one, recorded before or after plannedStartChange, have no
 	// marker to match.
-	if len(in.Candidates) > 0 && workflow.GetVersion(ctx, plannedStartChange, workflow.DefaultVersion, 1) == 1 {
+	planned := len(in.Candidates) > 0 && workflow.GetVersion(ctx, plannedStartChange, workflow.DefaultVersion, 1) == 1
+	if planned {
 		start = plannedStart(in.Candidates)
 	}
 	outcome := runUpstream(ctx, in.RunID, in.MaxAttempts, start, generateImagesAttempt, &state)
+
 	// Runs that reached this point under a worker from before
 	// localFinalizeChange recorded FinalizeRun as an activity, and replay
-	// must schedule it the same way.
-	if workflow.GetVersion(ctx, localFinalizeChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+	// must schedule it the same way. Every worker that records
+	// plannedStartChange also finalizes locally, so planned runs skip this
+	// GetVersion and the marker and search attribute update that it
+	// records. Replay passes over the markers that earlier planned runs
+	// recorded, as the SDK does for every version marker without a call.
+	if !planned && workflow.GetVersion(ctx, localFinalizeChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		return finalize(ctx, outcome, &state)
 	}
 	return finalizeLocally(ctx, outcome, &state)

@@ -21,8 +21,11 @@ import (
 // image_succeeded_activity_finalize.json was recorded before the image
 // workflow finalized its runs in a local activity, and the image histories
 // ending in _start_run before the API planned image runs, so those ran
-// StartRun. No test records them any more. Keep them: they prove that runs
-// started by older workers and APIs still replay.
+// StartRun. The image histories ending in _finalize_version were recorded
+// while planned runs still asked GetVersion for image-local-finalize, so
+// they hold a second version marker. No test records them any more. Keep
+// them: they prove that runs started by older workers and APIs still
+// replay.
 func TestReplayRecordedHistories(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("..", "testdata", "histories", "*.json"))
 	if err != nil {

@@ -161,7 +161,8 @@ func ConnectWithFallback(ctx context.Context, cfg config.Config, seed, fallback 
 		DataConverter:    converters.Data,
 		FailureConverter: converters.Failure,
 		// The SDK's metrics go to the process's /metrics.
-		MetricsHandler: a.Recorder.TemporalHandler(),
+		MetricsHandler:    a.Recorder.TemporalHandler(),
+		ConnectionOptions: client.ConnectionOptions{GrpcCompression: grpcCompression(cfg.TemporalGRPCCompression)},
 	})
 	if err != nil {
 		a.Close()
@@ -410,9 +411,14 @@ func (a *App) ImageWorker() sdkworker.Worker {
 		Storage:          a.Media,
 		KeyPrefix:        a.Config.Images.Prefix,
 		DeltaMergeWindow: a.Config.DeltaMergeWindow,
-		Logger:           a.Logger,
-		Metrics:          a.Recorder,
-		Finalize:         chat.FinalizeImages,
+		// An image attempt's heartbeats only show that its worker is
+		// alive and fetch a cancel request, so one a second is plenty for
+		// the attempt's 10 s heartbeat timeout. Chat's 200 ms would send a
+		// heartbeat while a short image request finishes.
+		HeartbeatInterval: time.Second,
+		Logger:            a.Logger,
+		Metrics:           a.Recorder,
+		Finalize:          chat.FinalizeImages,
 	}
 	return worker.NewImageWorker(a.Temporal, chat, images, a.workerOptions(a.Config.Worker.ImageMaxConcurrentActivities))
 }
@@ -674,4 +680,12 @@ func (a *App) EnsureAdmin(ctx context.Context, username, password string, out fu
 		out("\n  Superuser %q created with the generated password: %s\n  It is shown only this once; set ADMIN_PASSWORD to choose your own.\n\n", username, password)
 	}
 	return nil
+}
+
+// grpcCompression returns the SDK option for TEMPORAL_GRPC_COMPRESSION.
+func grpcCompression(name string) client.GrpcCompression {
+	if name == "gzip" {
+		return &client.GrpcCompressionGzip{}
+	}
+	return &client.GrpcCompressionNone{}
 }

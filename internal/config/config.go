@@ -34,6 +34,9 @@ type Config struct {
 	TemporalDBPath    string
 	// TemporalUIURL is the Web UI that `aihigress runs search` links to.
 	TemporalUIURL string
+	// TemporalGRPCCompression is the compression of requests to the
+	// Temporal server: "none" or "gzip".
+	TemporalGRPCCompression string
 
 	JWTSecret     string
 	MasterKey     string
@@ -163,6 +166,7 @@ func Load(getenv func(string) string) (Config, error) {
 	cfg.Worker = loadWorker(&env)
 	cfg.Shutdown = loadShutdown(&env)
 	cfg.Payloads = loadPayloadEncryption(&env)
+	cfg.TemporalGRPCCompression = loadGRPCCompression(&env)
 	cfg.CodecServer = loadCodecServer(&env, cfg.TemporalUIPort)
 	if len(env.errs) > 0 {
 		return Config{}, fmt.Errorf("invalid configuration: %s", strings.Join(env.errs, "; "))

@@ -44,6 +44,21 @@ type CodecServer struct {
 // CODEC_SERVER_TOKEN. 32 hex characters carry 128 random bits.
 const minCodecTokenChars = 32
 
+// loadGRPCCompression reads TEMPORAL_GRPC_COMPRESSION. The default is
+// "none", unlike the Temporal Go SDK's gzip. The service's requests to
+// Temporal carry object keys and short JSON, never images, and on a
+// 2-core VM gzip cost the worker about 1 ms of CPU per image run
+// (a CPU profile of `go run ./bench/imagebench`). gzip still helps a
+// worker that reaches Temporal over a slow or metered link.
+func loadGRPCCompression(env *lookup) string {
+	value := strings.ToLower(env.str("TEMPORAL_GRPC_COMPRESSION", "none"))
+	if value != "none" && value != "gzip" {
+		env.errs = append(env.errs, fmt.Sprintf("TEMPORAL_GRPC_COMPRESSION must be none or gzip, got %q", value))
+		return "none"
+	}
+	return value
+}
+
 // loadPayloadEncryption reads TEMPORAL_PAYLOAD_KEY and
 // TEMPORAL_PAYLOAD_KEYS_OLD, adding parse errors to env.
 func loadPayloadEncryption(env *lookup) PayloadEncryption {

@@ -114,6 +114,7 @@ func TestLoadRejectsPayloadSettings(t *testing.T) {
 		{"wildcard origin", map[string]string{"CODEC_SERVER_CORS_ORIGINS": "*"}, "CODEC_SERVER_CORS_ORIGINS"},
 		{"origin with path", map[string]string{"CODEC_SERVER_CORS_ORIGINS": "https://temporal.example.com/ui"}, "CODEC_SERVER_CORS_ORIGINS"},
 		{"tiny body limit", map[string]string{"CODEC_SERVER_MAX_BODY_BYTES": "10"}, "CODEC_SERVER_MAX_BODY_BYTES"},
+		{"unknown compression", map[string]string{"TEMPORAL_GRPC_COMPRESSION": "zstd"}, "TEMPORAL_GRPC_COMPRESSION must be none or gzip"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -140,5 +141,28 @@ func TestLoadAcceptsCodecServerSettings(t *testing.T) {
 	}
 	if !slices.Equal(cfg.CodecServer.CORSOrigins, []string{"https://temporal.example.com"}) {
 		t.Errorf("CORSOrigins = %v", cfg.CodecServer.CORSOrigins)
+	}
+}
+
+func TestLoadGRPCCompression(t *testing.T) {
+	tests := []struct {
+		value string
+		want  string
+	}{
+		{"", "none"},
+		{"none", "none"},
+		{"gzip", "gzip"},
+		{" GZIP ", "gzip"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.value, func(t *testing.T) {
+			cfg, err := Load(envOf(map[string]string{"TEMPORAL_GRPC_COMPRESSION": tt.value}))
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if cfg.TemporalGRPCCompression != tt.want {
+				t.Errorf("TemporalGRPCCompression = %q, want %q", cfg.TemporalGRPCCompression, tt.want)
+			}
+		})
 	}
 }

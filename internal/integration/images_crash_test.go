@@ -41,6 +41,13 @@ func TestImageWorkerKilledMidRun(t *testing.T) {
 	accepted := key.startImageRun(map[string]any{"model": "image-openai", "prompt": "survive a crash", "n": 3}, nil)
 
 	waitFor(t, 30*time.Second, "the upstream to receive the first image request", func() bool { return s.mock.Stats().Images == 1 })
+	// The attempt sends the upstream request before it records itself, so
+	// the kill waits for the record as well.
+	waitFor(t, 10*time.Second, "the run to record its first attempt", func() bool {
+		var current runDetail
+		key.mustDo("GET", "/v1/runs/"+accepted.RunID, nil, 200, &current)
+		return current.Status == "running" && current.Attempt == 1
+	})
 	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

@@ -15,8 +15,7 @@ import (
 )
 
 // geminiResponse is the part of a GenerateContentResponse that the lane
-// reads. Data is a []byte, so encoding/json decodes the base64 text straight
-// into the image bytes.
+// reads.
 type geminiResponse struct {
 	Candidates []struct {
 		Content *struct {
@@ -26,8 +25,8 @@ type geminiResponse struct {
 				// as a draft image, which is not a result.
 				Thought    bool `json:"thought"`
 				InlineData *struct {
-					MimeType string `json:"mimeType"`
-					Data     []byte `json:"data"`
+					MimeType string     `json:"mimeType"`
+					Data     base64JSON `json:"data"`
 				} `json:"inlineData"`
 			} `json:"parts"`
 		} `json:"content"`
@@ -66,9 +65,28 @@ func (c *Client) generateGeminiImages(ctx context.Context, p Provider, req Image
 	}
 
 	// Memory at peak: data holds the body, about 4/3 of the image bytes in
-	// base64, while Unmarshal allocates each image once at its decoded size.
+	// base64, while the decoder allocates each image once at its decoded
+	// size.
+	return decodeGeminiResponse(cl, data)
+}
+
+// decodeGeminiResponse decodes a generateContent response with its base64
+// images lifted out first.
+func decodeGeminiResponse(cl *call, data []byte) (*ImageResult, error) {
+	skeleton, lifted := liftBase64(data, "data")
+	result, err := decodeGeminiImages(cl, data, skeleton, lifted)
+	if err != nil && lifted != nil {
+		// The error comes from the document itself, as for the OpenAI lane.
+		return decodeGeminiImages(cl, data, data, nil)
+	}
+	return result, err
+}
+
+// decodeGeminiImages decodes skeleton, which is data itself or data with
+// its base64 images lifted into lifted.
+func decodeGeminiImages(cl *call, data, skeleton []byte, lifted *liftedStrings) (*ImageResult, error) {
 	var response geminiResponse
-	if err := json.Unmarshal(data, &response); err != nil {
+	if err := json.Unmarshal(skeleton, &response); err != nil {
 		excerpt := data[:min(int64(len(data)), cl.client.opts.MaxErrorBody)]
 		return nil, cl.malformed(fmt.Sprintf("invalid JSON in generateContent response: %v", err), string(excerpt), false)
 	}
@@ -82,20 +100,35 @@ func (c *Client) generateGeminiImages(ctx context.Context, p Provider, req Image
 		}
 	}
 
-	for _, candidate := range response.Candidates {
+	for i, candidate := range response.Candidates {
 		if candidate.Content == nil {
 			continue
 		}
-		for _, part := range candidate.Content.Parts {
+		for j, part := range candidate.Content.Parts {
 			inline := part.InlineData
-			if part.Thought || inline == nil || len(inline.Data) == 0 {
+			if inline == nil {
+				continue
+			}
+			// Every lifted string must be decoded, also of parts that are
+			// skipped, so that check can tell a lifted document apart.
+			image, err := lifted.bytes(inline.Data)
+			if errors.Is(err, errLiftFailed) {
+				return nil, err
+			}
+			if err != nil {
+				return nil, cl.malformed(fmt.Sprintf("invalid base64 in generateContent response candidates[%d].content.parts[%d].inlineData.data: %v", i, j, err), "", false)
+			}
+			if part.Thought || len(image) == 0 {
 				continue
 			}
 			if inline.MimeType != "" && !strings.HasPrefix(inline.MimeType, "image/") {
 				continue
 			}
-			result.Images = append(result.Images, GeneratedImage{Data: inline.Data, ContentType: inline.MimeType})
+			result.Images = append(result.Images, GeneratedImage{Data: image, ContentType: inline.MimeType})
 		}
+	}
+	if err := lifted.check(); err != nil {
+		return nil, err
 	}
 
 	if len(result.Images) == 0 {

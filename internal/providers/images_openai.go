@@ -3,18 +3,18 @@ package providers
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 )
 
 // openAIImagesResponse is the part of an OpenAI images response that the
-// lane reads. B64JSON is a []byte, so encoding/json decodes the base64 text
-// straight into the image bytes, without an intermediate string.
+// lane reads.
 type openAIImagesResponse struct {
 	Data []struct {
-		B64JSON       []byte `json:"b64_json"`
-		URL           string `json:"url"`
-		RevisedPrompt string `json:"revised_prompt"`
+		B64JSON       base64JSON `json:"b64_json"`
+		URL           string     `json:"url"`
+		RevisedPrompt string     `json:"revised_prompt"`
 	} `json:"data"`
 	OutputFormat string `json:"output_format"`
 	Usage        *struct {
@@ -44,9 +44,9 @@ func (c *Client) generateOpenAIImages(ctx context.Context, p Provider, req Image
 	}
 
 	// Memory at peak, for n images of b bytes: data holds the body, about
-	// 4/3 n*b of base64 text, while Unmarshal allocates each image once at
-	// its decoded size. The body becomes garbage when decodeOpenAIImages
-	// returns, before any URL download starts.
+	// 4/3 n*b of base64 text, while the decoder allocates each image once
+	// at its decoded size. The body becomes garbage when
+	// decodeOpenAIImages returns, before any URL download starts.
 	result, urls, err := decodeOpenAIImages(cl, data)
 	if err != nil {
 		return nil, err
@@ -139,8 +139,22 @@ type pendingDownload struct {
 // decodeOpenAIImages decodes data and returns the base64 images in place
 // and the URL images as pending downloads, whose slots stay empty.
 func decodeOpenAIImages(cl *call, data []byte) (*ImageResult, []pendingDownload, error) {
+	skeleton, lifted := liftBase64(data, "b64_json")
+	result, downloads, err := decodeOpenAIDocument(cl, data, skeleton, lifted)
+	if err != nil && lifted != nil {
+		// The skeleton may hide what made the document fail, such as an
+		// invalid escape in a lifted string, so the error comes from the
+		// document itself.
+		return decodeOpenAIDocument(cl, data, data, nil)
+	}
+	return result, downloads, err
+}
+
+// decodeOpenAIDocument decodes skeleton, which is data itself or data with
+// its base64 images lifted into lifted.
+func decodeOpenAIDocument(cl *call, data, skeleton []byte, lifted *liftedStrings) (*ImageResult, []pendingDownload, error) {
 	var response openAIImagesResponse
-	if err := json.Unmarshal(data, &response); err != nil {
+	if err := json.Unmarshal(skeleton, &response); err != nil {
 		// Slicing first keeps a large body from being copied into a string.
 		excerpt := data[:min(int64(len(data)), cl.client.opts.MaxErrorBody)]
 		return nil, nil, cl.malformed(fmt.Sprintf("invalid JSON in images response: %v", err), string(excerpt), false)
@@ -158,11 +172,28 @@ func decodeOpenAIImages(cl *call, data []byte) (*ImageResult, []pendingDownload,
 		result.Usage = &ImageUsage{InputTokens: usage.InputTokens, OutputTokens: usage.OutputTokens, TotalTokens: usage.TotalTokens}
 	}
 
+	// All images are decoded before any entry is checked, so invalid
+	// base64 is reported first, as encoding/json reports it.
+	images := make([][]byte, len(response.Data))
+	for i, entry := range response.Data {
+		image, err := lifted.bytes(entry.B64JSON)
+		if errors.Is(err, errLiftFailed) {
+			return nil, nil, err
+		}
+		if err != nil {
+			return nil, nil, cl.malformed(fmt.Sprintf("invalid base64 in images response entry data[%d].b64_json: %v", i, err), "", false)
+		}
+		images[i] = image
+	}
+	if err := lifted.check(); err != nil {
+		return nil, nil, err
+	}
+
 	var downloads []pendingDownload
 	for i, entry := range response.Data {
-		switch {
-		case len(entry.B64JSON) > 0:
-			result.Images[i] = GeneratedImage{Data: entry.B64JSON, ContentType: contentType, RevisedPrompt: entry.RevisedPrompt}
+		switch image := images[i]; {
+		case len(image) > 0:
+			result.Images[i] = GeneratedImage{Data: image, ContentType: contentType, RevisedPrompt: entry.RevisedPrompt}
 		case entry.URL != "":
 			downloads = append(downloads, pendingDownload{index: i, url: entry.URL, contentType: contentType, revisedPrompt: entry.RevisedPrompt})
 		default:

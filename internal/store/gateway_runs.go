@@ -44,19 +44,8 @@ func (s *Store) CreateGatewayRun(ctx context.Context, in NewGatewayRun) (run *mo
 		}
 	}
 
-	created := newRun(newID(), in.UserID, in.LogicalModel, nil, s.DB.NowFunc())
-	setKind(&created, in.Kind)
-	if in.APIKeyID != "" {
-		created.APIKeyID = &in.APIKeyID
-	}
-	created.RequestBody = in.RequestBody
-	if storedKey != "" {
-		created.IdempotencyKey = &storedKey
-	}
-	err = s.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		return createRunWithFirstEvent(tx, &created)
-	})
-	if err != nil {
+	created := s.NewGatewayRunRow(in)
+	if err := s.InsertGatewayRun(ctx, created); err != nil {
 		if storedKey != "" && isUniqueViolation(err) {
 			// A concurrent request with the same key won the race.
 			earlier, err := s.runByIdempotencyKey(ctx, in.UserID, storedKey)
@@ -64,7 +53,31 @@ func (s *Store) CreateGatewayRun(ctx context.Context, in NewGatewayRun) (run *mo
 		}
 		return nil, false, err
 	}
-	return &created, false, nil
+	return created, false, nil
+}
+
+// NewGatewayRunRow returns the queued run that CreateGatewayRun stores for
+// in, with its ID, without storing it and without looking up the
+// idempotency key.
+func (s *Store) NewGatewayRunRow(in NewGatewayRun) *models.ChatRun {
+	created := newRun(newID(), in.UserID, in.LogicalModel, nil, s.DB.NowFunc())
+	setKind(&created, in.Kind)
+	if in.APIKeyID != "" {
+		created.APIKeyID = &in.APIKeyID
+	}
+	created.RequestBody = in.RequestBody
+	if storedKey := gatewayIdempotencyKey(in.APIKeyID, in.IdempotencyKey); storedKey != "" {
+		created.IdempotencyKey = &storedKey
+	}
+	return &created
+}
+
+// InsertGatewayRun stores a run from NewGatewayRunRow and its first event
+// in one transaction, so a reader that sees the run also sees the event.
+func (s *Store) InsertGatewayRun(ctx context.Context, run *models.ChatRun) error {
+	return s.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		return createRunWithFirstEvent(tx, run)
+	})
 }
 
 // gatewayIdempotencyKey returns the value stored in chat_runs.idempotency_key
