@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	temporalclient "go.temporal.io/sdk/client"
 
 	"github.com/aihigress/aihigress/internal/apikeys"
@@ -692,37 +694,92 @@ func (failingStarts) ExecuteWorkflow(context.Context, temporalclient.StartWorkfl
 	return nil, errors.New("frontend unavailable (injected by the test)")
 }
 
-func TestBackgroundWorkflowStartFailure(t *testing.T) {
-	s := newStack(t, stackOptions{})
-	apiServer, err := s.app.APIServer(nil)
-	if err != nil {
-		t.Fatal(err)
+func TestWorkflowStartFailure(t *testing.T) {
+	tests := []struct {
+		name string
+		path string
+		body map[string]any
+	}{
+		{"background chat", "/v1/chat/completions", map[string]any{"model": "mock-gpt", "messages": userMessages("never starts"), "background": true}},
+		// Image runs without an Idempotency-Key store their row while the
+		// start call runs.
+		{"background image", "/v1/images/generations", map[string]any{"model": "image-openai", "prompt": "never starts", "background": true}},
+		{"sync image", "/v1/images/generations", map[string]any{"model": "image-openai", "prompt": "never starts"}},
 	}
-	apiServer.Temporal = failingStarts{Client: s.app.Temporal}
-	srv := httptest.NewServer(apiServer.Handler())
-	t.Cleanup(srv.Close)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newStack(t, stackOptions{})
+			apiServer, err := s.app.APIServer(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			apiServer.Temporal = failingStarts{Client: s.app.Temporal}
+			srv := httptest.NewServer(apiServer.Handler())
+			t.Cleanup(srv.Close)
 
+			alice := s.newUser()
+			key := s.newAPIKey(alice, apikeys.NewKey{})
+			broken := key.at(srv.URL)
+
+			status, header, raw := exchange(t, broken, "POST", tt.path, tt.body, nil)
+			checkError(t, status, header, raw, 503, "workflow_start_failed")
+
+			var runs []models.ChatRun
+			if err := s.app.Store.DB.Find(&runs).Error; err != nil {
+				t.Fatal(err)
+			}
+			if len(runs) != 1 {
+				t.Fatalf("stored %d runs, want 1", len(runs))
+			}
+			if runs[0].Status != models.RunFailed || runs[0].ErrorCode != "workflow_start_failed" {
+				t.Errorf("run = %s %s, want failed with workflow_start_failed", runs[0].Status, runs[0].ErrorCode)
+			}
+			var detail runDetail
+			key.mustDo("GET", "/v1/runs/"+runs[0].ID, nil, 200, &detail)
+			if detail.Status != "failed" {
+				t.Errorf("run detail status = %s, want failed", detail.Status)
+			}
+		})
+	}
+}
+
+// TestImageRunInsertFailure covers an image run whose row cannot be stored
+// after its workflow started: the user was deleted while the API key cache
+// still accepted the key, so the insert violates the user foreign key. The
+// request fails with a 500 and the workflow is terminated.
+func TestImageRunInsertFailure(t *testing.T) {
+	s := newStack(t, stackOptions{})
 	alice := s.newUser()
 	key := s.newAPIKey(alice, apikeys.NewKey{})
-	broken := key.at(srv.URL)
-	body := map[string]any{"model": "mock-gpt", "messages": userMessages("never starts"), "background": true}
+	key.mustDo("GET", "/v1/models", nil, 200, nil)
 
-	status, header, raw := exchange(t, broken, "POST", "/v1/chat/completions", body, nil)
-	checkError(t, status, header, raw, 503, "workflow_start_failed")
-
-	var runs []models.ChatRun
-	if err := s.app.Store.DB.Find(&runs).Error; err != nil {
+	var user models.User
+	if err := s.app.Store.DB.Where("username <> ?", s.cfg.AdminUsername).First(&user).Error; err != nil {
 		t.Fatal(err)
 	}
-	if len(runs) != 1 {
-		t.Fatalf("stored %d runs, want 1", len(runs))
+	if err := s.app.Store.DB.Exec("DELETE FROM users WHERE id = ?", user.ID).Error; err != nil {
+		t.Fatal(err)
 	}
-	if runs[0].Status != models.RunFailed || runs[0].ErrorCode != "workflow_start_failed" {
-		t.Errorf("run = %s %s, want failed with workflow_start_failed", runs[0].Status, runs[0].ErrorCode)
-	}
-	var detail runDetail
-	key.mustDo("GET", "/v1/runs/"+runs[0].ID, nil, 200, &detail)
-	if detail.Status != "failed" {
-		t.Errorf("run detail status = %s, want failed", detail.Status)
+
+	status, header, raw := exchange(t, key, "POST", "/v1/images/generations",
+		map[string]any{"model": "image-openai", "prompt": "a deleted owner", "background": true}, nil)
+	checkError(t, status, header, raw, 500, "internal_error")
+
+	ctx := context.Background()
+	query := "WorkflowType = 'ImageGenerationWorkflow' AND AihUserId = '" + user.ID + "'"
+	var statuses []string
+	waitFor(t, 30*time.Second, "the image workflow to be terminated", func() bool {
+		page, err := s.app.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query})
+		if err != nil {
+			t.Fatal(err)
+		}
+		statuses = statuses[:0]
+		for _, execution := range page.GetExecutions() {
+			statuses = append(statuses, execution.GetStatus().String())
+		}
+		return len(statuses) == 1 && statuses[0] == enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED.String()
+	})
+	if got := s.mock.Stats().Images; got != 0 {
+		t.Errorf("the upstream received %d image requests, want none for a run that was never stored", got)
 	}
 }
