@@ -22,6 +22,15 @@ func testImage(seed byte, size int) []byte {
 	return image
 }
 
+// liftedCount returns how many strings liftBase64 lifts out of data.
+func liftedCount(data []byte, key string) int {
+	_, lifted := liftBase64(data, key)
+	if lifted == nil {
+		return 0
+	}
+	return len(lifted.spans)
+}
+
 func testCall() *call {
 	return &call{
 		client: NewClient(ClientOptions{}),
@@ -145,13 +154,8 @@ func TestDecodeOpenAIImagesMatchesEncodingJSON(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			data := []byte(tt.body)
-			_, lifted := liftBase64(data, "b64_json")
-			gotLifted := 0
-			if lifted != nil {
-				gotLifted = len(lifted.spans)
-			}
-			if gotLifted != tt.wantLifted {
-				t.Errorf("lifted %d strings, want %d", gotLifted, tt.wantLifted)
+			if got := liftedCount(data, "b64_json"); got != tt.wantLifted {
+				t.Errorf("lifted %d strings, want %d", got, tt.wantLifted)
 			}
 
 			result, downloads, err := decodeOpenAIImages(testCall(), data)
@@ -232,13 +236,8 @@ func TestDecodeGeminiImagesMatchesEncodingJSON(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			data := []byte(tt.body)
-			_, lifted := liftBase64(data, "data")
-			gotLifted := 0
-			if lifted != nil {
-				gotLifted = len(lifted.spans)
-			}
-			if gotLifted != tt.wantLifted {
-				t.Errorf("lifted %d strings, want %d", gotLifted, tt.wantLifted)
+			if got := liftedCount(data, "data"); got != tt.wantLifted {
+				t.Errorf("lifted %d strings, want %d", got, tt.wantLifted)
 			}
 
 			result, err := decodeGeminiResponse(testCall(), data)
