@@ -14,12 +14,9 @@ import (
 )
 
 // Options tunes a worker. Zero fields keep the defaults of the task queue
-// or of the Temporal Go SDK.
-//
-// TODO: the sticky workflow cache keeps the Go SDK default of 10,000
-// workflows per process. sdkworker.SetStickyWorkflowCacheSize sets it for
-// the whole process and must run before the first worker starts, so it does
-// not fit a per-worker option.
+// or of the Temporal Go SDK. The sticky workflow cache is not among them,
+// because the SDK sizes it once per process (WORKER_STICKY_CACHE_SIZE,
+// which internal/app applies).
 type Options struct {
 	// MaxConcurrentActivities caps the activities, and separately the local
 	// activities, that the worker runs at once.

@@ -84,6 +84,11 @@ func Connect(ctx context.Context, cfg config.Config, seed *providers.Catalog, lo
 // has no logical model after seeding. `dev` passes the mock upstream.
 func ConnectWithFallback(ctx context.Context, cfg config.Config, seed, fallback *providers.Catalog, logger *slog.Logger) (*App, error) {
 	a := &App{Config: cfg, Logger: logger}
+	// The SDK keeps one sticky workflow cache per process and sizes it
+	// when the first worker starts, which comes after Connect.
+	if size := cfg.Worker.StickyCacheSize; size > 0 {
+		sdkworker.SetStickyWorkflowCacheSize(size)
+	}
 	if seed == nil {
 		var err error
 		seed, err = providers.LoadCatalog(os.Getenv, os.ReadFile)

@@ -23,6 +23,10 @@ type Worker struct {
 	// in it.
 	WorkflowTaskPollers int
 	ActivityTaskPollers int
+	// StickyCacheSize is the number of workflows whose state one process
+	// keeps between workflow tasks, for all its workers together. 0 keeps
+	// the Go SDK default of 10,000.
+	StickyCacheSize int
 }
 
 // TaskQueues is the set of task queues in WORKER_TASK_QUEUES, by their
@@ -112,6 +116,7 @@ func loadWorker(env *lookup) Worker {
 		ImageMaxConcurrentActivities: env.integer("WORKER_IMAGE_MAX_CONCURRENT_ACTIVITIES", 100),
 		WorkflowTaskPollers:          env.integer("WORKER_WORKFLOW_TASK_POLLERS", 0),
 		ActivityTaskPollers:          env.integer("WORKER_ACTIVITY_TASK_POLLERS", 0),
+		StickyCacheSize:              env.integer("WORKER_STICKY_CACHE_SIZE", 0),
 	}
 }
 

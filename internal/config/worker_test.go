@@ -16,8 +16,9 @@ func TestLoadWorker(t *testing.T) {
 		{name: "defaults", want: Worker{TaskQueues: AllTaskQueues(), ChatMaxConcurrentActivities: 1000, ImageMaxConcurrentActivities: 100}},
 		{name: "every setting", env: map[string]string{
 			"WORKER_CHAT_MAX_CONCURRENT_ACTIVITIES": "250", "WORKER_IMAGE_MAX_CONCURRENT_ACTIVITIES": "8",
-			"WORKER_WORKFLOW_TASK_POLLERS": "4", "WORKER_ACTIVITY_TASK_POLLERS": "1", "WORKER_TASK_QUEUES": "image"},
-			want: Worker{TaskQueues: TaskQueues{Image: true}, ChatMaxConcurrentActivities: 250, ImageMaxConcurrentActivities: 8, WorkflowTaskPollers: 4, ActivityTaskPollers: 1}},
+			"WORKER_WORKFLOW_TASK_POLLERS": "4", "WORKER_ACTIVITY_TASK_POLLERS": "1", "WORKER_TASK_QUEUES": "image",
+			"WORKER_STICKY_CACHE_SIZE": "2000"},
+			want: Worker{TaskQueues: TaskQueues{Image: true}, ChatMaxConcurrentActivities: 250, ImageMaxConcurrentActivities: 8, WorkflowTaskPollers: 4, ActivityTaskPollers: 1, StickyCacheSize: 2000}},
 		{name: "no chat activities", env: map[string]string{"WORKER_CHAT_MAX_CONCURRENT_ACTIVITIES": "0"}, wantErr: "WORKER_CHAT_MAX_CONCURRENT_ACTIVITIES must be at least 1"},
 		{name: "no image activities", env: map[string]string{"WORKER_IMAGE_MAX_CONCURRENT_ACTIVITIES": "0"}, wantErr: "WORKER_IMAGE_MAX_CONCURRENT_ACTIVITIES must be at least 1"},
 		{name: "negative activities", env: map[string]string{"WORKER_CHAT_MAX_CONCURRENT_ACTIVITIES": "-5"}, wantErr: "WORKER_CHAT_MAX_CONCURRENT_ACTIVITIES must be a non-negative integer"},
@@ -26,6 +27,7 @@ func TestLoadWorker(t *testing.T) {
 			want: Worker{TaskQueues: AllTaskQueues(), ChatMaxConcurrentActivities: 1000, ImageMaxConcurrentActivities: 100}},
 		{name: "one workflow task poller", env: map[string]string{"WORKER_WORKFLOW_TASK_POLLERS": "1"}, wantErr: "WORKER_WORKFLOW_TASK_POLLERS must be 0 for the SDK default or at least 2"},
 		{name: "negative activity task pollers", env: map[string]string{"WORKER_ACTIVITY_TASK_POLLERS": "-1"}, wantErr: "WORKER_ACTIVITY_TASK_POLLERS must be a non-negative integer"},
+		{name: "negative sticky cache size", env: map[string]string{"WORKER_STICKY_CACHE_SIZE": "-1"}, wantErr: "WORKER_STICKY_CACHE_SIZE must be a non-negative integer"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
