@@ -111,8 +111,7 @@ func (s *Server) createImageRun(c *gin.Context, key *apikeys.Principal, req imag
 		if !s.insertAndStartRun(c, run, req.Params.Prompt) {
 			return nil, false
 		}
-		s.Logger.Info("image generation accepted", "run_id", run.ID, "workflow_id", run.WorkflowID,
-			"user_id", run.UserID, "api_key_id", key.KeyID, "model", req.Model, "n", req.Params.N, "replayed", false)
+		s.logImageAccepted(run, key, req, false)
 		return run, true
 	}
 
@@ -131,9 +130,13 @@ func (s *Server) createImageRun(c *gin.Context, key *apikeys.Principal, req imag
 			return nil, false
 		}
 	}
-	s.Logger.Info("image generation accepted", "run_id", run.ID, "workflow_id", run.WorkflowID,
-		"user_id", run.UserID, "api_key_id", key.KeyID, "model", req.Model, "n", req.Params.N, "replayed", existing)
+	s.logImageAccepted(run, key, req, existing)
 	return run, true
+}
+
+func (s *Server) logImageAccepted(run *models.ChatRun, key *apikeys.Principal, req imageRequest, replayed bool) {
+	s.Logger.Info("image generation accepted", "run_id", run.ID, "workflow_id", run.WorkflowID,
+		"user_id", run.UserID, "api_key_id", key.KeyID, "model", req.Model, "n", req.Params.N, "replayed", replayed)
 }
 
 // insertAndStartRun stores a new run and starts its workflow at the same
