@@ -185,7 +185,7 @@ func (r *report) writeLatencyNote(b *strings.Builder) {
 	if len(seg.beforeStart) > 0 {
 		fmt.Fprintf(b, " At p50 our path spends %s before the workflow's start event, on the API's checks, the run row and the start call. It spends %s from the start event to the start of GenerateImages, on the first workflow task and the activity's dispatch.",
 			ms(p50(seg.beforeStart)), ms(p50(seg.toActivity)))
-		// The activity decodes the upstream's answer faster than the
+		// The activity decodes the upstream's response faster than the
 		// direct path does, so this part can be shorter than the direct
 		// path's POST.
 		rest := p50(seg.activityToResponse) - seg.directGenerate

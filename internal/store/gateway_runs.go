@@ -73,7 +73,7 @@ func (s *Store) NewGatewayRunRow(in NewGatewayRun) *models.ChatRun {
 }
 
 // InsertGatewayRun stores a run from NewGatewayRunRow and its first event
-// in one transaction, so a reader that sees the run also sees the event.
+// in one transaction, so a reader that finds the run also finds the event.
 func (s *Store) InsertGatewayRun(ctx context.Context, run *models.ChatRun) error {
 	return s.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		return createRunWithFirstEvent(tx, run)
