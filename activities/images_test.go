@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.temporal.io/sdk/converter"
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -94,12 +95,7 @@ func newImageFixture(t *testing.T, finalize bool) *imageFixture {
 // generate runs one GenerateImages attempt on the run's only candidate.
 func (f *imageFixture) generate(t *testing.T, attempt int) workflows.GenerateImagesResult {
 	t.Helper()
-	var suite testsuite.WorkflowTestSuite
-	suite.SetLogger(tlog.NewStructuredLogger(slog.New(slog.DiscardHandler)))
-	env := suite.NewTestActivityEnvironment()
-	env.RegisterActivity(f.images.GenerateImages)
-	in := workflows.AttemptInput{RunID: f.run.ID, Attempt: attempt, Candidate: workflows.Candidate{ProviderID: "up", Model: "gpt-image-mock"}}
-	value, err := env.ExecuteActivity(f.images.GenerateImages, in)
+	value, err := f.execute(f.run.ID, attempt)
 	if err != nil {
 		t.Fatalf("GenerateImages attempt %d: %v", attempt, err)
 	}
@@ -108,6 +104,17 @@ func (f *imageFixture) generate(t *testing.T, attempt int) workflows.GenerateIma
 		t.Fatal(err)
 	}
 	return result
+}
+
+// execute runs one GenerateImages attempt for runID on the only candidate
+// and returns what the activity returned.
+func (f *imageFixture) execute(runID string, attempt int) (converter.EncodedValue, error) {
+	var suite testsuite.WorkflowTestSuite
+	suite.SetLogger(tlog.NewStructuredLogger(slog.New(slog.DiscardHandler)))
+	env := suite.NewTestActivityEnvironment()
+	env.RegisterActivity(f.images.GenerateImages)
+	in := workflows.AttemptInput{RunID: runID, Attempt: attempt, Candidate: workflows.Candidate{ProviderID: "up", Model: "gpt-image-mock"}}
+	return env.ExecuteActivity(f.images.GenerateImages, in)
 }
 
 // TestGenerateImagesWaitsForRunRow covers runs that the API stores while it
@@ -143,12 +150,7 @@ func TestGenerateImagesWaitsForRunRow(t *testing.T) {
 	}
 
 	f.images.RunVisibleWait = 50 * time.Millisecond
-	var suite testsuite.WorkflowTestSuite
-	suite.SetLogger(tlog.NewStructuredLogger(slog.New(slog.DiscardHandler)))
-	env := suite.NewTestActivityEnvironment()
-	env.RegisterActivity(f.images.GenerateImages)
-	missing := workflows.AttemptInput{RunID: "00000000-0000-4000-8000-000000000000", Attempt: 1, Candidate: workflows.Candidate{ProviderID: "up", Model: "gpt-image-mock"}}
-	_, err = env.ExecuteActivity(f.images.GenerateImages, missing)
+	_, err = f.execute("00000000-0000-4000-8000-000000000000", 1)
 	var appErr *temporal.ApplicationError
 	if !errors.As(err, &appErr) || appErr.Type() != workflows.ErrorRunNotFound || !appErr.NonRetryable() {
 		t.Errorf("attempt for a missing run: error %v, want the non-retryable %s", err, workflows.ErrorRunNotFound)
