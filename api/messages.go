@@ -155,9 +155,17 @@ func (s *Server) startRun(c *gin.Context, run *models.ChatRun, prompt string) bo
 func (s *Server) startWorkflow(c *gin.Context, run *models.ChatRun, prompt string) error {
 	taskQueue, workflowName := workflows.ChatTaskQueue, workflows.ChatRunWorkflowName
 	var input any = workflows.ChatRunInput{RunID: run.ID, MaxAttempts: s.Limits.UpstreamMaxAttempts}
+	attrs := runSearchAttributes(run, models.RunQueued, "")
 	if run.Kind == models.RunKindImage {
 		taskQueue, workflowName = workflows.ImageTaskQueue, workflows.ImageGenerationWorkflowName
-		input = workflows.ImageRunInput{RunID: run.ID, MaxAttempts: s.Images.MaxAttempts, Candidates: s.planImageRun(c, run)}
+		imageInput := workflows.ImageRunInput{RunID: run.ID, MaxAttempts: s.Images.MaxAttempts, Candidates: s.planImageRun(c, run)}
+		// A planned run's first workflow task schedules the first attempt
+		// and nothing else, so the run counts as running from its start.
+		if len(imageInput.Candidates) > 0 {
+			imageInput.RunningAtStart = true
+			attrs = runSearchAttributes(run, models.RunRunning, imageInput.Candidates[0].ProviderID)
+		}
+		input = imageInput
 	}
 	opts := client.StartWorkflowOptions{
 		ID:                       run.WorkflowID,
@@ -165,7 +173,7 @@ func (s *Server) startWorkflow(c *gin.Context, run *models.ChatRun, prompt strin
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		StaticSummary:            runSummary(run.Kind, run.RequestedLogicalModel, prompt),
-		TypedSearchAttributes:    runSearchAttributes(run),
+		TypedSearchAttributes:    attrs,
 		// The SDK requests eager start only when a worker of the task
 		// queue shares this client, as in `dev` and in `serve` with
 		// IMAGE_WORKER_IN_API. The server then returns the first workflow
@@ -234,12 +242,17 @@ func runSummary(kind, model, prompt string) string {
 	return fmt.Sprintf("%s %s: %s", kind, model, prompt)
 }
 
-func runSearchAttributes(run *models.ChatRun) temporal.SearchAttributes {
+// runSearchAttributes returns the search attributes of the run's start,
+// with AihProvider only when provider is set.
+func runSearchAttributes(run *models.ChatRun, status, provider string) temporal.SearchAttributes {
 	updates := []temporal.SearchAttributeUpdate{
 		workflows.AttrUserID.ValueSet(run.UserID),
 		workflows.AttrLogicalModel.ValueSet(run.RequestedLogicalModel),
 		workflows.AttrRunKind.ValueSet(run.Kind),
-		workflows.AttrRunStatus.ValueSet(models.RunQueued),
+		workflows.AttrRunStatus.ValueSet(status),
+	}
+	if provider != "" {
+		updates = append(updates, workflows.AttrProvider.ValueSet(provider))
 	}
 	if run.ConversationID != nil {
 		updates = append(updates, workflows.AttrConversationID.ValueSet(*run.ConversationID))

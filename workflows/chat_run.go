@@ -103,20 +103,33 @@ func finalized(finalCtx workflow.Context, outcome FinalizeInput, state *RunState
 	return result, nil
 }
 
-// startFunc prepares a run for its upstream attempts and returns the
-// candidates to try.
+// startFunc prepares a run for its upstream attempts, upserts its running
+// status unless that is set already, and returns the candidates to try.
 type startFunc func(ctx workflow.Context, runID string) (StartRunResult, error)
 
 // startRunLocally runs the StartRun local activity, which marks the run
-// running and plans its candidates.
+// running and plans its candidates, and then upserts the running status.
 func startRunLocally(ctx workflow.Context, runID string) (StartRunResult, error) {
 	startCtx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout: 10 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5, NonRetryableErrorTypes: UpstreamRetryPolicy.NonRetryableErrorTypes},
 	})
 	var started StartRunResult
-	err := workflow.ExecuteLocalActivity(startCtx, StartRunActivity, runID).Get(startCtx, &started)
-	return started, err
+	if err := workflow.ExecuteLocalActivity(startCtx, StartRunActivity, runID).Get(startCtx, &started); err != nil {
+		return started, err
+	}
+	setRunning(ctx, started)
+	return started, nil
+}
+
+// setRunning upserts the running status with the first candidate's
+// provider.
+func setRunning(ctx workflow.Context, started StartRunResult) {
+	firstProvider := ""
+	if len(started.Candidates) > 0 {
+		firstProvider = started.Candidates[0].ProviderID
+	}
+	setStatus(ctx, "running", firstProvider)
 }
 
 // attemptFunc makes one upstream attempt of a run. It returns the candidate
@@ -137,11 +150,6 @@ func runUpstream(ctx workflow.Context, runID string, maxAttempts int, start star
 	}
 	state.Status = "running"
 	state.LastSeq = started.LastSeq
-	firstProvider := ""
-	if len(started.Candidates) > 0 {
-		firstProvider = started.Candidates[0].ProviderID
-	}
-	setStatus(ctx, "running", firstProvider)
 
 	if maxAttempts <= 0 {
 		maxAttempts = DefaultMaxAttempts

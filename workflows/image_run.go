@@ -23,10 +23,12 @@ func ImageGenerationWorkflow(ctx workflow.Context, in ImageRunInput) (FinalizeRe
 	start := startRunLocally
 	// Only inputs with a plan reach GetVersion, so histories of runs
 	// without one, recorded before or after plannedStartChange, have no
-	// marker to match.
-	planned := len(in.Candidates) > 0 && workflow.GetVersion(ctx, plannedStartChange, workflow.DefaultVersion, 1) == 1
+	// marker to match. Inputs with RunningAtStart come from APIs that
+	// postdate plannedStartChange and skip it.
+	planned := in.RunningAtStart ||
+		len(in.Candidates) > 0 && workflow.GetVersion(ctx, plannedStartChange, workflow.DefaultVersion, 1) == 1
 	if planned {
-		start = plannedStart(in.Candidates)
+		start = plannedStart(in.Candidates, !in.RunningAtStart)
 	}
 	outcome := runUpstream(ctx, in.RunID, in.MaxAttempts, start, generateImagesAttempt, &state)
 
@@ -55,9 +57,14 @@ const plannedStartChange = "image-planned-start"
 // StartRun local activity, whose database reads and writes and hand-off
 // to the local activity worker took several milliseconds of the first
 // workflow task. The first GenerateImages attempt marks the run running.
-func plannedStart(candidates []Candidate) startFunc {
-	return func(workflow.Context, string) (StartRunResult, error) {
-		return StartRunResult{Candidates: candidates}, nil
+// With upsert false the API has set the running status already.
+func plannedStart(candidates []Candidate, upsert bool) startFunc {
+	return func(ctx workflow.Context, _ string) (StartRunResult, error) {
+		started := StartRunResult{Candidates: candidates}
+		if upsert {
+			setRunning(ctx, started)
+		}
+		return started, nil
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
 	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
@@ -25,6 +26,8 @@ type fakeImageActivities struct {
 	// context.
 	generateCtx func(ctx context.Context) (workflows.GenerateImagesResult, error)
 	seenImg     []workflows.AttemptInput
+	// statuses lists the AihRunStatus values that the workflow upserted.
+	statuses []string
 }
 
 func (f *fakeImageActivities) GenerateImages(ctx context.Context, in workflows.AttemptInput) (workflows.GenerateImagesResult, error) {
@@ -44,7 +47,11 @@ func newImageEnv(t *testing.T, f *fakeImageActivities) *testsuite.TestWorkflowEn
 	env.RegisterActivityWithOptions(f.StartRun, activity.RegisterOptions{Name: workflows.StartRunActivity})
 	env.RegisterActivityWithOptions(f.GenerateImages, activity.RegisterOptions{Name: workflows.GenerateImagesActivity})
 	env.RegisterActivityWithOptions(f.FinalizeRun, activity.RegisterOptions{Name: workflows.FinalizeRunActivity})
-	env.OnUpsertTypedSearchAttributes(mock.Anything).Return(nil).Maybe()
+	env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
+		if status, ok := args.Get(0).(temporal.SearchAttributes).GetKeyword(workflows.AttrRunStatus); ok {
+			f.statuses = append(f.statuses, status)
+		}
+	}).Return(nil).Maybe()
 	return env
 }
 
@@ -211,7 +218,8 @@ func TestImageRunFinalizesLocally(t *testing.T) {
 // TestImageRunPlannedStart checks that a run whose input carries the API's
 // plan skips the StartRun local activity and tries the planned candidates,
 // and that a run without a plan, or one that GetVersion sends down the old
-// path, still runs StartRun.
+// path, still runs StartRun. A run that the API started as running asks
+// no GetVersion and upserts only its final status.
 func TestImageRunPlannedStart(t *testing.T) {
 	planned := []workflows.Candidate{{ProviderID: "c", Model: "m-c"}, {ProviderID: "d", Model: "m-d"}}
 	stored := workflows.GenerateImagesResult{Images: []workflows.ImageRef{{ObjectKey: "p/images/k.png", Size: 10, ContentType: "image/png"}}, LastSeq: 3}
@@ -225,20 +233,43 @@ func TestImageRunPlannedStart(t *testing.T) {
 	tests := []struct {
 		name                string
 		candidates          []workflows.Candidate
+		runningAtStart      bool
 		oldVersion          bool
 		wantLocalActivities []string
 		wantAttempts        []string
+		wantStatuses        []string
 	}{
 		{
 			name:                "plan in the input",
 			candidates:          planned,
 			wantLocalActivities: []string{workflows.FinalizeRunActivity},
 			wantAttempts:        []string{"c", "d"},
+			wantStatuses:        []string{"running", "succeeded"},
+		},
+		{
+			name:                "plan and running status set by the API",
+			candidates:          planned,
+			runningAtStart:      true,
+			wantLocalActivities: []string{workflows.FinalizeRunActivity},
+			wantAttempts:        []string{"c", "d"},
+			wantStatuses:        []string{"succeeded"},
+		},
+		{
+			// GetVersion would send the run down the old path, so the
+			// planned attempts show that the workflow did not ask it.
+			name:                "running status set by the API, GetVersion mocked old",
+			candidates:          planned,
+			runningAtStart:      true,
+			oldVersion:          true,
+			wantLocalActivities: []string{workflows.FinalizeRunActivity},
+			wantAttempts:        []string{"c", "d"},
+			wantStatuses:        []string{"succeeded"},
 		},
 		{
 			name:                "no plan",
 			wantLocalActivities: []string{workflows.StartRunActivity, workflows.FinalizeRunActivity},
 			wantAttempts:        []string{"a", "b"},
+			wantStatuses:        []string{"running", "succeeded"},
 		},
 		{
 			name:                "plan recorded by an older worker",
@@ -246,6 +277,7 @@ func TestImageRunPlannedStart(t *testing.T) {
 			oldVersion:          true,
 			wantLocalActivities: []string{workflows.StartRunActivity, workflows.FinalizeRunActivity},
 			wantAttempts:        []string{"a", "b"},
+			wantStatuses:        []string{"running", "succeeded"},
 		},
 	}
 	for _, tt := range tests {
@@ -253,13 +285,15 @@ func TestImageRunPlannedStart(t *testing.T) {
 			f := &fakeImageActivities{fakeActivities: fakeActivities{candidates: twoCandidates()}, generate: generate}
 			env := newImageEnv(t, f)
 			if tt.oldVersion {
-				env.OnGetVersion("image-planned-start", workflow.DefaultVersion, workflow.Version(1)).Return(workflow.DefaultVersion)
+				env.OnGetVersion("image-planned-start", workflow.DefaultVersion, workflow.Version(1)).Return(workflow.DefaultVersion).Maybe()
 			}
 			var localActivities []string
 			env.SetOnLocalActivityStartedListener(func(info *activity.Info, _ context.Context, _ []any) {
 				localActivities = append(localActivities, info.ActivityType.Name)
 			})
-			env.ExecuteWorkflow(workflows.ImageGenerationWorkflowName, workflows.ImageRunInput{RunID: "r1", MaxAttempts: 3, Candidates: tt.candidates})
+			env.ExecuteWorkflow(workflows.ImageGenerationWorkflowName, workflows.ImageRunInput{
+				RunID: "r1", MaxAttempts: 3, Candidates: tt.candidates, RunningAtStart: tt.runningAtStart,
+			})
 
 			if !env.IsWorkflowCompleted() {
 				t.Fatal("workflow did not complete")
@@ -279,6 +313,9 @@ func TestImageRunPlannedStart(t *testing.T) {
 			}
 			if len(f.finalized) != 1 || f.finalized[0].Status != "succeeded" {
 				t.Errorf("finalized = %+v, want one succeeded", f.finalized)
+			}
+			if !slices.Equal(f.statuses, tt.wantStatuses) {
+				t.Errorf("upserted statuses = %v, want %v", f.statuses, tt.wantStatuses)
 			}
 		})
 	}

@@ -23,9 +23,11 @@ import (
 // ending in _start_run before the API planned image runs, so those ran
 // StartRun. The image histories ending in _finalize_version were recorded
 // while planned runs still asked GetVersion for image-local-finalize, so
-// they hold a second version marker. No test records them any more. Keep
-// them: they prove that runs started by older workers and APIs still
-// replay.
+// they hold a second version marker. Those ending in _planned_version
+// were recorded before the API set the running status at the start, so
+// they hold the image-planned-start marker and the running upsert. No test
+// records them any more. Keep them: they prove that runs started by older
+// workers and APIs still replay.
 func TestReplayRecordedHistories(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("..", "testdata", "histories", "*.json"))
 	if err != nil {

@@ -65,6 +65,14 @@ type ImageRunInput struct {
 	// the first attempt marks the run running. Inputs from APIs before the
 	// field existed lack it, and so do runs whose plan came out empty.
 	Candidates []Candidate `json:",omitempty"`
+	// RunningAtStart reports that the API started the workflow with
+	// AihRunStatus "running" and the first candidate's AihProvider, which
+	// it does only with a plan in Candidates. The first workflow task then
+	// holds one command, the first attempt, with no version marker and no
+	// search attribute update before it. The input decides this instead of
+	// GetVersion because GetVersion records a marker and upserts a search
+	// attribute of its own.
+	RunningAtStart bool `json:",omitempty"`
 }
 
 // ImageRef is one stored image: its object key in the media storage, its

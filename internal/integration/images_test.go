@@ -19,6 +19,9 @@ import (
 	"testing"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/sdk/converter"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/aihigress/aihigress/internal/apikeys"
@@ -434,6 +437,7 @@ func TestImageBackgroundEndToEnd(t *testing.T) {
 		imageBytes += len(s.fetchImageLink(t, datum.URL))
 	}
 	checkHistoryHasNoImage(t, s, run.WorkflowID, marker, imageBytes)
+	checkRunningAtStart(t, s, run.WorkflowID, "mock-images")
 
 	stream := key.openEvents("/v1/runs/"+run.RunID+"/events", nil)
 	deadline := time.AfterFunc(30*time.Second, stream.close)
@@ -491,6 +495,48 @@ func checkHistoryHasNoImage(t *testing.T, s *stack, workflowID, marker string, i
 	}
 	if total >= imageBytes {
 		t.Errorf("the history has %d bytes, want less than the %d bytes of the images", total, imageBytes)
+	}
+}
+
+// checkRunningAtStart fails t unless the workflow started with
+// AihRunStatus "running" and AihProvider provider, and its first workflow
+// task scheduled the first attempt and nothing before it.
+func checkRunningAtStart(t *testing.T, s *stack, workflowID, provider string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	iter := s.app.Temporal.GetWorkflowHistory(ctx, workflowID, "", false, 0)
+	var events []*historypb.HistoryEvent
+	for iter.HasNext() {
+		event, err := iter.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		events = append(events, event)
+	}
+	if len(events) == 0 {
+		t.Fatal("the workflow has no history")
+	}
+
+	fields := events[0].GetWorkflowExecutionStartedEventAttributes().GetSearchAttributes().GetIndexedFields()
+	for name, want := range map[string]string{"AihRunStatus": "running", "AihProvider": provider} {
+		var got string
+		if payload, ok := fields[name]; !ok {
+			t.Errorf("start search attribute %s is missing", name)
+		} else if err := converter.GetDefaultDataConverter().FromPayload(payload, &got); err != nil || got != want {
+			t.Errorf("start search attribute %s = %q (%v), want %q", name, got, err, want)
+		}
+	}
+
+	var afterFirstTask []enumspb.EventType
+	for i, event := range events {
+		if event.GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED && i+1 < len(events) {
+			afterFirstTask = []enumspb.EventType{events[i+1].GetEventType()}
+			break
+		}
+	}
+	if !slices.Equal(afterFirstTask, []enumspb.EventType{enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED}) {
+		t.Errorf("event after the first workflow task = %v, want the attempt's ActivityTaskScheduled", afterFirstTask)
 	}
 }
 
