@@ -53,6 +53,12 @@ func (s *Server) requireUserOrAPIKey(c *gin.Context) {
 		s.authenticateAPIKey(c, secret)
 		return
 	}
+	if _, ok := cutBearer(c.GetHeader("Authorization")); !ok {
+		c.Header("WWW-Authenticate", "Bearer")
+		abortError(c, http.StatusUnauthorized, "missing_token",
+			"send an access token or an API key as 'Authorization: Bearer <token>', or the API key as 'X-API-Key'")
+		return
+	}
 	s.requireUser(c)
 }
 

@@ -473,19 +473,22 @@ func TestAPIKeyHeaders(t *testing.T) {
 		header http.Header
 		status int
 		code   string
+		// message, when set, is a part of the error message.
+		message string
 	}{
-		{"Bearer", "/v1/models", http.Header{"Authorization": {"Bearer " + secret}}, 200, ""},
-		{"lower-case bearer", "/v1/models", http.Header{"Authorization": {"bearer " + secret}}, 200, ""},
-		{"X-API-Key", "/v1/models", http.Header{"X-Api-Key": {secret}}, 200, ""},
-		{"X-API-Key with spaces", "/v1/models", http.Header{"X-Api-Key": {"  " + secret + " "}}, 200, ""},
-		{"access token", "/v1/models", http.Header{"Authorization": {"Bearer " + token}}, 200, ""},
-		{"wrong Bearer key", "/v1/models", http.Header{"Authorization": {"Bearer " + secret + "x"}}, 401, "invalid_api_key"},
-		{"wrong X-API-Key", "/v1/models", http.Header{"X-Api-Key": {"ahk-nope"}}, 401, "invalid_api_key"},
-		{"X-API-Key without prefix", "/v1/models", http.Header{"X-Api-Key": {"sk-123"}}, 401, "invalid_api_key"},
-		{"nothing", "/v1/models", nil, 401, "missing_token"},
-		{"API key route without key", "/v1/chat/completions", nil, 401, "missing_api_key"},
-		{"API key route with access token", "/v1/chat/completions", http.Header{"Authorization": {"Bearer " + token}}, 401, "missing_api_key"},
-		{"API key route with wrong key", "/v1/chat/completions", http.Header{"X-Api-Key": {secret + "x"}}, 401, "invalid_api_key"},
+		{"Bearer", "/v1/models", http.Header{"Authorization": {"Bearer " + secret}}, 200, "", ""},
+		{"lower-case bearer", "/v1/models", http.Header{"Authorization": {"bearer " + secret}}, 200, "", ""},
+		{"X-API-Key", "/v1/models", http.Header{"X-Api-Key": {secret}}, 200, "", ""},
+		{"X-API-Key with spaces", "/v1/models", http.Header{"X-Api-Key": {"  " + secret + " "}}, 200, "", ""},
+		{"access token", "/v1/models", http.Header{"Authorization": {"Bearer " + token}}, 200, "", ""},
+		{"wrong Bearer key", "/v1/models", http.Header{"Authorization": {"Bearer " + secret + "x"}}, 401, "invalid_api_key", ""},
+		{"wrong X-API-Key", "/v1/models", http.Header{"X-Api-Key": {"ahk-nope"}}, 401, "invalid_api_key", ""},
+		{"X-API-Key without prefix", "/v1/models", http.Header{"X-Api-Key": {"sk-123"}}, 401, "invalid_api_key", ""},
+		{"nothing", "/v1/models", nil, 401, "missing_token", "or an API key"},
+		{"basic auth", "/v1/runs/r1", http.Header{"Authorization": {"Basic dXNlcjpwYXNz"}}, 401, "missing_token", "or an API key"},
+		{"API key route without key", "/v1/chat/completions", nil, 401, "missing_api_key", ""},
+		{"API key route with access token", "/v1/chat/completions", http.Header{"Authorization": {"Bearer " + token}}, 401, "missing_api_key", ""},
+		{"API key route with wrong key", "/v1/chat/completions", http.Header{"X-Api-Key": {secret + "x"}}, 401, "invalid_api_key", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -501,6 +504,9 @@ func TestAPIKeyHeaders(t *testing.T) {
 				return
 			}
 			checkAPIError(t, resp, tt.status, tt.code, "")
+			if tt.message != "" && !strings.Contains(string(resp.body), tt.message) {
+				t.Errorf("body = %s, want a message with %q", resp.body, tt.message)
+			}
 		})
 	}
 }

@@ -246,6 +246,11 @@ func (s *Server) streamEvents(c *gin.Context, runID string, after int64) {
 	// client reconnects with.
 	lastID := after
 	send := func(f events.Frame) error {
+		f, err := s.resignEventImages(c, f)
+		if err != nil {
+			// The frame goes out with the links it was stored with.
+			s.Logger.Warn("re-signing the image links of an event failed", "run_id", runID, "user_id", c.GetString("user_id"), "error", err)
+		}
 		buf = buf[:0]
 		if f.ID >= 0 {
 			buf = append(buf, "id: "...)

@@ -469,6 +469,53 @@ func TestImageBackgroundEndToEnd(t *testing.T) {
 	recordHistory(t, s, run.WorkflowID, "image_succeeded")
 }
 
+// TestImageEventReplaySignsFreshLinks checks that a replay of a run's
+// events long after the run carries working links, although the stored
+// message.completed event holds links that have expired.
+func TestImageEventReplaySignsFreshLinks(t *testing.T) {
+	s := newStack(t, stackOptions{env: map[string]string{"MEDIA_LINK_TTL": "3s"}})
+	alice := s.newUser()
+	key := s.newAPIKey(alice, apikeys.NewKey{})
+	accepted := key.startImageRun(map[string]any{"model": "image-openai", "prompt": "an old map", "n": 1}, nil)
+	key.waitRunFor(accepted.RunID, "succeeded", 30*time.Second)
+
+	stored, err := s.app.Store.EventsAfter(context.Background(), accepted.RunID, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var storedLink string
+	for _, event := range stored {
+		if event.EventType == "message.completed" {
+			storedLink = imageGenerationOf(t, frame{Event: event.EventType, Data: `{"payload":` + string(event.Payload) + `}`}).Images[0].URL
+		}
+	}
+	if storedLink == "" {
+		t.Fatal("the run has no stored message.completed event with an image link")
+	}
+	time.Sleep(time.Until(time.Unix(linkExpiry(t, storedLink)+1, 0)))
+	// Without a public base URL the worker signs links relative to the
+	// API's origin.
+	if resp := fetch(t, "GET", s.baseURL+storedLink, nil); resp.status != http.StatusForbidden {
+		t.Fatalf("GET of the stored link after its expiry: status %d, want 403", resp.status)
+	}
+
+	stream := key.openEvents("/v1/runs/"+accepted.RunID+"/events", nil)
+	deadline := time.AfterFunc(30*time.Second, stream.close)
+	frames := stream.readUntil(t, "done")
+	deadline.Stop()
+	stream.close()
+
+	events := runEvents(frames)
+	if len(events) == 0 || events[len(events)-1].Event != "message.completed" {
+		t.Fatalf("run events = %v, want message.completed last", eventNames(frames))
+	}
+	replayed := imageGenerationOf(t, events[len(events)-1])
+	if len(replayed.Images) != 1 || replayed.Images[0].URL == storedLink {
+		t.Fatalf("replayed images = %+v, want one with a newly signed link", replayed.Images)
+	}
+	s.fetchImageLink(t, replayed.Images[0].URL)
+}
+
 // checkHistoryHasNoImage fails t when the workflow's history contains
 // marker, a PNG or its base64 form, or as many bytes as the run's images.
 func checkHistoryHasNoImage(t *testing.T, s *stack, workflowID, marker string, imageBytes int) {
