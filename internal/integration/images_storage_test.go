@@ -109,7 +109,7 @@ func TestImageStorageDatabase(t *testing.T) {
 
 	const dataPrefix = "data:image/png;base64,"
 	var linked imagesBody
-	key.mustDo("POST", "/v1/images/generations", map[string]any{"model": "image-gemini", "prompt": "a database of stars", "n": 2}, 200, &linked)
+	key.mustDo("POST", "/v1/images/generations", map[string]any{"model": "image-openai", "prompt": "a database of stars", "n": 2}, 200, &linked)
 	if len(linked.Data) != 2 {
 		t.Fatalf("response has %d images, want 2", len(linked.Data))
 	}
@@ -123,7 +123,7 @@ func TestImageStorageDatabase(t *testing.T) {
 	}
 
 	// The background path's result is built the same way.
-	accepted := key.startImageRun(map[string]any{"model": "image-gemini", "prompt": "a database of stars", "n": 2}, nil)
+	accepted := key.startImageRun(map[string]any{"model": "image-openai", "prompt": "a database of stars", "n": 2}, nil)
 	key.waitRunFor(accepted.RunID, "succeeded", 30*time.Second)
 	var result imagesBody
 	key.mustDo("GET", "/v1/runs/"+accepted.RunID+"/result", nil, 200, &result)
@@ -153,7 +153,7 @@ func TestImageStorageDatabase(t *testing.T) {
 		Run runDetail `json:"run"`
 	}
 	alice.mustDo("POST", "/v1/conversations/"+convID+"/image-generations",
-		map[string]any{"prompt": "a database of stars", "model": "image-gemini"}, 200, &turn)
+		map[string]any{"prompt": "a database of stars", "model": "image-openai"}, 200, &turn)
 	if turn.Run.Status != "succeeded" {
 		t.Fatalf("conversation run status = %s, want succeeded", turn.Run.Status)
 	}

@@ -284,21 +284,27 @@ func TestImageSyncEndToEnd(t *testing.T) {
 	alice := s.newUser()
 	key := s.newAPIKey(alice, apikeys.NewKey{})
 
-	// The mock derives each image from the prompt, the index and the size,
-	// so the url and the b64_json response of one lane carry the same bytes.
+	// The mock derives each image from the prompt, the index, the size and
+	// Gemini's seed, so the url and the b64_json response of one lane carry
+	// the same bytes. The Google lane picks a random seed per call unless
+	// the client sets one, as it does here.
 	lanes := []struct {
 		model            string
+		extraBody        map[string]any
 		wantOutputTokens int
 	}{
-		{"image-openai", 2 * 1056},
+		{"image-openai", nil, 2 * 1056},
 		// Gemini counts 1290 tokens per image plus the words of each
 		// candidate's text part.
-		{"image-gemini", 2 * 1290},
+		{"image-gemini", map[string]any{"google": map[string]any{"generationConfig": map[string]any{"seed": 42}}}, 2 * 1290},
 	}
 	linkedImages := map[string][][]byte{}
 	for _, lane := range lanes {
 		t.Run(lane.model, func(t *testing.T) {
 			request := map[string]any{"model": lane.model, "prompt": "a red fox in the snow", "n": 2, "size": "1024x1024"}
+			if lane.extraBody != nil {
+				request["extra_body"] = lane.extraBody
+			}
 
 			var linked imagesBody
 			bound := *key

@@ -73,8 +73,8 @@
 // Images: every image is a real PNG of opaque noise that the image/png
 // encoder writes without compression. A PRNG seeded with an FNV-1a hash of
 // the prompt, the image index and the size (or Gemini's
-// generationConfig.imageConfig.aspectRatio) picks the pixels, so equal
-// requests get identical bytes. Without a byte target the longer side is 64
+// generationConfig.imageConfig.aspectRatio, and its generationConfig.seed
+// when set) picks the pixels, so equal requests get identical bytes. Without a byte target the longer side is 64
 // pixels and the size only sets the aspect ratio. With Options.ImageBytes or
 // X-Mock-Image-Bytes set to N, the dimensions are the largest that fit, and a
 // tEXt chunk pads the PNG to exactly N bytes, unless N is below the length

@@ -42,6 +42,7 @@ type geminiRequest struct {
 	} `json:"contents"`
 	GenerationConfig *struct {
 		CandidateCount     *int     `json:"candidateCount"`
+		Seed               *int32   `json:"seed"`
 		ResponseModalities []string `json:"responseModalities"`
 		ImageConfig        *struct {
 			AspectRatio string `json:"aspectRatio"`
@@ -70,6 +71,15 @@ func (req geminiRequest) candidateCount() int {
 		return 1
 	}
 	return *req.GenerationConfig.CandidateCount
+}
+
+// imageKey is the prompt, followed by the seed when the request sets one,
+// so that calls with different seeds get different images.
+func (req geminiRequest) imageKey() string {
+	if req.GenerationConfig == nil || req.GenerationConfig.Seed == nil {
+		return req.prompt()
+	}
+	return req.prompt() + "\x00seed " + strconv.FormatInt(int64(*req.GenerationConfig.Seed), 10)
 }
 
 func (req geminiRequest) aspectRatio() string {
@@ -255,7 +265,7 @@ func geminiResponseBody(model string, req geminiRequest, overrides imageOverride
 			candidateTokens += countWords(text)
 
 			if req.wantsImage() {
-				spec := newImageSpec(prompt, i, req.aspectRatio(), overrides.imageBytes)
+				spec := newImageSpec(req.imageKey(), i, req.aspectRatio(), overrides.imageBytes)
 				b.buf = append(b.buf, `,{"inlineData":{"mimeType":"image/png","data":"`...)
 				if err := b.appendImage(spec); err != nil {
 					return nil, err

@@ -172,6 +172,36 @@ func TestGenerateContentMatchesOpenAIImage(t *testing.T) {
 	}
 }
 
+// TestGenerateContentSeed checks that the seed picks the image: equal seeds
+// give equal images, and different seeds different ones.
+func TestGenerateContentSeed(t *testing.T) {
+	srv := startServer(t, Options{})
+	client := newClient(t)
+	image := func(config map[string]any) []byte {
+		t.Helper()
+		decoded := readGemini(t, postGemini(t, client, srv, "mock-image", geminiBody("a red fox", config), nil))
+		return decoded.Candidates[0].Content.Parts[1].InlineData.Data
+	}
+
+	tests := []struct {
+		name     string
+		a, b     map[string]any
+		wantSame bool
+	}{
+		{name: "same seed", a: map[string]any{"seed": 1}, b: map[string]any{"seed": 1}, wantSame: true},
+		{name: "different seeds", a: map[string]any{"seed": 1}, b: map[string]any{"seed": 2}},
+		{name: "seed and none", a: map[string]any{"seed": 1}, b: nil},
+		{name: "no seed twice", a: nil, b: nil, wantSame: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if same := bytes.Equal(image(tt.a), image(tt.b)); same != tt.wantSame {
+				t.Errorf("images equal = %v, want %v", same, tt.wantSame)
+			}
+		})
+	}
+}
+
 func TestGenerateContentTextOnly(t *testing.T) {
 	srv := startServer(t, Options{})
 	client := newClient(t)

@@ -1,6 +1,7 @@
 package providers
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -60,6 +61,8 @@ func (u *testUpstream) record(t *testing.T, r *http.Request) {
 		t.Errorf("upstream: read request body: %v", err)
 		return
 	}
+	// The handler may read the body too.
+	r.Body = io.NopCloser(bytes.NewReader(data))
 
 	var body map[string]json.RawMessage
 	if err := json.Unmarshal(data, &body); err != nil {

@@ -38,8 +38,9 @@ type ImageRequest struct {
 	// ExtraGoogle contains fields that the Gemini lane adds to its body, such
 	// as safetySettings. contents always comes from Prompt. An extra
 	// generationConfig object is merged key by key with the one that the
-	// lane builds: its keys win, except candidateCount when N > 1. Both
-	// camelCase and snake_case (generation_config) spellings are accepted.
+	// lane builds: its keys win, except candidateCount and seed when N > 1
+	// (see encodeGeminiBodies). Both camelCase and snake_case
+	// (generation_config) spellings are accepted.
 	ExtraGoogle map[string]json.RawMessage
 }
 

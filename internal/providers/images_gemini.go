@@ -6,12 +6,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // geminiResponse is the part of a GenerateContentResponse that the lane
@@ -49,11 +53,33 @@ func (c *Client) generateGeminiImages(ctx context.Context, p Provider, req Image
 	if err != nil {
 		return nil, fmt.Errorf("provider %q: %w", p.ID, err)
 	}
-	body, err := encodeGeminiBody(req)
+	bodies, err := encodeGeminiBodies(req)
 	if err != nil {
 		return nil, fmt.Errorf("provider %q: %w", p.ID, err)
 	}
+	if len(bodies) == 1 {
+		return c.generateGeminiOnce(ctx, p, endpoint, bodies[0])
+	}
 
+	// A failed call cancels the others through groupCtx, and Wait returns
+	// the first error, which is the failure and not a cancellation.
+	results := make([]*ImageResult, len(bodies))
+	group, groupCtx := errgroup.WithContext(ctx)
+	for i, body := range bodies {
+		group.Go(func() error {
+			result, err := c.generateGeminiOnce(groupCtx, p, endpoint, body)
+			results[i] = result
+			return err
+		})
+	}
+	if err := group.Wait(); err != nil {
+		return nil, err
+	}
+	return mergeImageResults(results), nil
+}
+
+// generateGeminiOnce makes one generateContent call.
+func (c *Client) generateGeminiOnce(ctx context.Context, p Provider, endpoint string, body []byte) (*ImageResult, error) {
 	// The key goes in a header, never in the URL, where proxies and
 	// error messages could record it.
 	setHeaders := func(httpReq *http.Request) {
@@ -68,6 +94,25 @@ func (c *Client) generateGeminiImages(ctx context.Context, p Provider, req Image
 	// base64, while the decoder allocates each image once at its decoded
 	// size.
 	return decodeGeminiResponse(cl, data)
+}
+
+// mergeImageResults joins the results of several calls: their images in
+// call order and the sum of their usage.
+func mergeImageResults(results []*ImageResult) *ImageResult {
+	merged := &ImageResult{}
+	for _, result := range results {
+		merged.Images = append(merged.Images, result.Images...)
+		if result.Usage == nil {
+			continue
+		}
+		if merged.Usage == nil {
+			merged.Usage = &ImageUsage{}
+		}
+		merged.Usage.InputTokens += result.Usage.InputTokens
+		merged.Usage.OutputTokens += result.Usage.OutputTokens
+		merged.Usage.TotalTokens += result.Usage.TotalTokens
+	}
+	return merged
 }
 
 // decodeGeminiResponse decodes a generateContent response with its base64
@@ -157,9 +202,15 @@ func geminiEndpoint(baseURL, model string) (string, error) {
 	return endpointURL(baseURL, "v1beta/"+method)
 }
 
-// encodeGeminiBody builds the generateContent body from Prompt, N and
-// ExtraGoogle, as ImageRequest.ExtraGoogle describes.
-func encodeGeminiBody(req ImageRequest) ([]byte, error) {
+// encodeGeminiBodies builds the generateContent bodies from Prompt, N and
+// ExtraGoogle, as ImageRequest.ExtraGoogle describes: one body per call
+// that together make the N images. Gemini's image models reject a
+// candidateCount above 1 ("Multiple candidates is not enabled"), so N
+// images take N calls of one candidate each, and each call gets its own
+// seed (see callSeeds) so that the calls give different images. A client
+// that names candidateCount in its generationConfig declares a model that
+// accepts several candidates, and gets one call with candidateCount N.
+func encodeGeminiBodies(req ImageRequest) ([][]byte, error) {
 	fields := make(map[string]json.RawMessage, len(req.ExtraGoogle)+2)
 	for name, value := range req.ExtraGoogle {
 		fields[name] = value
@@ -191,16 +242,13 @@ func encodeGeminiBody(req ImageRequest) ([]byte, error) {
 	if !hasAnyKey(config, "responseModalities", "response_modalities") {
 		config["responseModalities"] = json.RawMessage(`["TEXT","IMAGE"]`)
 	}
-	if req.N > 1 {
+	seeds := []json.RawMessage{config["seed"]}
+	if req.N > 1 && hasAnyKey(config, "candidateCount", "candidate_count") {
 		delete(config, "candidate_count")
 		config["candidateCount"] = json.RawMessage(fmt.Sprint(req.N))
+	} else if req.N > 1 {
+		seeds = callSeeds(config["seed"], req.N)
 	}
-
-	encodedConfig, err := json.Marshal(config)
-	if err != nil {
-		return nil, fmt.Errorf("encode generationConfig: %w", err)
-	}
-	fields["generationConfig"] = encodedConfig
 
 	type part struct {
 		Text string `json:"text"`
@@ -210,15 +258,50 @@ func encodeGeminiBody(req ImageRequest) ([]byte, error) {
 		Parts []part `json:"parts"`
 	}
 	delete(fields, "contents")
+	var err error
 	if fields["contents"], err = json.Marshal([]content{{Role: "user", Parts: []part{{Text: req.Prompt}}}}); err != nil {
 		return nil, fmt.Errorf("encode contents: %w", err)
 	}
 
-	body, err := json.Marshal(fields)
-	if err != nil {
-		return nil, fmt.Errorf("encode generateContent request: %w", err)
+	bodies := make([][]byte, 0, len(seeds))
+	for _, seed := range seeds {
+		if seed != nil {
+			config["seed"] = seed
+		}
+		if fields["generationConfig"], err = json.Marshal(config); err != nil {
+			return nil, fmt.Errorf("encode generationConfig: %w", err)
+		}
+		body, err := json.Marshal(fields)
+		if err != nil {
+			return nil, fmt.Errorf("encode generateContent request: %w", err)
+		}
+		bodies = append(bodies, body)
 	}
-	return body, nil
+	return bodies, nil
+}
+
+// callSeeds returns the generationConfig.seed of each of n calls: the
+// client's seed plus the call's index, wrapping within int32, or a random
+// base plus the index when the client set none. A client's seed that is
+// not an int32 goes to every call as it is.
+func callSeeds(clientSeed json.RawMessage, n int) []json.RawMessage {
+	base := rand.Int32()
+	if clientSeed != nil && !bytes.Equal(bytes.TrimSpace(clientSeed), []byte("null")) {
+		var seed int32
+		if err := json.Unmarshal(clientSeed, &seed); err != nil {
+			seeds := make([]json.RawMessage, n)
+			for i := range seeds {
+				seeds[i] = clientSeed
+			}
+			return seeds
+		}
+		base = seed
+	}
+	seeds := make([]json.RawMessage, n)
+	for i := range seeds {
+		seeds[i] = json.RawMessage(strconv.FormatInt(int64(int32(uint32(base)+uint32(i))), 10))
+	}
+	return seeds
 }
 
 func hasAnyKey(fields map[string]json.RawMessage, names ...string) bool {

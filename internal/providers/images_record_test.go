@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -548,4 +550,127 @@ func TestImageDownloadErrorHidesQuery(t *testing.T) {
 	if !strings.Contains(err.Error(), files.server.URL+"/img.png") {
 		t.Errorf("error %q does not name the download host and path", err)
 	}
+}
+
+// TestGeminiFanOut checks that the Google lane makes n images with n calls
+// of one candidate each, with a seed per call, and joins their images in
+// call order and their usage.
+func TestGeminiFanOut(t *testing.T) {
+	tests := []struct {
+		name   string
+		n      int
+		config string
+		// wantSeeds are the seeds of the calls in order, or nil for
+		// random ones, which must then differ.
+		wantSeeds []int64
+	}{
+		{name: "random seeds", n: 3},
+		{name: "client seed", n: 3, config: `{"seed":7}`, wantSeeds: []int64{7, 8, 9}},
+		{name: "seed wraps within int32", n: 2, config: `{"seed":2147483647}`, wantSeeds: []int64{2147483647, -2147483648}},
+		{name: "null seed", n: 2, config: `{"seed":null}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			upstream := newTestUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+				seed := seedOf(t, r)
+				writeJSON(w, http.StatusOK, `{"candidates":[{"content":{"parts":[{"inlineData":{"mimeType":"image/png","data":"`+
+					b64([]byte(fmt.Sprint("seed ", seed)))+`"}}]}}],"usageMetadata":{"promptTokenCount":2,"candidatesTokenCount":10,"totalTokenCount":12}}`)
+			})
+			provider := Provider{ID: "g", Kind: "gemini", BaseURL: upstream.server.URL, APIKey: testAPIKey}
+			req := ImageRequest{Model: "gemini-2.5-flash-image", Prompt: "a fox", N: tt.n}
+			if tt.config != "" {
+				req.ExtraGoogle = map[string]json.RawMessage{"generationConfig": json.RawMessage(tt.config)}
+			}
+
+			result, err := newTestClient(t, imageOptions()).GenerateImages(context.Background(), provider, req)
+			if err != nil {
+				t.Fatalf("GenerateImages() error = %v", err)
+			}
+
+			upstream.mu.Lock()
+			requests := slices.Clone(upstream.requests)
+			upstream.mu.Unlock()
+			if len(requests) != tt.n {
+				t.Fatalf("upstream got %d calls, want %d", len(requests), tt.n)
+			}
+			var seeds []int64
+			for _, recorded := range requests {
+				var config map[string]json.RawMessage
+				if err := json.Unmarshal(recorded.Body["generationConfig"], &config); err != nil {
+					t.Fatal(err)
+				}
+				if count, ok := config["candidateCount"]; ok {
+					t.Errorf("a call sets candidateCount %s, want none", count)
+				}
+				var seed int64
+				if err := json.Unmarshal(config["seed"], &seed); err != nil {
+					t.Fatalf("decode the seed %s of a call: %v", config["seed"], err)
+				}
+				seeds = append(seeds, seed)
+			}
+			slices.Sort(seeds)
+			if tt.wantSeeds != nil && !slices.Equal(seeds, slices.Sorted(slices.Values(tt.wantSeeds))) {
+				t.Errorf("call seeds = %v, want %v", seeds, tt.wantSeeds)
+			}
+			if len(slices.Compact(slices.Clone(seeds))) != tt.n {
+				t.Errorf("call seeds = %v, want %d different ones", seeds, tt.n)
+			}
+
+			if len(result.Images) != tt.n {
+				t.Fatalf("got %d images, want %d", len(result.Images), tt.n)
+			}
+			for i, seed := range tt.wantSeeds {
+				if want := fmt.Sprint("seed ", seed); string(result.Images[i].Data) != want {
+					t.Errorf("image %d = %q, want %q, in call order", i, result.Images[i].Data, want)
+				}
+			}
+			wantUsage := ImageUsage{InputTokens: 2 * tt.n, OutputTokens: 10 * tt.n, TotalTokens: 12 * tt.n}
+			if result.Usage == nil || *result.Usage != wantUsage {
+				t.Errorf("Usage = %+v, want %+v", result.Usage, wantUsage)
+			}
+		})
+	}
+}
+
+// TestGeminiFanOutFailure checks that a failed call fails the request with
+// its own error and cancels the calls still waiting.
+func TestGeminiFanOutFailure(t *testing.T) {
+	var canceled sync.WaitGroup
+	canceled.Add(2)
+	upstream := newTestUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		if seedOf(t, r) == 8 {
+			writeJSON(w, http.StatusBadRequest, `{"error":{"code":400,"message":"bad seed","status":"INVALID_ARGUMENT"}}`)
+			return
+		}
+		<-r.Context().Done()
+		canceled.Done()
+	})
+	provider := Provider{ID: "g", Kind: "gemini", BaseURL: upstream.server.URL, APIKey: testAPIKey}
+	req := ImageRequest{Model: "gemini-2.5-flash-image", Prompt: "a fox", N: 3,
+		ExtraGoogle: map[string]json.RawMessage{"generationConfig": json.RawMessage(`{"seed":7}`)}}
+
+	_, err := newTestClient(t, imageOptions()).GenerateImages(context.Background(), provider, req)
+	var upstreamErr *UpstreamError
+	if !errors.As(err, &upstreamErr) || upstreamErr.StatusCode != http.StatusBadRequest {
+		t.Fatalf("GenerateImages() error = %v, want the failed call's HTTP 400", err)
+	}
+	// The test times out here unless both other calls were canceled.
+	canceled.Wait()
+}
+
+// seedOf returns the generationConfig.seed of a generateContent request.
+func seedOf(t *testing.T, r *http.Request) int64 {
+	var body struct {
+		GenerationConfig struct {
+			Seed int64 `json:"seed"`
+		} `json:"generationConfig"`
+	}
+	data, err := io.ReadAll(r.Body)
+	if err == nil {
+		err = json.Unmarshal(data, &body)
+	}
+	if err != nil {
+		t.Errorf("decode request body: %v", err)
+	}
+	return body.GenerationConfig.Seed
 }

@@ -104,7 +104,8 @@ func TestGenerateImagesAgainstMock(t *testing.T) {
 			headers:    map[string]string{"X-Mock-Image-Bytes": "40000"},
 			wantImages: 2,
 			wantBytes:  40000,
-			wantUsage:  ImageUsage{InputTokens: 3},
+			// Each of the two calls counts the prompt's 3 words.
+			wantUsage: ImageUsage{InputTokens: 2 * 3},
 		},
 	}
 
@@ -138,7 +139,7 @@ func TestGenerateImagesAgainstMock(t *testing.T) {
 				// The mock counts the words of its text parts as well.
 				if result.Usage.InputTokens != tt.wantUsage.InputTokens || result.Usage.OutputTokens < 2*1290 ||
 					result.Usage.TotalTokens != result.Usage.InputTokens+result.Usage.OutputTokens {
-					t.Errorf("Usage = %+v, want 3 input tokens, at least %d output tokens and their sum", *result.Usage, 2*1290)
+					t.Errorf("Usage = %+v, want %d input tokens, at least %d output tokens and their sum", *result.Usage, tt.wantUsage.InputTokens, 2*1290)
 				}
 			} else if *result.Usage != tt.wantUsage {
 				t.Errorf("Usage = %+v, want %+v", *result.Usage, tt.wantUsage)
