@@ -93,6 +93,8 @@ func TestImageGenerationRejectsBadInput(t *testing.T) {
 		{name: "extra_body unknown lane", body: body(`"extra_body":{"azure":{}}`), wantStatus: 400, wantCode: "invalid_field", wantParam: "extra_body.azure"},
 		{name: "extra_body openai not an object", body: body(`"extra_body":{"openai":1}`), wantStatus: 400, wantCode: "invalid_field", wantParam: "extra_body.openai"},
 		{name: "extra_body google not an object", body: body(`"extra_body":{"google":"x"}`), wantStatus: 400, wantCode: "invalid_field", wantParam: "extra_body.google"},
+		{name: "generationConfig array", body: body(`"extra_body":{"google":{"generationConfig":[1,2]}}`), wantStatus: 400, wantCode: "invalid_field", wantParam: "extra_body.google.generationConfig"},
+		{name: "generation_config string", body: body(`"extra_body":{"google":{"generation_config":"abc"}}`), wantStatus: 400, wantCode: "invalid_field", wantParam: "extra_body.google.generation_config"},
 
 		{name: "stream true", body: body(`"stream":true`), wantStatus: 400, wantCode: "stream_not_supported", wantParam: "stream"},
 		{name: "stream string", body: body(`"stream":"yes"`), wantStatus: 400, wantCode: "invalid_field", wantParam: "stream"},
