@@ -71,6 +71,8 @@ func TestImageBadInputReturns4xx(t *testing.T) {
 		{name: "conversation chat-only model", as: alice, path: conversationPath, body: generation(map[string]any{"model": "mock-gpt"}), wantStatus: 400, wantCode: "model_does_not_support_images"},
 		{name: "conversation unknown model", as: alice, path: conversationPath, body: generation(map[string]any{"model": "no-such-model"}), wantStatus: 404, wantCode: "model_not_found"},
 		{name: "conversation extra_body array", as: alice, path: conversationPath, body: generation(map[string]any{"extra_body": []any{}}), wantStatus: 400, wantCode: "invalid_field"},
+		{name: "conversation generationConfig array", as: alice, path: conversationPath,
+			body: generation(map[string]any{"extra_body": map[string]any{"google": map[string]any{"generationConfig": []int{1}}}}), wantStatus: 400, wantCode: "invalid_field"},
 		{name: "conversation not JSON", as: alice, path: conversationPath, body: `{"prompt":`, wantStatus: 400, wantCode: "invalid_json"},
 		{name: "other user's conversation", as: bob, path: conversationPath, body: generation(nil), wantStatus: 404, wantCode: "conversation_not_found"},
 		{name: "API key on the conversation", as: key, path: conversationPath, body: generation(nil), wantStatus: 401, wantCode: "access_token_required"},
