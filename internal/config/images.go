@@ -27,6 +27,9 @@ type Images struct {
 	OSSBucket          string
 	OSSAccessKeyID     string
 	OSSAccessKeySecret string
+	// OSSRegion, such as cn-hangzhou, is the region of OSS V4 signatures.
+	// Empty takes it from a standard endpoint (see media.OSSConfig.Region).
+	OSSRegion string
 	// Prefix is the first path segment of every object key. Signed links
 	// outside it are rejected.
 	Prefix string
@@ -70,6 +73,7 @@ func loadImages(env *lookup) Images {
 		OSSBucket:            env.str("IMAGE_OSS_BUCKET", ""),
 		OSSAccessKeyID:       env.str("IMAGE_OSS_ACCESS_KEY_ID", ""),
 		OSSAccessKeySecret:   env.str("IMAGE_OSS_ACCESS_KEY_SECRET", ""),
+		OSSRegion:            env.str("IMAGE_OSS_REGION", ""),
 		Prefix:               strings.Trim(env.str("IMAGE_OSS_PREFIX", "aihigress"), "/"),
 		LocalDir:             env.str("IMAGE_LOCAL_DIR", ""),
 		PublicBaseURL:        strings.TrimRight(env.str("PUBLIC_BASE_URL", ""), "/"),
@@ -117,6 +121,9 @@ func (i Images) validate() error {
 			return fmt.Errorf("invalid configuration: OSS image storage also needs %s", strings.Join(slices.Sorted(slices.Values(missing)), ", "))
 		}
 	}
+	if i.OSSRegion != "" && (!isRegionID(i.OSSRegion) || strings.HasPrefix(i.OSSRegion, "oss-")) {
+		return fmt.Errorf("invalid configuration: IMAGE_OSS_REGION must be a region ID such as cn-hangzhou, without the oss- of the endpoint, got %q", i.OSSRegion)
+	}
 	if i.Prefix == "" || strings.Contains(i.Prefix, "..") || strings.ContainsAny(i.Prefix, `\?#%`) {
 		return fmt.Errorf("invalid configuration: IMAGE_OSS_PREFIX must be a non-empty path without .., \\, ?, # or %%, got %q", i.Prefix)
 	}
@@ -133,4 +140,18 @@ func (i Images) validate() error {
 		return fmt.Errorf("invalid configuration: IMAGE_MAX_PROMPT_CHARS, IMAGE_MAX_ATTEMPTS and IMAGE_DOWNLOAD_MAX_BYTES must be at least 1")
 	}
 	return nil
+}
+
+// isRegionID reports whether region consists of lower-case letters, digits
+// and inner hyphens, as Aliyun region IDs such as cn-hangzhou do.
+func isRegionID(region string) bool {
+	if region == "" || strings.HasPrefix(region, "-") || strings.HasSuffix(region, "-") {
+		return false
+	}
+	for _, r := range region {
+		if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '-' {
+			return false
+		}
+	}
+	return true
 }

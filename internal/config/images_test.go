@@ -55,3 +55,35 @@ func TestLoadRejectsImageSwitchValue(t *testing.T) {
 		})
 	}
 }
+
+func TestLoadOSSRegion(t *testing.T) {
+	tests := []struct {
+		value   string
+		wantErr bool
+	}{
+		{"", false},
+		{"cn-hangzhou", false},
+		{"ap-southeast-1", false},
+		{"oss-cn-hangzhou", true},
+		{"CN-Hangzhou", true},
+		{"cn hangzhou", true},
+		{"-cn", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.value, func(t *testing.T) {
+			cfg, err := Load(envOf(map[string]string{"IMAGE_OSS_REGION": tt.value}))
+			if tt.wantErr {
+				if err == nil || !strings.Contains(err.Error(), "IMAGE_OSS_REGION") {
+					t.Fatalf("Load error = %v, want one naming IMAGE_OSS_REGION", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Images.OSSRegion != tt.value {
+				t.Errorf("OSSRegion = %q, want %q", cfg.Images.OSSRegion, tt.value)
+			}
+		})
+	}
+}

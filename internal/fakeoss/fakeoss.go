@@ -6,8 +6,10 @@
 //
 // Every request must carry a V1 signature (Authorization: OSS <id>:<sig>),
 // the scheme that github.com/aliyun/aliyun-oss-go-sdk v3.0.2 uses by
-// default. The server checks it the way OSS does, so a wrong key ID, a wrong
-// secret or a changed request gets a 403 with an OSS XML error.
+// default, or, when Options.Region is set, a V4 signature
+// (OSS4-HMAC-SHA256) for that region. The server checks it the way OSS
+// does, so a wrong key ID, a wrong secret, a wrong region or a changed
+// request gets a 403 with an OSS XML error.
 package fakeoss
 
 import (
@@ -36,6 +38,9 @@ type Options struct {
 	AccessKeyID     string
 	AccessKeySecret string
 	Bucket          string
+	// Region, such as cn-hangzhou, is the region that V4 signatures must
+	// name. Empty rejects V4 signatures.
+	Region string
 	// MaxObjectSize caps a PutObject body in bytes. Zero means
 	// DefaultMaxObjectSize.
 	MaxObjectSize int64
@@ -64,6 +69,9 @@ type Object struct {
 type Counts struct {
 	Put, Get, Head, Delete int
 	AuthFailures           int
+	// SignedV1 and SignedV4 count the authenticated requests by the
+	// version of their signature.
+	SignedV1, SignedV4 int
 }
 
 // Server is a running fake OSS server.

@@ -25,9 +25,23 @@ const (
 	keySecret  = "fake-secret-0123456789"
 )
 
+// region is the region of the servers that check V4 signatures.
+const region = "cn-hangzhou"
+
 func start(t *testing.T) *fakeoss.Server {
 	t.Helper()
 	return fakeoss.Start(t, fakeoss.Options{AccessKeyID: keyID, AccessKeySecret: keySecret, Bucket: bucketName})
+}
+
+// startV4 starts a server that also checks V4 signatures for region.
+func startV4(t *testing.T) *fakeoss.Server {
+	t.Helper()
+	return fakeoss.Start(t, fakeoss.Options{AccessKeyID: keyID, AccessKeySecret: keySecret, Bucket: bucketName, Region: region})
+}
+
+// v4Options make the SDK sign with V4 for region.
+func v4Options() []oss.ClientOption {
+	return []oss.ClientOption{oss.AuthVersion(oss.AuthV4), oss.Region(region)}
 }
 
 func sdkBucket(t *testing.T, server *fakeoss.Server, id, secret string, options ...oss.ClientOption) *oss.Bucket {
@@ -53,8 +67,29 @@ func serviceError(t *testing.T, err error) oss.ServiceError {
 }
 
 func TestSDKRoundTrip(t *testing.T) {
-	server := start(t)
-	bucket := sdkBucket(t, server, keyID, keySecret)
+	tests := []struct {
+		name    string
+		start   func(*testing.T) *fakeoss.Server
+		options []oss.ClientOption
+		want    fakeoss.Counts
+	}{
+		{"V1", start, nil, fakeoss.Counts{Put: 1, Get: 1, Head: 1, Delete: 2, SignedV1: 5}},
+		{"V4", startV4, v4Options(), fakeoss.Counts{Put: 1, Get: 1, Head: 1, Delete: 2, SignedV4: 5}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			server := tt.start(t)
+			roundTrip(t, server, sdkBucket(t, server, keyID, keySecret, tt.options...))
+			if got := server.Counts(); got != tt.want {
+				t.Errorf("Counts = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+// roundTrip puts, reads, heads and deletes (twice) one object.
+func roundTrip(t *testing.T, server *fakeoss.Server, bucket *oss.Bucket) {
+	t.Helper()
 	data := []byte("123456789")
 
 	if err := bucket.PutObject("dir/check.bin", bytes.NewReader(data), oss.ContentType("image/png")); err != nil {
@@ -106,30 +141,31 @@ func TestSDKRoundTrip(t *testing.T) {
 	if keys := server.Keys(); len(keys) != 0 {
 		t.Errorf("keys after delete = %v, want none", keys)
 	}
-	want := fakeoss.Counts{Put: 1, Get: 1, Head: 1, Delete: 2}
-	if got := server.Counts(); got != want {
-		t.Errorf("Counts = %+v, want %+v", got, want)
-	}
 }
 
 func TestSDKErrors(t *testing.T) {
 	tests := []struct {
-		name       string
-		id, secret string
-		options    []oss.ClientOption
-		serverNow  time.Duration
-		wantStatus int
-		wantCode   string
+		name         string
+		serverRegion string
+		id, secret   string
+		options      []oss.ClientOption
+		serverNow    time.Duration
+		wantStatus   int
+		wantCode     string
 	}{
-		{"wrong secret", keyID, "wrong-secret", nil, 0, http.StatusForbidden, "SignatureDoesNotMatch"},
-		{"wrong key id", "LTAI-other", keySecret, nil, 0, http.StatusForbidden, "InvalidAccessKeyId"},
-		{"clock skew", keyID, keySecret, nil, time.Hour, http.StatusForbidden, "RequestTimeTooSkewed"},
-		{"v4 signature", keyID, keySecret, []oss.ClientOption{oss.AuthVersion(oss.AuthV4), oss.Region("cn-hangzhou")}, 0, http.StatusBadRequest, "InvalidArgument"},
+		{"wrong secret", "", keyID, "wrong-secret", nil, 0, http.StatusForbidden, "SignatureDoesNotMatch"},
+		{"wrong key id", "", "LTAI-other", keySecret, nil, 0, http.StatusForbidden, "InvalidAccessKeyId"},
+		{"clock skew", "", keyID, keySecret, nil, time.Hour, http.StatusForbidden, "RequestTimeTooSkewed"},
+		{"v4 without a server region", "", keyID, keySecret, v4Options(), 0, http.StatusBadRequest, "InvalidArgument"},
+		{"v4 wrong secret", region, keyID, "wrong-secret", v4Options(), 0, http.StatusForbidden, "SignatureDoesNotMatch"},
+		{"v4 wrong key id", region, "LTAI-other", keySecret, v4Options(), 0, http.StatusForbidden, "InvalidAccessKeyId"},
+		{"v4 wrong region", region, keyID, keySecret, []oss.ClientOption{oss.AuthVersion(oss.AuthV4), oss.Region("cn-shanghai")}, 0, http.StatusForbidden, "SignatureDoesNotMatch"},
+		{"v4 clock skew", region, keyID, keySecret, v4Options(), time.Hour, http.StatusForbidden, "RequestTimeTooSkewed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			server := fakeoss.Start(t, fakeoss.Options{
-				AccessKeyID: keyID, AccessKeySecret: keySecret, Bucket: bucketName,
+				AccessKeyID: keyID, AccessKeySecret: keySecret, Bucket: bucketName, Region: tt.serverRegion,
 				Now: func() time.Time { return time.Now().Add(tt.serverNow) },
 			})
 			server.PutObject("existing.png", []byte("keep"), "image/png")
@@ -383,6 +419,68 @@ func TestTamperedRequestRejected(t *testing.T) {
 	}
 	if obj, ok := server.Object("upload.png"); !ok || obj.ContentType != "image/png" {
 		t.Errorf("upload.png Content-Type = %q, %t after the replays, want image/png", obj.ContentType, ok)
+	}
+}
+
+// TestTamperedV4RequestRejected replays V4-signed SDK requests with one
+// part changed.
+func TestTamperedV4RequestRejected(t *testing.T) {
+	server := startV4(t)
+	server.PutObject("photo.png", []byte("photo"), "image/png")
+	server.PutObject("other.png", []byte("other"), "image/png")
+	transport := &http.Transport{}
+	t.Cleanup(transport.CloseIdleConnections)
+	rec := &recorder{transport: transport}
+	bucket := sdkBucket(t, server, keyID, keySecret, append(v4Options(), oss.HTTPClient(&http.Client{Transport: rec}))...)
+	client := &http.Client{Transport: transport}
+
+	if _, err := bucket.GetObjectDetailedMeta("photo.png"); err != nil {
+		t.Fatalf("HEAD through the SDK: %v", err)
+	}
+	head := rec.last(t)
+	if err := bucket.PutObject("upload.png", strings.NewReader("upload"), oss.ContentType("image/png"), oss.Meta("owner", "alice")); err != nil {
+		t.Fatalf("PUT through the SDK: %v", err)
+	}
+	put := rec.last(t)
+
+	tests := []struct {
+		name       string
+		recorded   recordedRequest
+		change     func(*http.Request)
+		wantStatus int
+		wantCode   string
+	}{
+		{"unchanged head", head, func(*http.Request) {}, http.StatusOK, ""},
+		{"unchanged put", put, func(*http.Request) {}, http.StatusOK, ""},
+		{"other key", head, func(r *http.Request) { r.URL.Path = "/" + bucketName + "/other.png" }, http.StatusForbidden, "SignatureDoesNotMatch"},
+		{"other method", head, func(r *http.Request) { r.Method = http.MethodDelete }, http.StatusForbidden, "SignatureDoesNotMatch"},
+		{"later date", head, func(r *http.Request) {
+			date, _ := http.ParseTime(r.Header.Get("Date"))
+			r.Header.Set("Date", date.Add(time.Second).Format(http.TimeFormat))
+		}, http.StatusForbidden, "SignatureDoesNotMatch"},
+		{"added oss header", head, func(r *http.Request) { r.Header.Set("X-Oss-Meta-Extra", "1") }, http.StatusForbidden, "SignatureDoesNotMatch"},
+		{"changed oss header", put, func(r *http.Request) { r.Header.Set("X-Oss-Meta-Owner", "mallory") }, http.StatusForbidden, "SignatureDoesNotMatch"},
+		{"changed content type", put, func(r *http.Request) { r.Header.Set("Content-Type", "text/html") }, http.StatusForbidden, "SignatureDoesNotMatch"},
+		{"changed payload hash", put, func(r *http.Request) { r.Header.Set("X-Oss-Content-Sha256", strings.Repeat("0", 64)) }, http.StatusForbidden, "SignatureDoesNotMatch"},
+		{"changed signature", head, func(r *http.Request) {
+			scope, _, _ := strings.Cut(r.Header.Get("Authorization"), "Signature=")
+			r.Header.Set("Authorization", scope+"Signature="+strings.Repeat("0", 64))
+		}, http.StatusForbidden, "SignatureDoesNotMatch"},
+		{"no signature", head, func(r *http.Request) {
+			scope, _, _ := strings.Cut(r.Header.Get("Authorization"), ",Signature=")
+			r.Header.Set("Authorization", scope)
+		}, http.StatusBadRequest, "InvalidArgument"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, code := replay(t, client, tt.recorded, tt.change)
+			if status != tt.wantStatus || code != tt.wantCode {
+				t.Errorf("replay = %d %q, want %d %q", status, code, tt.wantStatus, tt.wantCode)
+			}
+		})
+	}
+	if obj, ok := server.Object("other.png"); !ok || string(obj.Data) != "other" {
+		t.Errorf("other.png = %q, %t after the replays, want unchanged", obj.Data, ok)
 	}
 }
 

@@ -35,15 +35,17 @@ func (s *stack) runObjectKeys(owner *client) []string {
 }
 
 // TestImageStorageOSS stores images in a fake OSS server through the
-// IMAGE_OSS_* settings. The objects must land in the bucket, and links and
-// b64_json responses must read them back from it.
+// IMAGE_OSS_* settings, with V4 signatures for IMAGE_OSS_REGION. The
+// objects must land in the bucket, and links and b64_json responses must
+// read them back from it.
 func TestImageStorageOSS(t *testing.T) {
-	bucket := fakeoss.Start(t, fakeoss.Options{AccessKeyID: "test-id", AccessKeySecret: "test-secret", Bucket: "images"})
+	bucket := fakeoss.Start(t, fakeoss.Options{AccessKeyID: "test-id", AccessKeySecret: "test-secret", Bucket: "images", Region: "cn-hangzhou"})
 	s := newStack(t, stackOptions{env: map[string]string{
 		"IMAGE_OSS_ENDPOINT":          bucket.URL(),
 		"IMAGE_OSS_BUCKET":            "images",
 		"IMAGE_OSS_ACCESS_KEY_ID":     "test-id",
 		"IMAGE_OSS_ACCESS_KEY_SECRET": "test-secret",
+		"IMAGE_OSS_REGION":            "cn-hangzhou",
 	}})
 	if got := s.app.Media.Name(); got != "oss" {
 		t.Fatalf("storage = %s, want oss", got)
@@ -90,8 +92,8 @@ func TestImageStorageOSS(t *testing.T) {
 	if got, want := len(bucket.Keys()), 4; got != want {
 		t.Errorf("bucket contains %d objects after two runs of two images, want %d", got, want)
 	}
-	if counts := bucket.Counts(); counts.AuthFailures != 0 || counts.Put != 4 {
-		t.Errorf("OSS requests = %+v, want 4 authenticated puts", counts)
+	if counts := bucket.Counts(); counts.AuthFailures != 0 || counts.Put != 4 || counts.SignedV1 != 0 {
+		t.Errorf("OSS requests = %+v, want 4 puts, all with V4 signatures", counts)
 	}
 }
 

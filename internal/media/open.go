@@ -28,6 +28,7 @@ func Open(ctx context.Context, cfg config.Images, db *gorm.DB, logger *slog.Logg
 			Bucket:          cfg.OSSBucket,
 			AccessKeyID:     cfg.OSSAccessKeyID,
 			AccessKeySecret: cfg.OSSAccessKeySecret,
+			Region:          cfg.OSSRegion,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("open image storage: %w", err)

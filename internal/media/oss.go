@@ -29,6 +29,11 @@ type OSSConfig struct {
 	Bucket          string
 	AccessKeyID     string
 	AccessKeySecret string
+	// Region, such as cn-hangzhou, makes requests use V4 signatures, which
+	// name the bucket's region. When it is empty, a standard endpoint such
+	// as https://oss-cn-hangzhou.aliyuncs.com gives the region, and other
+	// endpoints (IP addresses, custom domains) get V1 signatures.
+	Region string
 	// ConnectTimeout limits dialing. Zero means the SDK default of 30 s.
 	ConnectTimeout time.Duration
 	// ReadWriteTimeout limits each read or write on a connection and the
@@ -38,8 +43,8 @@ type OSSConfig struct {
 
 // String returns the configuration without the access key secret.
 func (c OSSConfig) String() string {
-	return fmt.Sprintf("OSSConfig{Endpoint:%q Bucket:%q AccessKeyID:%q AccessKeySecret:%s ConnectTimeout:%s ReadWriteTimeout:%s}",
-		c.Endpoint, c.Bucket, c.AccessKeyID, redactOSSSecret(c.AccessKeySecret), c.ConnectTimeout, c.ReadWriteTimeout)
+	return fmt.Sprintf("OSSConfig{Endpoint:%q Bucket:%q AccessKeyID:%q AccessKeySecret:%s Region:%q ConnectTimeout:%s ReadWriteTimeout:%s}",
+		c.Endpoint, c.Bucket, c.AccessKeyID, redactOSSSecret(c.AccessKeySecret), c.Region, c.ConnectTimeout, c.ReadWriteTimeout)
 }
 
 // GoString makes the %#v verb print the redacted String form.
@@ -55,6 +60,7 @@ func (c OSSConfig) LogValue() slog.Value {
 		slog.String("bucket", c.Bucket),
 		slog.String("access_key_id", c.AccessKeyID),
 		slog.String("access_key_secret", redactOSSSecret(c.AccessKeySecret)),
+		slog.String("region", c.Region),
 		slog.Duration("connect_timeout", c.ConnectTimeout),
 		slog.Duration("read_write_timeout", c.ReadWriteTimeout),
 	)
@@ -70,15 +76,16 @@ func redactOSSSecret(secret string) string {
 // OSS stores objects in an Aliyun OSS bucket through
 // github.com/aliyun/aliyun-oss-go-sdk.
 //
-// Requests use V1 signatures, the SDK's default.
-// TODO: switch to V4 signatures, which need the bucket's region, once the
-// image configuration has a region setting.
+// Requests use V4 signatures when the region is known (see
+// OSSConfig.Region), and otherwise V1 signatures, the SDK's default.
 type OSS struct {
 	// bucket holds the SDK client, whose configuration contains the
-	// secret, so OSS prints only endpoint and bucketName.
+	// secret, so OSS prints only endpoint, bucketName and region.
 	bucket     *oss.Bucket
 	endpoint   string
 	bucketName string
+	// region is the region of V4 signatures, or "" for V1 signatures.
+	region string
 }
 
 // NewOSS returns an OSS storage. It sends no request, so a wrong endpoint
@@ -109,6 +116,13 @@ func NewOSS(cfg OSSConfig) (*OSS, error) {
 			wholeSeconds(cfg.ConnectTimeout, 30*time.Second),
 			wholeSeconds(cfg.ReadWriteTimeout, 60*time.Second)))
 	}
+	region := cfg.Region
+	if region == "" {
+		region = regionOfEndpoint(endpoint)
+	}
+	if region != "" {
+		options = append(options, oss.AuthVersion(oss.AuthV4), oss.Region(region))
+	}
 	client, err := oss.New(endpoint, cfg.AccessKeyID, cfg.AccessKeySecret, options...)
 	if err != nil {
 		// The SDK's errors here name the endpoint or auth version, never
@@ -119,7 +133,31 @@ func NewOSS(cfg OSSConfig) (*OSS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("media: OSS bucket %q: %w", cfg.Bucket, err)
 	}
-	return &OSS{bucket: bucket, endpoint: endpoint, bucketName: cfg.Bucket}, nil
+	return &OSS{bucket: bucket, endpoint: endpoint, bucketName: cfg.Bucket, region: region}, nil
+}
+
+// regionOfEndpoint returns the region ID in a standard OSS endpoint, such
+// as cn-hangzhou for https://oss-cn-hangzhou.aliyuncs.com or
+// https://oss-cn-hangzhou-internal.aliyuncs.com, and "" for any other
+// endpoint. The global acceleration endpoints name no region.
+func regionOfEndpoint(endpoint string) string {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return ""
+	}
+	name, ok := strings.CutSuffix(u.Hostname(), ".aliyuncs.com")
+	if !ok {
+		return ""
+	}
+	region, ok := strings.CutPrefix(name, "oss-")
+	if !ok || strings.HasPrefix(region, "accelerate") {
+		return ""
+	}
+	region = strings.TrimSuffix(region, "-internal")
+	if region == "" || strings.Contains(region, ".") {
+		return ""
+	}
+	return region
 }
 
 func normalizeOSSEndpoint(endpoint string) (string, error) {
@@ -154,7 +192,7 @@ func (s *OSS) Name() string {
 
 // String returns the endpoint and bucket, never the credentials.
 func (s *OSS) String() string {
-	return fmt.Sprintf("OSS{Endpoint:%q Bucket:%q}", s.endpoint, s.bucketName)
+	return fmt.Sprintf("OSS{Endpoint:%q Bucket:%q Region:%q}", s.endpoint, s.bucketName, s.region)
 }
 
 // GoString makes the %#v verb print the String form.
@@ -164,7 +202,12 @@ func (s *OSS) GoString() string {
 
 // LogValue implements slog.LogValuer with the endpoint and bucket.
 func (s *OSS) LogValue() slog.Value {
-	return slog.GroupValue(slog.String("endpoint", s.endpoint), slog.String("bucket", s.bucketName))
+	signature := "V1"
+	if s.region != "" {
+		signature = "V4"
+	}
+	return slog.GroupValue(slog.String("endpoint", s.endpoint), slog.String("bucket", s.bucketName),
+		slog.String("region", s.region), slog.String("signature", signature))
 }
 
 // Put uploads exactly size bytes of body with one PutObject request. The

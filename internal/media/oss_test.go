@@ -50,6 +50,60 @@ func TestOSSConformance(t *testing.T) {
 	})
 }
 
+// testRegion is the region of the fake OSS servers that check V4
+// signatures.
+const testRegion = "cn-hangzhou"
+
+func newRegionOSS(t *testing.T, server *fakeoss.Server, region string) *media.OSS {
+	t.Helper()
+	s, err := media.NewOSS(media.OSSConfig{
+		Endpoint: server.URL(), Bucket: testBucket, AccessKeyID: testKeyID, AccessKeySecret: testKeySecret, Region: region,
+	})
+	if err != nil {
+		t.Fatalf("NewOSS: %v", err)
+	}
+	return s
+}
+
+func TestOSSConformanceV4(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) media.Storage {
+		server := fakeoss.Start(t, fakeoss.Options{AccessKeyID: testKeyID, AccessKeySecret: testKeySecret, Bucket: testBucket, Region: testRegion})
+		return newRegionOSS(t, server, testRegion)
+	})
+}
+
+// TestOSSRegionSelectsV4 checks that a region makes requests carry V4
+// signatures for that region, and that V1 is used without one.
+func TestOSSRegionSelectsV4(t *testing.T) {
+	tests := []struct {
+		name       string
+		region     string
+		wantCounts fakeoss.Counts
+		wantCode   string
+	}{
+		{name: "no region", wantCounts: fakeoss.Counts{Put: 1, SignedV1: 1}},
+		{name: "bucket region", region: testRegion, wantCounts: fakeoss.Counts{Put: 1, SignedV4: 1}},
+		{name: "other region", region: "cn-shanghai", wantCounts: fakeoss.Counts{AuthFailures: 1}, wantCode: "SignatureDoesNotMatch"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			server := fakeoss.Start(t, fakeoss.Options{AccessKeyID: testKeyID, AccessKeySecret: testKeySecret, Bucket: testBucket, Region: testRegion})
+			s := newRegionOSS(t, server, tt.region)
+
+			_, err := s.Put(context.Background(), "aihtest/images/a.png", strings.NewReader("png"), 3, "image/png")
+			if tt.wantCode == "" && err != nil {
+				t.Fatalf("Put: %v", err)
+			}
+			if tt.wantCode != "" && (err == nil || !strings.Contains(err.Error(), tt.wantCode)) {
+				t.Fatalf("Put error = %v, want %s", err, tt.wantCode)
+			}
+			if got := server.Counts(); got != tt.wantCounts {
+				t.Errorf("server counts = %+v, want %+v", got, tt.wantCounts)
+			}
+		})
+	}
+}
+
 func TestOSSPutStoresInBucket(t *testing.T) {
 	server := startFakeOSS(t)
 	s := newTestOSS(t, server, testKeySecret)
