@@ -218,8 +218,8 @@ func TestImageRunFinalizesLocally(t *testing.T) {
 // TestImageRunPlannedStart checks that a run whose input carries the API's
 // plan skips the StartRun local activity and tries the planned candidates,
 // and that a run without a plan, or one that GetVersion sends down the old
-// path, still runs StartRun. A run that the API started as running asks
-// no GetVersion and upserts only its final status.
+// path, still runs StartRun. A run that the API started as running
+// skips GetVersion and upserts only its final status.
 func TestImageRunPlannedStart(t *testing.T) {
 	planned := []workflows.Candidate{{ProviderID: "c", Model: "m-c"}, {ProviderID: "d", Model: "m-d"}}
 	stored := workflows.GenerateImagesResult{Images: []workflows.ImageRef{{ObjectKey: "p/images/k.png", Size: 10, ContentType: "image/png"}}, LastSeq: 3}

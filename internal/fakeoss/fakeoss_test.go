@@ -357,32 +357,42 @@ func replay(t *testing.T, client *http.Client, recorded recordedRequest, change 
 	return resp.StatusCode, body.Code
 }
 
-func TestTamperedRequestRejected(t *testing.T) {
-	server := start(t)
+// tamperCase is one replay of a recorded SDK request with one part changed.
+type tamperCase struct {
+	name       string
+	recorded   recordedRequest
+	change     func(*http.Request)
+	wantStatus int
+	wantCode   string
+}
+
+// signedRequests makes the SDK, with options, send a HEAD of photo.png and a
+// PUT of upload.png to server, which gets photo.png and other.png first. It
+// returns both requests as sent and a client that replays them.
+func signedRequests(t *testing.T, server *fakeoss.Server, options ...oss.ClientOption) (head, put recordedRequest, client *http.Client) {
+	t.Helper()
 	server.PutObject("photo.png", []byte("photo"), "image/png")
 	server.PutObject("other.png", []byte("other"), "image/png")
 	transport := &http.Transport{}
 	t.Cleanup(transport.CloseIdleConnections)
 	rec := &recorder{transport: transport}
-	bucket := sdkBucket(t, server, keyID, keySecret, oss.HTTPClient(&http.Client{Transport: rec}))
-	client := &http.Client{Transport: transport}
+	bucket := sdkBucket(t, server, keyID, keySecret, append(options, oss.HTTPClient(&http.Client{Transport: rec}))...)
 
 	if _, err := bucket.GetObjectDetailedMeta("photo.png"); err != nil {
 		t.Fatalf("HEAD through the SDK: %v", err)
 	}
-	head := rec.last(t)
+	head = rec.last(t)
 	if err := bucket.PutObject("upload.png", strings.NewReader("upload"), oss.ContentType("image/png"), oss.Meta("owner", "alice")); err != nil {
 		t.Fatalf("PUT through the SDK: %v", err)
 	}
-	put := rec.last(t)
+	put = rec.last(t)
+	return head, put, &http.Client{Transport: transport}
+}
 
-	tests := []struct {
-		name       string
-		recorded   recordedRequest
-		change     func(*http.Request)
-		wantStatus int
-		wantCode   string
-	}{
+// tamperCases returns the changes that every signature version must
+// detect, and the unchanged replays that must pass.
+func tamperCases(head, put recordedRequest) []tamperCase {
+	return []tamperCase{
 		{"unchanged head", head, func(*http.Request) {}, http.StatusOK, ""},
 		{"unchanged put", put, func(*http.Request) {}, http.StatusOK, ""},
 		{"other key", head, func(r *http.Request) { r.URL.Path = "/" + bucketName + "/other.png" }, http.StatusForbidden, "SignatureDoesNotMatch"},
@@ -394,17 +404,15 @@ func TestTamperedRequestRejected(t *testing.T) {
 		{"added oss header", head, func(r *http.Request) { r.Header.Set("X-Oss-Meta-Extra", "1") }, http.StatusForbidden, "SignatureDoesNotMatch"},
 		{"changed oss header", put, func(r *http.Request) { r.Header.Set("X-Oss-Meta-Owner", "mallory") }, http.StatusForbidden, "SignatureDoesNotMatch"},
 		{"changed content type", put, func(r *http.Request) { r.Header.Set("Content-Type", "text/html") }, http.StatusForbidden, "SignatureDoesNotMatch"},
-		{"changed signature", head, func(r *http.Request) {
-			id, _, _ := strings.Cut(r.Header.Get("Authorization"), ":")
-			r.Header.Set("Authorization", id+":"+base64.StdEncoding.EncodeToString(make([]byte, 20)))
-		}, http.StatusForbidden, "SignatureDoesNotMatch"},
-		{"other key id", head, func(r *http.Request) {
-			_, signature, _ := strings.Cut(r.Header.Get("Authorization"), ":")
-			r.Header.Set("Authorization", "OSS LTAI-other:"+signature)
-		}, http.StatusForbidden, "InvalidAccessKeyId"},
 		{"no authorization", head, func(r *http.Request) { r.Header.Del("Authorization") }, http.StatusForbidden, "AccessDenied"},
 	}
-	for _, tt := range tests {
+}
+
+// replayTampered replays each case, and then checks that the DELETE and PUT
+// replays changed nothing.
+func replayTampered(t *testing.T, server *fakeoss.Server, client *http.Client, cases []tamperCase) {
+	t.Helper()
+	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
 			status, code := replay(t, client, tt.recorded, tt.change)
 			if status != tt.wantStatus || code != tt.wantCode {
@@ -412,8 +420,6 @@ func TestTamperedRequestRejected(t *testing.T) {
 			}
 		})
 	}
-
-	// The DELETE and PUT replays above must not have changed anything.
 	if obj, ok := server.Object("other.png"); !ok || string(obj.Data) != "other" {
 		t.Errorf("other.png = %q, %t after the replays, want unchanged", obj.Data, ok)
 	}
@@ -422,66 +428,39 @@ func TestTamperedRequestRejected(t *testing.T) {
 	}
 }
 
+func TestTamperedRequestRejected(t *testing.T) {
+	server := start(t)
+	head, put, client := signedRequests(t, server)
+	cases := append(tamperCases(head, put),
+		tamperCase{"changed signature", head, func(r *http.Request) {
+			id, _, _ := strings.Cut(r.Header.Get("Authorization"), ":")
+			r.Header.Set("Authorization", id+":"+base64.StdEncoding.EncodeToString(make([]byte, 20)))
+		}, http.StatusForbidden, "SignatureDoesNotMatch"},
+		tamperCase{"other key id", head, func(r *http.Request) {
+			_, signature, _ := strings.Cut(r.Header.Get("Authorization"), ":")
+			r.Header.Set("Authorization", "OSS LTAI-other:"+signature)
+		}, http.StatusForbidden, "InvalidAccessKeyId"},
+	)
+	replayTampered(t, server, client, cases)
+}
+
 // TestTamperedV4RequestRejected replays V4-signed SDK requests with one
 // part changed.
 func TestTamperedV4RequestRejected(t *testing.T) {
 	server := startV4(t)
-	server.PutObject("photo.png", []byte("photo"), "image/png")
-	server.PutObject("other.png", []byte("other"), "image/png")
-	transport := &http.Transport{}
-	t.Cleanup(transport.CloseIdleConnections)
-	rec := &recorder{transport: transport}
-	bucket := sdkBucket(t, server, keyID, keySecret, append(v4Options(), oss.HTTPClient(&http.Client{Transport: rec}))...)
-	client := &http.Client{Transport: transport}
-
-	if _, err := bucket.GetObjectDetailedMeta("photo.png"); err != nil {
-		t.Fatalf("HEAD through the SDK: %v", err)
-	}
-	head := rec.last(t)
-	if err := bucket.PutObject("upload.png", strings.NewReader("upload"), oss.ContentType("image/png"), oss.Meta("owner", "alice")); err != nil {
-		t.Fatalf("PUT through the SDK: %v", err)
-	}
-	put := rec.last(t)
-
-	tests := []struct {
-		name       string
-		recorded   recordedRequest
-		change     func(*http.Request)
-		wantStatus int
-		wantCode   string
-	}{
-		{"unchanged head", head, func(*http.Request) {}, http.StatusOK, ""},
-		{"unchanged put", put, func(*http.Request) {}, http.StatusOK, ""},
-		{"other key", head, func(r *http.Request) { r.URL.Path = "/" + bucketName + "/other.png" }, http.StatusForbidden, "SignatureDoesNotMatch"},
-		{"other method", head, func(r *http.Request) { r.Method = http.MethodDelete }, http.StatusForbidden, "SignatureDoesNotMatch"},
-		{"later date", head, func(r *http.Request) {
-			date, _ := http.ParseTime(r.Header.Get("Date"))
-			r.Header.Set("Date", date.Add(time.Second).Format(http.TimeFormat))
-		}, http.StatusForbidden, "SignatureDoesNotMatch"},
-		{"added oss header", head, func(r *http.Request) { r.Header.Set("X-Oss-Meta-Extra", "1") }, http.StatusForbidden, "SignatureDoesNotMatch"},
-		{"changed oss header", put, func(r *http.Request) { r.Header.Set("X-Oss-Meta-Owner", "mallory") }, http.StatusForbidden, "SignatureDoesNotMatch"},
-		{"changed content type", put, func(r *http.Request) { r.Header.Set("Content-Type", "text/html") }, http.StatusForbidden, "SignatureDoesNotMatch"},
-		{"changed payload hash", put, func(r *http.Request) { r.Header.Set("X-Oss-Content-Sha256", strings.Repeat("0", 64)) }, http.StatusForbidden, "SignatureDoesNotMatch"},
-		{"changed signature", head, func(r *http.Request) {
+	head, put, client := signedRequests(t, server, v4Options()...)
+	cases := append(tamperCases(head, put),
+		tamperCase{"changed payload hash", put, func(r *http.Request) { r.Header.Set("X-Oss-Content-Sha256", strings.Repeat("0", 64)) }, http.StatusForbidden, "SignatureDoesNotMatch"},
+		tamperCase{"changed signature", head, func(r *http.Request) {
 			scope, _, _ := strings.Cut(r.Header.Get("Authorization"), "Signature=")
 			r.Header.Set("Authorization", scope+"Signature="+strings.Repeat("0", 64))
 		}, http.StatusForbidden, "SignatureDoesNotMatch"},
-		{"no signature", head, func(r *http.Request) {
+		tamperCase{"no signature", head, func(r *http.Request) {
 			scope, _, _ := strings.Cut(r.Header.Get("Authorization"), ",Signature=")
 			r.Header.Set("Authorization", scope)
 		}, http.StatusBadRequest, "InvalidArgument"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			status, code := replay(t, client, tt.recorded, tt.change)
-			if status != tt.wantStatus || code != tt.wantCode {
-				t.Errorf("replay = %d %q, want %d %q", status, code, tt.wantStatus, tt.wantCode)
-			}
-		})
-	}
-	if obj, ok := server.Object("other.png"); !ok || string(obj.Data) != "other" {
-		t.Errorf("other.png = %q, %t after the replays, want unchanged", obj.Data, ok)
-	}
+	)
+	replayTampered(t, server, client, cases)
 }
 
 func TestCloseTwice(t *testing.T) {
