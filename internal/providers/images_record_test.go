@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // fakePNG is not a decodable image. The lanes pass bytes through without
@@ -635,13 +636,27 @@ func TestGeminiFanOut(t *testing.T) {
 // TestGeminiFanOutFailure checks that a failed call fails the request with
 // its own error and cancels the calls still waiting.
 func TestGeminiFanOutFailure(t *testing.T) {
-	var canceled sync.WaitGroup
+	// The failing call answers only once the other two have arrived, so
+	// that the cancellation has requests in flight to reach.
+	var arrived, canceled sync.WaitGroup
+	arrived.Add(2)
 	canceled.Add(2)
+	othersArrived := make(chan struct{})
+	go func() {
+		arrived.Wait()
+		close(othersArrived)
+	}()
 	upstream := newTestUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		if seedOf(t, r) == 8 {
+			select {
+			case <-othersArrived:
+			case <-time.After(10 * time.Second):
+				t.Error("the other two calls did not arrive within 10s")
+			}
 			writeJSON(w, http.StatusBadRequest, `{"error":{"code":400,"message":"bad seed","status":"INVALID_ARGUMENT"}}`)
 			return
 		}
+		arrived.Done()
 		<-r.Context().Done()
 		canceled.Done()
 	})
