@@ -256,21 +256,15 @@ func checkExtraBody(c *gin.Context, fields map[string]json.RawMessage, params *m
 	return true
 }
 
-// checkGoogleConfig rejects a generationConfig in extra_body.google that is
-// not an object or null, because the Google lane merges it key by key into
-// its own.
+// checkGoogleConfig rejects a generationConfig in extra_body.google that
+// the Google lane cannot merge into its own, because it is not an object
+// or null.
 func checkGoogleConfig(c *gin.Context, google map[string]json.RawMessage) bool {
-	for _, key := range []string{"generationConfig", "generation_config"} {
-		value, ok := google[key]
-		if !ok || string(bytes.TrimSpace(value)) == "null" {
-			continue
-		}
-		var config map[string]json.RawMessage
-		if err := json.Unmarshal(value, &config); err != nil || config == nil {
-			param := "extra_body.google." + key
-			abortParamError(c, http.StatusBadRequest, "invalid_field", param, param+" must be a JSON object")
-			return false
-		}
+	var invalid *providers.InvalidGenerationConfigError
+	if _, err := providers.GeminiGenerationConfig(google); errors.As(err, &invalid) {
+		param := "extra_body.google." + invalid.Field
+		abortParamError(c, http.StatusBadRequest, "invalid_field", param, param+" must be a JSON object")
+		return false
 	}
 	return true
 }

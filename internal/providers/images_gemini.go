@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -216,26 +217,12 @@ func encodeGeminiBodies(req ImageRequest) ([][]byte, error) {
 		fields[name] = value
 	}
 
-	// The snake_case spelling is merged first, so camelCase keys win.
-	config := map[string]json.RawMessage{}
-	for _, name := range []string{"generation_config", "generationConfig"} {
-		raw, ok := fields[name]
-		if !ok {
-			continue
-		}
-		delete(fields, name)
-		if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
-			continue
-		}
-
-		var extra map[string]json.RawMessage
-		if err := json.Unmarshal(raw, &extra); err != nil || extra == nil {
-			return nil, fmt.Errorf("extra Google field %s must be a JSON object", name)
-		}
-		for key, value := range extra {
-			config[key] = value
-		}
+	config, err := GeminiGenerationConfig(req.ExtraGoogle)
+	if err != nil {
+		return nil, err
 	}
+	delete(fields, "generation_config")
+	delete(fields, "generationConfig")
 
 	// Gemini image models return only text unless the response modalities
 	// include IMAGE.
@@ -258,7 +245,6 @@ func encodeGeminiBodies(req ImageRequest) ([][]byte, error) {
 		Parts []part `json:"parts"`
 	}
 	delete(fields, "contents")
-	var err error
 	if fields["contents"], err = json.Marshal([]content{{Role: "user", Parts: []part{{Text: req.Prompt}}}}); err != nil {
 		return nil, fmt.Errorf("encode contents: %w", err)
 	}
@@ -278,6 +264,39 @@ func encodeGeminiBodies(req ImageRequest) ([][]byte, error) {
 		bodies = append(bodies, body)
 	}
 	return bodies, nil
+}
+
+// InvalidGenerationConfigError is a generationConfig (or
+// generation_config) in ExtraGoogle that is neither an object nor null.
+type InvalidGenerationConfigError struct {
+	// Field is the spelling that the extra fields use.
+	Field string
+}
+
+func (e *InvalidGenerationConfigError) Error() string {
+	return "extra Google field " + e.Field + " must be a JSON object"
+}
+
+// GeminiGenerationConfig merges the generation_config and generationConfig
+// objects of extra, which the Google lane merges key by key into its own
+// generationConfig. The snake_case spelling is merged first, so camelCase
+// keys win, and null counts as absent. A spelling that is not an object
+// gives an *InvalidGenerationConfigError.
+func GeminiGenerationConfig(extra map[string]json.RawMessage) (map[string]json.RawMessage, error) {
+	config := map[string]json.RawMessage{}
+	for _, name := range []string{"generation_config", "generationConfig"} {
+		raw, ok := extra[name]
+		if !ok || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+			continue
+		}
+
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
+			return nil, &InvalidGenerationConfigError{Field: name}
+		}
+		maps.Copy(config, fields)
+	}
+	return config, nil
 }
 
 // callSeeds returns the generationConfig.seed of each of n calls: the
