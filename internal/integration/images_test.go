@@ -479,7 +479,7 @@ func TestImageBackgroundEndToEnd(t *testing.T) {
 // events long after the run carries working links, although the stored
 // message.completed event holds links that have expired.
 func TestImageEventReplaySignsFreshLinks(t *testing.T) {
-	s := newStack(t, stackOptions{env: map[string]string{"MEDIA_LINK_TTL": "3s"}})
+	s := newStack(t, stackOptions{env: map[string]string{"MEDIA_LINK_TTL": "5s"}})
 	alice := s.newUser()
 	key := s.newAPIKey(alice, apikeys.NewKey{})
 	accepted := key.startImageRun(map[string]any{"model": "image-openai", "prompt": "an old map", "n": 1}, nil)
